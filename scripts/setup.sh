@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine (what the README's two commands run first):
+#   1. Debian packages: TTS engines, FluidSynth + soundfonts, texts (only those missing);
+#   2. a venv in .venv with the CPU build of torch installed FIRST and alone (a plain `torch`
+#      requirement with no torch installed would pull a multi-GB CUDA build);
+#   3. segue itself, editable, with its extras at the exact versions of requirements/constraints.txt.
+# Re-running it is fast: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TORCH_VERSION=2.13.0
+APT_PACKAGES=(
+  espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  fluidsynth fluid-soundfont-gm timgm6mb-soundfont fluidr3mono-gm-soundfont
+  bible-kjv bible-kjv-text fortunes libsndfile1
+)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  echo "setup: installing torch==$TORCH_VERSION (CPU)"
+  .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+stamp=.venv/.segue-install-stamp
+wanted=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing segue and its pinned dependencies"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[all]" -c requirements/constraints.txt
+  echo "$wanted" > "$stamp"
+fi

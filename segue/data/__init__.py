@@ -1,0 +1,1 @@
+"""Datasets: manifests, splits, crop datasets and the synthetic corpus builders."""

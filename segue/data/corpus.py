@@ -1,0 +1,206 @@
+"""Parallel, resumable writer of synthetic corpora (16 kHz mono FLAC + manifest + split file).
+
+A corpus builder (speech, piano) supplies two things:
+  * a deterministic, possibly endless iterator of `CorpusItem`s (what to render, in order);
+  * a picklable `render(item) -> float32 [T]` function (how to render one, at `sample_rate`).
+`build_corpus` renders items in order on a process pool until the requested hours are reached.
+Each finished item is appended to `DIR/.progress.jsonl` as soon as its FLAC is on disk, so an
+interrupted build resumes where it stopped and produces the same corpus as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from segue import audio as audio_io
+from segue.data.manifest import (
+    MANIFEST_NAME,
+    ManifestEntry,
+    splits_path_for,
+    write_manifest,
+    write_splits,
+)
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    """One file to render. `uid` must be unique and filesystem-safe; the file lands in
+    `DIR/<group>/<uid>.flac`. `meta` (JSON-ready) is copied into the manifest line."""
+
+    uid: str
+    group: str
+    split: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.group}/{self.uid}.flac"
+
+
+class RenderError(RuntimeError):
+    """A single item could not be rendered; the builder skips it and counts it."""
+
+
+@dataclass
+class BuildSummary:
+    out_dir: Path
+    files: int
+    seconds: float
+    groups: dict[str, int]
+    failed: int
+    resumed: int
+
+    def __str__(self) -> str:
+        per_split = ", ".join(f"{k}={v}" for k, v in self.groups.items())
+        return (
+            f"{self.out_dir}: {self.files} files, {self.seconds / 3600:.3f} h, groups per split: "
+            f"{per_split}; {self.failed} item(s) failed to render, {self.resumed} reused"
+        )
+
+
+def _render_job(
+    render: Callable[[CorpusItem], np.ndarray],
+    item: CorpusItem,
+    out_dir: str,
+    sample_rate: int,
+    cached: dict[str, Any] | None,
+) -> tuple[CorpusItem, dict[str, Any] | None, str | None]:
+    """Worker: render one item and write its FLAC; returns (item, manifest record, error)."""
+    if cached is not None:
+        return item, cached, None
+    path = Path(out_dir) / item.relpath
+    try:
+        audio = np.asarray(render(item), dtype=np.float32)
+        if audio.ndim != 1 or audio.size == 0:
+            raise RenderError(f"renderer returned shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise RenderError("renderer returned NaN/inf samples")
+        audio_io.save(path, audio, sample_rate)
+    except Exception as error:  # one bad item must not stop a corpus build
+        return item, None, f"{type(error).__name__}: {error}"
+    record = {
+        "uid": item.uid,
+        "path": item.relpath,
+        "duration": round(audio.size / sample_rate, 4),
+        "group": item.group,
+        "split": item.split,
+        **item.meta,
+    }
+    return item, record, None
+
+
+def build_corpus(
+    out_dir: str | os.PathLike,
+    items: Iterable[CorpusItem],
+    render: Callable[[CorpusItem], np.ndarray],
+    *,
+    hours: float,
+    sample_rate: int = 16000,
+    workers: int | None = None,
+    desc: str = "rendering",
+    max_failures: int = 50,
+) -> BuildSummary:
+    """Render `items` in order into `out_dir` until `hours` of audio exist; write the manifest.
+
+    Output: `DIR/<group>/<uid>.flac`, `DIR/manifest.jsonl` (path relative to DIR, duration,
+    group, split, meta fields) and `DIR/manifest.splits.json` (groups per split).
+    Re-running with the same arguments reuses everything already rendered.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = hours * 3600.0
+    progress_file = out / ".progress.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if progress_file.exists():
+        for line in progress_file.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: that item is simply rendered again
+            if (out / record["path"]).exists():
+                done[record["uid"]] = record
+    workers = workers or max(1, os.cpu_count() or 1)
+    records: list[dict[str, Any]] = []
+    total = 0.0
+    failures: list[str] = []
+    resumed = 0
+    bar = tqdm(total=round(target, 1), unit="s", desc=desc, dynamic_ncols=True)
+    ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
+    stream = iter(items)
+    in_flight: deque[Future] = deque()
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool, progress_file.open("a") as log:
+        # Results are consumed in item order, with a bounded window of jobs in flight, so the
+        # corpus is the same whatever the number of workers and however often it was resumed.
+        while total < target:
+            while len(in_flight) < 4 * workers:
+                item = next(stream, None)
+                if item is None:
+                    break
+                in_flight.append(
+                    pool.submit(
+                        _render_job, render, item, str(out), sample_rate, done.get(item.uid)
+                    )
+                )
+            if not in_flight:
+                break  # the item stream ran dry before the target
+            item, record, error = in_flight.popleft().result()
+            if error is not None:
+                failures.append(f"{item.uid}: {error}")
+                if len(failures) > max_failures:
+                    raise RuntimeError(
+                        f"{len(failures)} items failed to render; last: {failures[-1]}"
+                    )
+                continue
+            if item.uid in done:
+                resumed += 1
+            else:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            records.append(record)
+            total += record["duration"]
+            bar.update(min(record["duration"], bar.total - bar.n))
+        for future in in_flight:
+            future.cancel()
+    bar.close()
+    for failure in failures[:5]:
+        tqdm.write(f"warning: skipped {failure}")
+
+    entries = [
+        ManifestEntry(
+            path=r["path"],
+            duration=r["duration"],
+            sample_rate=sample_rate,
+            group=r["group"],
+            split=r["split"],
+            extra={
+                k: v for k, v in r.items() if k not in ("uid", "path", "duration", "group", "split")
+            },
+        )
+        for r in records
+    ]
+    manifest = out / MANIFEST_NAME
+    write_manifest(manifest, entries)
+    groups = {s: sorted({e.group for e in entries if e.split == s}) for s in SPLITS}
+    write_splits(splits_path_for(manifest), groups)
+    return BuildSummary(
+        out, len(entries), total, {s: len(g) for s, g in groups.items()}, len(failures), resumed
+    )
+
+
+def take(items: Iterable[CorpusItem], n: int) -> list[CorpusItem]:
+    """The first n items of an item stream (handy in tests)."""
+    return list(itertools.islice(items, n))

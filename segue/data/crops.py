@@ -1,0 +1,113 @@
+"""A PyTorch Dataset of random fixed-length audio crops read straight from a manifest.
+
+Only the crop is read from disk (seek + read), so a corpus of long files costs no more than one of
+short ones. Each example also says whether the crop starts at the beginning and reaches the end of
+its file: the language models put BOS/EOS only where the audio really starts or ends.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from segue import audio as audio_io
+from segue.data.manifest import Manifest, read_manifest
+
+
+class CropDataset(Dataset):
+    """Item i: a random crop of file i, as a dict
+
+        audio:       [crop_samples] float32, zero-padded past `length`
+        length:      int, number of real samples (< crop_samples only for short files)
+        is_start:    bool, the crop starts at sample 0 of the file
+        reaches_end: bool, the crop contains the file's last sample
+        index:       int, the manifest row
+
+    Crops are random but reproducible: the start of item i in epoch e depends only on
+    (seed, e, i), so a resumed run sees the same data. `end_probability` makes a share of crops
+    end exactly at the end of their file (otherwise rare for long files), for EOS training.
+    Files shorter than `min_seconds` are dropped at construction.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike,
+        crop_seconds: float,
+        sample_rate: int = 16000,
+        *,
+        split: str | None = None,
+        seed: int = 0,
+        end_probability: float = 0.0,
+        min_seconds: float = 0.0,
+        normalize: audio_io.Normalization = None,
+    ):
+        if not isinstance(manifest, Manifest):
+            manifest = read_manifest(manifest, split=split)
+        elif split is not None:
+            manifest = manifest.subset(split)
+        if crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be positive, got {crop_seconds}")
+        if not 0.0 <= end_probability <= 1.0:
+            raise ValueError(f"end_probability must be in [0, 1], got {end_probability}")
+        self.manifest = Manifest(
+            manifest.root, [e for e in manifest.entries if e.duration >= min_seconds]
+        )
+        if not self.manifest.entries:
+            raise ValueError(
+                f"no files of at least {min_seconds}s in {manifest.root}"
+                + (f" (split {split!r})" if split else "")
+            )
+        self.crop_seconds = crop_seconds
+        self.sample_rate = sample_rate
+        self.crop_samples = round(crop_seconds * sample_rate)
+        self.seed = seed
+        self.epoch = 0
+        self.end_probability = end_probability
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        return len(self.manifest.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the crops drawn (call once per epoch, before iterating)."""
+        self.epoch = epoch
+
+    def crop_start(self, index: int) -> float:
+        """The crop's start in seconds for this epoch (deterministic)."""
+        entry = self.manifest.entries[index]
+        slack = entry.duration - self.crop_seconds
+        if slack <= 0:
+            return 0.0
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if rng.random() < self.end_probability:
+            return slack
+        return float(rng.uniform(0.0, slack))
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.manifest.entries[index]
+        path = self.manifest.resolve(entry)
+        start = self.crop_start(index)
+        native = entry.sample_rate or audio_io.info(path).sample_rate
+        # Read a few native frames more than needed, so rounding never leaves us one sample short.
+        audio = audio_io.load(
+            path,
+            self.sample_rate,
+            offset=start,
+            duration=self.crop_seconds + 2.0 / native,
+            normalize=self.normalize,
+        )
+        audio = audio[: self.crop_samples]
+        length = audio.shape[0]
+        reaches_end = start + self.crop_seconds >= entry.duration - 1.0 / native
+        padded = np.zeros(self.crop_samples, dtype=np.float32)
+        padded[:length] = audio
+        return {
+            "audio": torch.from_numpy(padded),
+            "length": length,
+            "is_start": start == 0.0,
+            "reaches_end": bool(reaches_end),
+            "index": index,
+        }

@@ -1,0 +1,184 @@
+"""Manifests: one JSON line per audio file (path, duration, sample_rate, group, split, ...).
+
+Paths in a manifest are relative to the manifest's own folder (absolute paths are allowed), so a
+corpus folder can be moved or copied as a whole. `group` is the unit that splits respect (a
+speaker, a piece): no group is ever in two splits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segue.config import write_atomic
+
+MANIFEST_NAME = "manifest.jsonl"
+_CORE_FIELDS = ("path", "duration", "sample_rate", "group", "split")
+
+
+class ManifestError(ValueError):
+    """A manifest or split file that is missing or malformed."""
+
+
+@dataclass
+class ManifestEntry:
+    """One audio file. `path` is as written in the manifest; `resolve` makes it usable."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    group: str
+    split: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "path": self.path,
+            "duration": self.duration,
+            "sample_rate": self.sample_rate,
+            "group": self.group,
+        }
+        if self.split is not None:
+            record["split"] = self.split
+        record.update(self.extra)
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ManifestEntry:
+        extra = {k: v for k, v in record.items() if k not in _CORE_FIELDS}
+        return cls(
+            path=str(record["path"]),
+            duration=float(record["duration"]),
+            sample_rate=int(record.get("sample_rate", 0)),
+            group=str(record.get("group", "")),
+            split=record.get("split"),
+            extra=extra,
+        )
+
+
+@dataclass
+class Manifest:
+    """The entries of a manifest file plus the folder their relative paths start from."""
+
+    root: Path
+    entries: list[ManifestEntry]
+
+    def resolve(self, entry: ManifestEntry) -> Path:
+        return Path(entry.path) if os.path.isabs(entry.path) else self.root / entry.path
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    @property
+    def seconds(self) -> float:
+        return sum(e.duration for e in self.entries)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({e.group for e in self.entries})
+
+    def subset(self, split: str) -> Manifest:
+        """Only the entries of one split ("train", "valid" or "test")."""
+        return Manifest(self.root, [e for e in self.entries if e.split == split])
+
+
+def splits_path_for(manifest_path: str | os.PathLike) -> Path:
+    """`DIR/name.jsonl` -> `DIR/name.splits.json`, the split file that goes with a manifest."""
+    path = Path(manifest_path)
+    return path.with_name(path.name.removesuffix(".jsonl") + ".splits.json")
+
+
+def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) -> None:
+    """Write entries as JSON lines, atomically, sorted by path for stable diffs."""
+    lines = [
+        json.dumps(e.to_json(), ensure_ascii=False) for e in sorted(entries, key=lambda e: e.path)
+    ]
+    write_atomic(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
+
+
+def read_manifest(path: str | os.PathLike, split: str | None = None) -> Manifest:
+    """Read a manifest; with `split`, keep that split only.
+
+    Entries without a `split` field take it from the split file beside the manifest
+    (`name.splits.json`) when one exists.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    entries = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(ManifestEntry.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ManifestError(f"{path}:{number}: bad manifest line ({error})") from error
+    splits_file = splits_path_for(path)
+    if splits_file.is_file() and any(e.split is None for e in entries):
+        assignment = {g: s for s, groups in read_splits(splits_file).items() for g in groups}
+        for entry in entries:
+            if entry.split is None:
+                entry.split = assignment.get(entry.group)
+    manifest = Manifest(path.parent, entries)
+    if split is not None:
+        if all(e.split is None for e in entries):
+            raise ManifestError(
+                f"{path}: no split information (run `segue data split {path}` first)"
+            )
+        manifest = manifest.subset(split)
+    return manifest
+
+
+def write_splits(path: str | os.PathLike, groups: dict[str, list[str]]) -> None:
+    seen: dict[str, str] = {}
+    for split, names in groups.items():
+        for name in names:
+            if name in seen:
+                raise ManifestError(f"group {name!r} is in both {seen[name]} and {split}")
+            seen[name] = split
+    write_atomic(path, (json.dumps(groups, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{path}: cannot read split file ({error})") from error
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ManifestError(f"{path}: split file must map split names to lists of groups")
+    return data
+
+
+def describe(manifest: Manifest) -> str:
+    """A small table: files, hours, groups and file durations per split."""
+    if not manifest.entries:
+        return "empty manifest"
+    rows = [("split", "files", "hours", "groups", "min s", "mean s", "max s")]
+    splits = sorted({e.split or "-" for e in manifest.entries}, key=lambda s: (s != "train", s))
+    for name in [*splits, "all"] if len(splits) > 1 else splits:
+        chosen = [e for e in manifest.entries if name == "all" or (e.split or "-") == name]
+        durations = [e.duration for e in chosen]
+        rows.append(
+            (
+                name,
+                str(len(chosen)),
+                f"{sum(durations) / 3600:.3f}",
+                str(len({e.group for e in chosen})),
+                f"{min(durations):.2f}",
+                f"{sum(durations) / len(durations):.2f}",
+                f"{max(durations):.2f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    rates = sorted({e.sample_rate for e in manifest.entries})
+    lines.append(f"sample rates: {rates}")
+    return "\n".join(lines)
