@@ -1,0 +1,115 @@
+"""Codec configuration: one dataclass, two presets (`audiolm` as in the paper, `tiny` for CPU)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Multi-period (waveform) + multi-resolution STFT discriminators, as in HiFi-GAN / DAC."""
+
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    period_channels: int = 32
+    stft_windows: tuple[int, ...] = (2048, 1024, 512)
+    stft_channels: int = 32
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (DAC's balance) and the generator-only warm-up before adversarial training."""
+
+    mel_windows: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    mel_bins: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
+    mel_weight: float = 15.0
+    adversarial_weight: float = 1.0
+    feature_matching_weight: float = 2.0
+    commitment_weight: float = 0.25
+    codebook_weight: float = 1.0
+    discriminator_warmup_steps: int = 0
+
+
+@dataclass
+class CodecConfig:
+    """A SoundStream-style codec: conv encoder -> residual VQ -> conv decoder.
+
+    Frame rate = sample_rate / prod(strides); bitrate = n_codebooks * log2(codebook_size) * rate.
+    The first `n_coarse` RVQ levels are AudioLM's coarse tokens, the rest are fine tokens.
+    """
+
+    sample_rate: int = 16000
+    channels: int = 32
+    strides: tuple[int, ...] = (2, 4, 5, 8)
+    latent_dim: int = 256
+    dilations: tuple[int, ...] = (1, 3, 9)
+    causal: bool = False
+    n_codebooks: int = 12
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    n_coarse: int = 4
+    quantizer_dropout: float = 0.5
+    dead_code_threshold: float = 1e-3
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_coarse <= self.n_codebooks:
+            raise ValueError(
+                f"n_coarse={self.n_coarse} must be in [1, n_codebooks={self.n_codebooks}]"
+            )
+        if self.sample_rate % self.hop_length:
+            raise ValueError(
+                f"sample_rate {self.sample_rate} is not a multiple of the hop {self.hop_length}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per token frame (product of the strides)."""
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second at full bitrate (all codebooks)."""
+        return self.n_codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+
+PRESETS: dict[str, CodecConfig] = {
+    # The paper's SoundStream: 16 kHz, strides 2-4-5-8 -> 50 Hz, 12 x 1024 codes = 6 kbps.
+    "audiolm": CodecConfig(
+        channels=32,
+        latent_dim=512,
+        n_codebooks=12,
+        n_coarse=4,
+        discriminator=DiscriminatorConfig(period_channels=32, stft_channels=32),
+        loss=LossConfig(discriminator_warmup_steps=0),
+    ),
+    # Same frame rate and token layout, sized to train on a 2-core CPU in about two hours.
+    "tiny": CodecConfig(
+        channels=12,
+        latent_dim=64,
+        n_codebooks=8,
+        n_coarse=3,
+        codebook_dim=8,
+        discriminator=DiscriminatorConfig(
+            periods=(2, 3, 5), period_channels=8, stft_windows=(1024, 512, 256), stft_channels=8
+        ),
+        loss=LossConfig(
+            mel_windows=(64, 128, 256, 512, 1024, 2048),
+            mel_bins=(10, 20, 40, 80, 128, 256),
+            discriminator_warmup_steps=500,
+        ),
+    ),
+}
+
+
+def preset(name: str, **overrides) -> CodecConfig:
+    """A copy of a named preset, with top-level fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown codec preset {name!r}; known: {sorted(PRESETS)}")
+    return replace(copy.deepcopy(PRESETS[name]), **overrides)

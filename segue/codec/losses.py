@@ -1,0 +1,55 @@
+"""Codec losses: multi-scale mel reconstruction, least-squares adversarial, feature matching."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from segue.features import mel_filterbank, stft_magnitude
+
+
+def multiscale_mel_loss(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    sample_rate: int,
+    windows: tuple[int, ...],
+    bins: tuple[int, ...],
+) -> torch.Tensor:
+    """Mean over scales of L1(log10 mel) + L1(mel) between [B, 1, T] signals (DAC's recipe).
+
+    Small windows pin down transients, large ones pitch and formants.
+    """
+    fake, real = fake[:, 0], real[:, 0]
+    total = fake.new_zeros(())
+    for window, n_mels in zip(windows, bins):
+        filters = mel_filterbank(window, n_mels, sample_rate).to(fake)
+        mel_fake = filters @ stft_magnitude(fake, window, window // 4)
+        mel_real = filters @ stft_magnitude(real, window, window // 4)
+        total = total + F.l1_loss(
+            torch.log10(mel_fake.clamp_min(1e-5)), torch.log10(mel_real.clamp_min(1e-5))
+        )
+        total = total + F.l1_loss(mel_fake, mel_real)
+    return total / len(windows)
+
+
+def discriminator_loss(real_outputs, fake_outputs) -> torch.Tensor:
+    """LSGAN: push D(real) -> 1 and D(fake) -> 0, summed over sub-discriminators."""
+    loss = 0.0
+    for (real_logits, _), (fake_logits, _) in zip(real_outputs, fake_outputs):
+        loss = loss + torch.mean((1 - real_logits) ** 2) + torch.mean(fake_logits**2)
+    return loss
+
+
+def generator_adversarial_loss(fake_outputs) -> torch.Tensor:
+    """LSGAN generator side: push D(fake) -> 1."""
+    return sum(torch.mean((1 - logits) ** 2) for logits, _ in fake_outputs)
+
+
+def feature_matching_loss(real_outputs, fake_outputs) -> torch.Tensor:
+    """L1 between discriminator feature maps of real and fake, averaged over layers."""
+    loss, count = 0.0, 0
+    for (_, real_features), (_, fake_features) in zip(real_outputs, fake_outputs):
+        for real, fake in zip(real_features, fake_features):
+            loss = loss + F.l1_loss(fake, real.detach())
+            count += 1
+    return loss / max(count, 1)

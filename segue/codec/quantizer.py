@@ -1,0 +1,229 @@
+"""Residual vector quantizer (RVQ) with the known cures for codebook collapse.
+
+Each level quantizes what the previous levels left over. Per level, as in DAC: the latent is
+projected to a small `codebook_dim`, codes are compared by cosine similarity (L2-normalised
+lookups use the whole codebook far better than raw Euclidean ones), and a straight-through
+estimator carries gradients past the argmax. On top of that:
+  * k-means initialisation of each codebook from the first training batch;
+  * dead-code restart: codes whose running usage falls below a threshold are moved onto random
+    recent residuals (synchronised across DDP ranks);
+  * quantizer dropout: each training example uses only its first n ~ U{1..Q} levels (half of the
+    time), so one model serves every bitrate from 1 to Q levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+@dataclass
+class QuantizerOutput:
+    """quantized: [B, D, T]; codes: [B, Q, T] int64; losses are scalars (0 when not training);
+    usage: [Q, K] fraction of frames that picked each code in this batch."""
+
+    quantized: torch.Tensor
+    codes: torch.Tensor
+    commitment_loss: torch.Tensor
+    codebook_loss: torch.Tensor
+    usage: torch.Tensor
+
+
+def _kmeans(
+    samples: torch.Tensor, k: int, iterations: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Spherical k-means of [N, d] unit vectors into k centroids (N may be < k: codes repeat
+    with jitter)."""
+    n = samples.shape[0]
+    index = (
+        torch.randint(n, (k,), generator=generator)
+        if n < k
+        else torch.randperm(n, generator=generator)[:k]
+    )
+    centroids = samples[index].clone()
+    if n < k:
+        centroids += 1e-2 * torch.randn(centroids.shape, generator=generator)
+    for _ in range(iterations):
+        assign = (samples @ F.normalize(centroids, dim=1).T).argmax(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, samples)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    return centroids
+
+
+class VectorQuantizer(nn.Module):
+    """One RVQ level: [B, D, T] residual -> (quantized [B, D, T], codes [B, T])."""
+
+    def __init__(self, dim: int, codebook_size: int, codebook_dim: int, usage_decay: float = 0.99):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.in_proj = weight_norm(nn.Conv1d(dim, codebook_dim, 1))
+        self.out_proj = weight_norm(nn.Conv1d(codebook_dim, dim, 1))
+        self.codebook = nn.Embedding(codebook_size, codebook_dim)
+        self.usage_decay = usage_decay
+        self.register_buffer("usage_ema", torch.full((codebook_size,), 1.0 / codebook_size))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def lookup(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, d, T] projected latents -> [B, T] nearest codes by cosine similarity."""
+        flat = F.normalize(latents.transpose(1, 2).reshape(-1, latents.shape[1]), dim=1)
+        scores = flat @ F.normalize(self.codebook.weight, dim=1).T
+        return scores.argmax(dim=1).view(latents.shape[0], latents.shape[2])
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, T] codes -> [B, D, T] contribution of this level."""
+        return self.out_proj(self.codebook(codes).transpose(1, 2))
+
+    def forward(self, residual: torch.Tensor):
+        latents = self.in_proj(residual)  # [B, d, T]
+        if self.training and not bool(self.initialized):
+            self._kmeans_init(latents)
+        codes = self.lookup(latents)
+        chosen = self.codebook(codes).transpose(1, 2)  # [B, d, T]
+        commitment = F.mse_loss(latents, chosen.detach())
+        codebook = F.mse_loss(chosen, latents.detach())
+        straight_through = latents + (chosen - latents).detach()
+        return self.out_proj(straight_through), codes, commitment, codebook, latents
+
+    @torch.no_grad()
+    def _kmeans_init(self, latents: torch.Tensor) -> None:
+        samples = F.normalize(latents.transpose(1, 2).reshape(-1, latents.shape[1]).float(), dim=1)
+        generator = torch.Generator().manual_seed(0)
+        centroids = _kmeans(samples.cpu(), self.codebook_size, iterations=10, generator=generator)
+        self.codebook.weight.data.copy_(centroids.to(self.codebook.weight))
+        _broadcast(self.codebook.weight.data)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def update_usage_and_restart(
+        self, codes: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor, threshold: float
+    ) -> tuple[torch.Tensor, int]:
+        """Track code usage over the frames in `mask` [B, T]; move dead codes onto random latents.
+
+        Returns (this batch's usage [K], number of codes restarted).
+        """
+        counts = torch.bincount(codes[mask], minlength=self.codebook_size).float()
+        _all_reduce(counts)
+        usage = counts / counts.sum().clamp_min(1.0)
+        self.usage_ema.mul_(self.usage_decay).add_(usage, alpha=1 - self.usage_decay)
+        dead = self.usage_ema < threshold / self.codebook_size
+        n_dead = int(dead.sum())
+        if n_dead:
+            pool = latents.transpose(1, 2)[mask].float()
+            if pool.shape[0]:
+                pick = torch.randint(pool.shape[0], (n_dead,), device=pool.device)
+                noise = 1e-3 * torch.randn(n_dead, pool.shape[1], device=pool.device)
+                replacement = torch.zeros_like(self.codebook.weight)
+                replacement[dead] = (pool[pick] + noise).to(replacement)
+                _broadcast(replacement)  # every rank adopts rank 0's choice
+                self.codebook.weight.data[dead] = replacement[dead]
+                self.usage_ema[dead] = 1.0 / self.codebook_size
+        return usage, n_dead
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _broadcast(tensor: torch.Tensor) -> None:
+    if _distributed():
+        dist.broadcast(tensor, src=0)
+
+
+def _all_reduce(tensor: torch.Tensor) -> None:
+    if _distributed():
+        dist.all_reduce(tensor)
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """Q levels of VectorQuantizer applied to successive residuals."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_codebooks: int,
+        codebook_size: int,
+        codebook_dim: int,
+        dropout: float = 0.0,
+        dead_code_threshold: float = 1e-3,
+    ):
+        super().__init__()
+        self.n_codebooks = n_codebooks
+        self.codebook_size = codebook_size
+        self.dropout = dropout
+        self.dead_code_threshold = dead_code_threshold
+        self.levels = nn.ModuleList(
+            VectorQuantizer(dim, codebook_size, codebook_dim) for _ in range(n_codebooks)
+        )
+        self.restarts = 0  # total dead codes restarted (for logging)
+
+    def forward(self, latents: torch.Tensor, n_quantizers: int | None = None) -> QuantizerOutput:
+        """[B, D, T] -> QuantizerOutput using the first `n_quantizers` levels (all by default;
+        in training, quantizer dropout draws a number per example)."""
+        batch, _, frames = latents.shape
+        n_q = n_quantizers or self.n_codebooks
+        if self.training and self.dropout > 0:
+            levels_used = torch.full((batch,), self.n_codebooks, device=latents.device)
+            drop = torch.rand(batch, device=latents.device) < self.dropout
+            levels_used[drop] = torch.randint(
+                1, self.n_codebooks + 1, (int(drop.sum()),), device=latents.device
+            )
+        else:
+            levels_used = torch.full((batch,), n_q, device=latents.device)
+        quantized = torch.zeros_like(latents)
+        residual = latents
+        codes, commitment, codebook, usages = [], 0.0, 0.0, []
+        for q, level in enumerate(self.levels[: max(n_q, int(levels_used.max()))]):
+            contribution, level_codes, commit, book, projected = level(residual)
+            active = (levels_used > q).to(latents.dtype)[:, None, None]  # [B, 1, 1]
+            quantized = quantized + contribution * active
+            residual = residual - contribution.detach() * active
+            if self.training:
+                weight = active.mean()
+                commitment = commitment + commit * weight
+                codebook = codebook + book * weight
+                mask = (levels_used > q)[:, None].expand(batch, frames)
+                usage, restarted = level.update_usage_and_restart(
+                    level_codes, projected.detach(), mask, self.dead_code_threshold
+                )
+                self.restarts += restarted
+            else:
+                usage = torch.bincount(level_codes.flatten(), minlength=self.codebook_size).float()
+                usage = usage / usage.sum()
+            codes.append(level_codes)
+            usages.append(usage)
+        zero = latents.new_zeros(())
+        return QuantizerOutput(
+            quantized=quantized,
+            codes=torch.stack(codes, dim=1)[:, :n_q]
+            if not self.training
+            else torch.stack(codes, 1),
+            commitment_loss=commitment if torch.is_tensor(commitment) else zero,
+            codebook_loss=codebook if torch.is_tensor(codebook) else zero,
+            usage=torch.stack(usages),
+        )
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, Q', T] codes (Q' <= Q, lowest levels first) -> [B, D, T] quantized latents."""
+        if codes.shape[1] > self.n_codebooks:
+            raise ValueError(
+                f"got {codes.shape[1]} code levels, the quantizer has {self.n_codebooks}"
+            )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(
+                f"codes must be in [0, {self.codebook_size}), got "
+                f"[{int(codes.min())}, {int(codes.max())}]"
+            )
+        return sum(self.levels[q].decode(codes[:, q]) for q in range(codes.shape[1]))
+
+
+def perplexity(usage: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of each row of [Q, K] usage: the effective number of codes per level."""
+    p = usage / usage.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1))

@@ -1,0 +1,64 @@
+"""`save_pretrained` / `from_pretrained` for every segue model: `config.json` + `model.safetensors`.
+
+A model class sets `config_class` (a dataclass) and takes the config as its only constructor
+argument; this mixin does the rest, so a saved model is a plain folder any tool can read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from segue.config import load_config, save_config
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+M = TypeVar("M", bound="PretrainedMixin")
+
+
+class PretrainedMixin:
+    """Mixin for nn.Modules built as `cls(config)` from a dataclass `config_class`."""
+
+    config_class: ClassVar[type]
+    config: Any
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write `directory/config.json` and `directory/model.safetensors` (atomically each)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, directory / CONFIG_NAME)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt", "class": type(self).__name__})
+        os.replace(tmp, directory / WEIGHTS_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M], directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> M:
+        """Load a folder written by `save_pretrained`; errors name the missing or bad file."""
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory / name}: not found (is {directory} a saved {cls.__name__}?)"
+                )
+        model = cls(load_config(cls.config_class, directory / CONFIG_NAME))
+        try:
+            state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+        except Exception as error:  # safetensors raises several types on corrupt files
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME}: cannot read weights ({error})"
+            ) from error
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME}: weights do not fit {cls.__name__} "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        return model.eval()

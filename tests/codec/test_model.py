@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from segue.codec import Codec, CodecConfig, preset
+from segue.codec.config import DiscriminatorConfig
+from segue.codec.discriminators import Discriminators
+from segue.codec.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    multiscale_mel_loss,
+)
+from segue.codec.modules import PaddedConv1d, PaddedConvTranspose1d
+
+
+def small_config(**overrides) -> CodecConfig:
+    base = dict(channels=4, latent_dim=16, n_codebooks=4, n_coarse=2, codebook_size=32,
+                codebook_dim=4, discriminator=DiscriminatorConfig(periods=(2, 3), period_channels=2,
+                                                                  stft_windows=(256, 128),
+                                                                  stft_channels=2))
+    base.update(overrides)
+    return CodecConfig(**base)
+
+
+def test_presets_match_the_paper_layout():
+    audiolm = preset("audiolm")
+    assert audiolm.hop_length == 320 and audiolm.frame_rate == 50
+    assert audiolm.bitrate == 6000 and audiolm.n_coarse == 4 and audiolm.n_codebooks == 12
+    tiny = preset("tiny")
+    assert tiny.frame_rate == 50 and tiny.n_coarse < tiny.n_codebooks
+    with pytest.raises(ValueError, match="unknown codec preset"):
+        preset("huge")
+    with pytest.raises(ValueError, match="n_coarse"):
+        CodecConfig(n_coarse=13)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kernel, stride, dilation", [(7, 1, 1), (7, 1, 9), (8, 4, 1), (16, 8, 1),
+                                                      (10, 5, 1), (3, 1, 1)])
+def test_conv_length_arithmetic(kernel, stride, dilation, causal):
+    x = torch.randn(2, 3, 40 * stride)
+    y = PaddedConv1d(3, 5, kernel, stride=stride, dilation=dilation, causal=causal)(x)
+    assert y.shape == (2, 5, 40)
+    if stride > 1:
+        z = PaddedConvTranspose1d(5, 3, kernel, stride, causal=causal)(y)
+        assert z.shape == x.shape
+
+
+def test_causal_encoder_ignores_the_future():
+    model = Codec(small_config(causal=True)).eval()
+    x = torch.randn(1, 1, 3200)
+    y = x.clone()
+    y[..., 1600:] = torch.randn(1, 1, 1600)
+    a, b = model.encoder(x), model.encoder(y)
+    assert torch.allclose(a[..., :5], b[..., :5], atol=1e-6)  # frames before sample 1600
+    assert not torch.allclose(a[..., -1], b[..., -1])
+
+
+@pytest.mark.parametrize("length", [320, 1000, 3200])
+def test_encode_decode_shapes(length):
+    model = Codec(small_config()).eval()
+    codes = model.encode(torch.randn(2, length) * 0.1)
+    frames = -(-length // 320)
+    assert codes.shape == (2, 4, frames) and codes.dtype == torch.int64
+    assert int(codes.min()) >= 0 and int(codes.max()) < 32
+    audio = model.decode(codes)
+    assert audio.shape == (2, frames * 320)
+    assert model.decode(codes[:, :2]).shape == audio.shape  # coarse levels alone decode too
+    with pytest.raises(ValueError, match="codes must be in"):
+        model.decode(codes + 100)
+    with pytest.raises(ValueError, match="mono audio"):
+        model.encode(torch.randn(2, 2, 320))
+
+
+def test_losses_are_finite_and_backpropagate():
+    cfg = small_config()
+    model, disc = Codec(cfg).train(), Discriminators(cfg.discriminator)
+    x = torch.randn(2, 1, 1600) * 0.1
+    out = model(x)
+    fake, real = disc(out.audio), disc(x)
+    losses = {
+        "mel": multiscale_mel_loss(out.audio, x, 16000, (64, 256), (10, 40)),
+        "adv": generator_adversarial_loss(fake),
+        "fm": feature_matching_loss(real, fake),
+        "commit": out.quantizer.commitment_loss,
+        "book": out.quantizer.codebook_loss,
+        "disc": discriminator_loss(real, fake),
+    }
+    for name, value in losses.items():
+        assert torch.isfinite(value) and value.dim() == 0, name
+    sum(v for k, v in losses.items() if k != "disc").backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert model.quantizer.levels[0].codebook.weight.grad is not None
+
+
+def test_mel_loss_is_zero_for_identical_and_grows_with_noise():
+    x = torch.randn(1, 1, 4000) * 0.1
+    same = multiscale_mel_loss(x, x, 16000, (64, 256), (10, 40))
+    close = multiscale_mel_loss(x + 0.001 * torch.randn_like(x), x, 16000, (64, 256), (10, 40))
+    far = multiscale_mel_loss(x + 0.1 * torch.randn_like(x), x, 16000, (64, 256), (10, 40))
+    assert same == 0 and 0 < close < far
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    model = Codec(small_config()).eval()
+    x = torch.randn(1, 640) * 0.1
+    model.save_pretrained(tmp_path / "codec")
+    loaded = Codec.from_pretrained(tmp_path / "codec")
+    assert loaded.config == model.config
+    assert torch.equal(loaded.encode(x), model.encode(x))
+    assert torch.allclose(loaded.decode(model.encode(x)), model.decode(model.encode(x)))
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        Codec.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "codec" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read weights"):
+        Codec.from_pretrained(tmp_path / "codec")
