@@ -1,0 +1,599 @@
+"""Multi-speaker English speech corpus, synthesised with the Debian TTS engines.
+
+Design
+------
+* **Speakers.** A speaker is one engine voice x variant x pitch x rate (x warp), fixed for good,
+  so each speaker is a consistent voice. The catalogue (`SPEAKERS`, ~130 voices) covers
+  espeak-ng (8 English accents x voice variants, `-p` pitch, `-s` words per minute), flite
+  (slt, awb, kal16 with a target F0; rms; rate via `duration_stretch`) and festival (kal and ked
+  diphones with a target F0, the slt HTS voice; rate via `Duration_Stretch` / HTS `-r`).
+  flite/festival voices are also "warped": the waveform is resampled as if recorded at
+  `rate * warp`, which moves pitch *and* formants (a longer or shorter vocal tract) and makes
+  new-sounding voices out of the few base voices; the engine is asked for `pitch / warp` and a
+  `stretch * warp` duration so that the id's pitch and rate are what comes out. Each speaker has
+  a stable, filesystem-safe id such as `espeak-en-us-f3-p50-s160` or `flite-slt-f190-w106-d110`.
+* **Splits by speaker.** About 10 % of the voices of every engine (at least one per engine) are
+  held out for `valid` and as many for `test`, chosen by a hash of the speaker id: the split
+  of a voice never depends on the seed, so corpora built with different seeds can be merged.
+  `group` = speaker id; every utterance of a held-out voice carries that voice's split.
+* **Text.** The King James Bible (`bible` from bible-kjv) and a hand-picked set of `fortunes`
+  files, cleaned for TTS (no verse numbers, digits, brackets, quotes or odd characters; all-caps
+  words such as LORD spelt as words) and cut into utterances of 8-32 words (about 3-15 s of
+  speech): verses of a chapter are joined and cut at clause punctuation, long clauses at commas.
+  Duplicate texts are dropped. The seed shuffles the text and sets the cut points. About 8 % of
+  the utterances form the evaluation pool (half valid, half test); training text never contains
+  an evaluation sentence.
+* **Parallel evaluation sentences.** Every evaluation sentence is spoken by `PARALLEL_VOICES`
+  (3) held-out voices of its split, as consecutive items sharing `meta["sentence_id"]`, so a
+  semantic-token evaluation can compare one sentence across voices.
+* **Item stream.** `speech_items(seed)` runs in rounds; in each round every speaker speaks once
+  (train speakers in a shuffled order, the held-out groups spread evenly through the round), so
+  even a short corpus has many voices and the held-out share equals the held-out voice share
+  (~20 %). Texts are used once per pass over the pool; a later pass adds `-e<pass>` to the uid.
+* **Rendering.** `render_speech` runs the engine in a temporary folder (with a timeout), loads
+  the wav at 16 kHz (soxr), trims leading/trailing silence to 0.15 s margins and peak-normalises.
+
+`make_speech_corpus` hands both to the shared resumable runner (`segue.data.corpus`).
+Measured on 2 shared CPU cores, 2 workers: 0.2 h (98 files, 98 voices) in 15 s, i.e. ~50 s of
+audio per wall second (~60 once the ~3 s text preparation is done; festival's start-up and the
+flite clustergen voices cost the most, espeak is nearly free).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from segue import audio as audio_io
+from segue.data.corpus import BuildSummary, CorpusItem, RenderError, build_corpus
+
+SAMPLE_RATE = 16000
+#: Words per utterance (about 3-15 s of speech at the catalogue's rates).
+MIN_WORDS, MAX_WORDS = 8, 32
+#: Share of the (deduplicated) utterances kept for evaluation; never used for training.
+EVAL_FRACTION = 0.08
+#: Held-out voices that speak each evaluation sentence.
+PARALLEL_VOICES = 3
+#: Share of each engine's voices held out for valid, and as many again for test.
+HELD_OUT_FRACTION = 0.10
+#: Silence kept before the first and after the last sound when trimming.
+TRIM_MARGIN_S = 0.15
+ENGINE_TIMEOUT_S = 120.0
+
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+#: Fortune files of plain prose and aphorisms (no ascii art, code, jokes in dialect, ...).
+FORTUNE_FILES = (
+    "education", "food", "fortunes", "humorists", "kids", "literature", "love", "medicine",
+    "people", "pets", "platitudes", "science", "sports", "wisdom", "work",
+)
+BIBLE_COMMAND = ("bible", "-f", "gen1:1-rev22:21")
+
+ESPEAK_ACCENTS = (
+    "en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
+    "en-us-nyc",
+)  # "en" is British English: `-v en-gb+f3` would silently drop the variant, `en+f3` keeps it.
+ESPEAK_VARIANTS = (
+    "f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt2",
+    "klatt3", "Annie", "Andy", "anika", "belinda", "david", "edward", "michel", "paul", "robert",
+    "steph", "travis", "victor", "quincy", "shelby", "zac",
+)
+ESPEAK_VARIANTS_PER_ACCENT = 10
+FESTIVAL_VOICE_PACKAGES = {
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+}
+FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices"),)
+
+
+# --------------------------------------------------------------------------------- speakers
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One synthetic voice.
+
+    `pitch`: espeak-ng `-p` (0-99), or the target mean F0 in Hz (flite, festival diphones),
+    or None (voice default). `rate`: espeak-ng words per minute, or a duration stretch for
+    flite/festival (> 1 is slower). `warp`: resampling factor applied to the waveform
+    (pitch and formants x warp), compensated in the engine's pitch and rate.
+    """
+
+    id: str
+    engine: str  # "espeak", "flite" or "festival"
+    voice: str  # engine voice: "en-us+f3", "slt", "kal_diphone", ...
+    pitch: float | None
+    rate: float
+    warp: float = 1.0
+
+
+def _unit(*key: object) -> float:
+    """A stable pseudo-random number in [0, 1) from a key (unlike `hash`, same in every run)."""
+    digest = hashlib.sha256(repr(key).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _pick(options: Sequence, *key: object):
+    return options[int(_unit(*key) * len(options))]
+
+
+def _pct(x: float) -> str:
+    return f"{round(x * 100):03d}"
+
+
+def _catalogue() -> tuple[Speaker, ...]:
+    speakers: list[Speaker] = []
+    # espeak-ng: every accent gets 10 of the 30 variants (rotating), pitch/rate from a hash.
+    for a, accent in enumerate(ESPEAK_ACCENTS):
+        for k in range(ESPEAK_VARIANTS_PER_ACCENT):
+            index = a * ESPEAK_VARIANTS_PER_ACCENT + k * 3 + a
+            variant = ESPEAK_VARIANTS[index % len(ESPEAK_VARIANTS)]
+            pitch = _pick(range(35, 66, 5), "espeak-pitch", accent, variant)
+            rate = _pick(range(140, 181, 10), "espeak-rate", accent, variant)
+            speakers.append(Speaker(f"espeak-{accent}-{variant.lower()}-p{pitch}-s{rate}",
+                                    "espeak", f"{accent}+{variant}", float(pitch), float(rate)))
+    stretches = (0.9, 0.95, 1.0, 1.05, 1.1)
+    warps = (0.94, 1.0, 1.06)
+
+    def add(engine: str, voice: str, short: str, pitches: Sequence[int | None],
+            warp_options: Sequence[float]) -> None:
+        for pitch in pitches:
+            for warp in warp_options:
+                stretch = _pick(stretches, engine, voice, pitch, warp)
+                f0 = "" if pitch is None else f"-f{pitch}"
+                speaker_id = f"{engine}-{short}{f0}-w{_pct(warp)}-d{_pct(stretch)}"
+                speakers.append(Speaker(speaker_id, engine, voice,
+                                        None if pitch is None else float(pitch), stretch, warp))
+
+    add("flite", "slt", "slt", (150, 170, 190, 210), warps)  # natural mean F0 ~165 Hz
+    add("flite", "awb", "awb", (95, 110, 125, 140), warps)
+    add("flite", "kal16", "kal16", (85, 100, 115, 130), warps)
+    add("flite", "rms", "rms", (None,), (0.9, 0.95, 1.0, 1.05, 1.1))  # rms ignores F0 targets
+    add("festival", "kal_diphone", "kal", (95, 110, 125), (0.95, 1.05))
+    add("festival", "ked_diphone", "ked", (90, 105, 120), (0.95, 1.05))
+    add("festival", "cmu_us_slt_arctic_hts", "slthts", (None,), (0.9, 0.95, 1.0, 1.05, 1.1))
+    ids = [s.id for s in speakers]
+    assert len(set(ids)) == len(ids), "speaker ids must be unique"
+    return tuple(speakers)
+
+
+#: Every voice of the corpus, in catalogue order.
+SPEAKERS: tuple[Speaker, ...] = _catalogue()
+SPEAKERS_BY_ID: dict[str, Speaker] = {s.id: s for s in SPEAKERS}
+
+
+@lru_cache(maxsize=1)
+def speaker_splits() -> dict[str, str]:
+    """Speaker id -> "train" / "valid" / "test" (fixed; independent of the seed).
+
+    Per engine, the voices are ordered by a hash of their id; the first ~10 % (at least one)
+    go to valid, the next ~10 % to test.
+    """
+    splits: dict[str, str] = {}
+    for engine in sorted({s.engine for s in SPEAKERS}):
+        ids = sorted((s.id for s in SPEAKERS if s.engine == engine),
+                     key=lambda i: _unit("held-out", i))
+        k = max(1, round(HELD_OUT_FRACTION * len(ids)))
+        for n, speaker_id in enumerate(ids):
+            splits[speaker_id] = "valid" if n < k else "test" if n < 2 * k else "train"
+    return {s.id: splits[s.id] for s in SPEAKERS}
+
+
+# ------------------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One sentence to speak: a stable id, the cleaned text, where it comes from."""
+
+    sentence_id: str
+    text: str
+    source: str  # "kjv" or "fortunes"
+    ref: str  # "Ge1:3-5" or "wisdom#12"
+
+
+_VERSE_REF = re.compile(r"^\s*\d?[A-Za-z]+\d+:\d+\s+")
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "—": "--", "–": "--",
+                         "`": "'", "\t": " "})
+_PUNCT_RANK = {",": 0, ":": 1, ";": 1, ".": 2, "!": 2, "?": 3}
+
+
+def _strongest(match: re.Match) -> str:
+    marks = match.group(0).replace(" ", "")
+    return max(marks, key=lambda c: (_PUNCT_RANK[c], marks.index(c)))
+
+
+_CLEANUPS: tuple[tuple[re.Pattern, object], ...] = tuple((re.compile(p), r) for p, r in (
+    (r"[^\S\n]*(?:-{2,}|[()\[\]])[^\S\n]*", ", "),  # dashes and asides -> pauses
+    (r"\b[A-Z]{2,}\b", lambda m: m.group(0).capitalize()),  # LORD -> Lord
+    (r"[^A-Za-z\s.,;:?!'\-]", " "),  # digits, quotes, symbols
+    (r"(?<![A-Za-z])'|'(?![A-Za-z])", " "),  # single quotes, not apostrophes
+    (r"(?<![A-Za-z])-|-(?![A-Za-z])", " "),  # dashes, not hyphens
+    (r"[^\S\n]+", " "),
+    (r" (?=[.,;:?!])", ""),
+    (r"[.,;:?!](?: ?[.,;:?!])+", _strongest),  # ";," -> ";"
+    (r"([.,;:?!])(?=[A-Za-z])", r"\1 "),
+))
+
+
+def _normalise_lines(texts: Sequence[str]) -> list[str]:
+    """Clean texts for TTS without forcing final punctuation (see `clean_text`); one regex pass
+    over all of them (newlines are kept apart), which is much faster than one per text."""
+    text = "\n".join(" ".join(_VERSE_REF.sub("", t).split()) for t in texts).translate(_QUOTES)
+    for pattern, replacement in _CLEANUPS:
+        text = pattern.sub(replacement, text)
+    return [line.strip(" ").lstrip(".,;:?! ") for line in text.split("\n")]
+
+
+def _normalise(text: str) -> str:
+    return _normalise_lines([text])[0]
+
+
+def _finish(text: str) -> str:
+    """Capital first letter, final . ? or ! (text already normalised)."""
+    text = text.rstrip(",;: ")
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".?!" else text + "."
+
+
+def clean_text(text: str) -> str:
+    """Text as the TTS engines should read it (and as ASR should hear it).
+
+    Removes verse references, digits, quotes and other symbols, turns dashes and brackets into
+    commas, respells ALL-CAPS words ("LORD" -> "Lord"), tidies spaces and punctuation, starts
+    with a capital and ends with . ? or ! ("" if nothing is left).
+    """
+    return _finish(_normalise(text))
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _clauses(text: str) -> list[str]:
+    """Split at clause punctuation; clauses over MAX_WORDS at commas, then every MAX_WORDS."""
+    out: list[str] = []
+    for clause in re.split(r"(?<=[.?!;:])\s+", text):
+        if _words(clause) <= MAX_WORDS:
+            out.append(clause)
+            continue
+        pieces: list[list[str]] = [[]]
+        for part in re.split(r"(?<=,)\s+", clause):
+            if pieces[-1] and _words(" ".join([*pieces[-1], part])) > MAX_WORDS:
+                pieces.append([])
+            pieces[-1].append(part)
+        for piece in pieces:
+            words = " ".join(piece).split()
+            out.extend(" ".join(words[i:i + MAX_WORDS]) for i in range(0, len(words), MAX_WORDS))
+    return [c for c in out if c]
+
+
+def chunk_utterances(segments: Sequence[tuple[str, str]], rng: np.random.Generator
+                     ) -> list[tuple[str, list[str]]]:
+    """Join (label, text) segments of one document (the verses of a chapter) into utterances.
+
+    Clauses are added until a random target length (MIN_WORDS+4 .. MAX_WORDS-6) is reached at
+    a sentence end, never beyond MAX_WORDS; a fragment under MIN_WORDS that fits nowhere is
+    dropped. Returns (text, labels of the segments it came from) pairs.
+    """
+    texts = _normalise_lines([text for _, text in segments])
+    clauses = [(label, c) for (label, _), text in zip(segments, texts) for c in _clauses(text)]
+    utterances: list[tuple[str, list[str]]] = []
+    current: list[tuple[str, str]] = []
+    count = 0
+    target = int(rng.integers(MIN_WORDS + 4, MAX_WORDS - 5))
+
+    def emit() -> None:
+        nonlocal current, count, target
+        labels = list(dict.fromkeys(label for label, _ in current))
+        utterances.append((" ".join(c for _, c in current), labels))
+        current, count = [], 0
+        target = int(rng.integers(MIN_WORDS + 4, MAX_WORDS - 5))
+
+    for i, (label, clause) in enumerate(clauses):
+        words = _words(clause)
+        if count + words > MAX_WORDS:
+            if count >= MIN_WORDS:
+                emit()
+            else:
+                current, count = [], 0  # a short fragment that fits nowhere
+        current.append((label, clause))
+        count += words
+        next_words = _words(clauses[i + 1][1]) if i + 1 < len(clauses) else 0
+        if count >= target and (clause[-1] in ".?!" or count + next_words > MAX_WORDS):
+            emit()
+    if count >= MIN_WORDS:
+        emit()
+    elif current and utterances and _words(utterances[-1][0]) + count <= MAX_WORDS:
+        text, labels = utterances[-1]
+        extra = [label for label, _ in current if label not in labels]
+        utterances[-1] = (text + " " + " ".join(c for _, c in current), labels + extra)
+    return utterances
+
+
+def _bible_chapters() -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(chapter like "Ge1", [(verse ref, text), ...]), ...] from `bible`."""
+    try:
+        result = subprocess.run(BIBLE_COMMAND, capture_output=True, text=True, check=True,
+                                timeout=ENGINE_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"cannot read the KJV with `{' '.join(BIBLE_COMMAND)}` ({error}); "
+                           "install it with: sudo apt-get install -y bible-kjv") from error
+    chapters: dict[str, list[tuple[str, str]]] = {}
+    for line in result.stdout.splitlines():
+        ref, _, text = line.partition(" ")
+        chapter, sep, _ = ref.partition(":")
+        if sep and text:
+            chapters.setdefault(chapter, []).append((ref, text))
+    if len(chapters) < 1000:
+        raise RuntimeError(f"`{' '.join(BIBLE_COMMAND)}` printed {len(chapters)} chapters, "
+                           "expected 1189 (is bible-kjv installed completely?)")
+    return list(chapters.items())
+
+
+def _fortunes(name: str) -> list[str]:
+    """Usable entries of one fortune file: prose only, without the attribution line."""
+    path = FORTUNES_DIR / name
+    try:
+        raw = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise RuntimeError(f"cannot read {path} ({error}); install it with: "
+                           "sudo apt-get install -y fortunes") from error
+    entries = []
+    for entry in raw.split("\n%\n"):
+        lines = []
+        for line in entry.strip("%\n").splitlines():
+            if line.strip().startswith("--"):
+                break  # attribution (and whatever follows it)
+            lines.append(line)
+        text = " ".join(" ".join(lines).translate(_QUOTES).split())
+        if (not text or re.search(r"[^A-Za-z .,;:?!'\"()\-]", text)  # digits, symbols, \b, ...
+                or re.search(r"\b[A-Z]{2,}\b", text)  # acronyms, shouting
+                or re.search(r"\b[A-Z][a-z]*:", text)  # "Q:", "Jones:" dialogue
+                or _words(text) > 4 * MAX_WORDS):
+            continue
+        entries.append(text)
+    return entries
+
+
+def _dedupe_key(text: str) -> str:
+    return re.sub(r"[^a-z ]", "", text.lower())
+
+
+@lru_cache(maxsize=4)
+def text_pools(seed: int = 0) -> dict[str, tuple[Utterance, ...]]:
+    """The shuffled utterances for "train", "valid" and "test" (disjoint texts)."""
+    rng = np.random.default_rng([seed, 0x5EEC])
+    utterances: list[Utterance] = []
+    for chapter, verses in _bible_chapters():
+        for k, (text, refs) in enumerate(chunk_utterances(verses, rng)):
+            first, last = refs[0], refs[-1].partition(":")[2]
+            ref = first if len(refs) == 1 else f"{first}-{last}"
+            utterances.append(Utterance(f"kjv-{chapter.lower()}-{k:03d}", _finish(text),
+                                        "kjv", ref))
+    for name in FORTUNE_FILES:
+        for n, entry in enumerate(_fortunes(name)):
+            for k, (text, _) in enumerate(chunk_utterances([(f"{name}#{n}", entry)], rng)):
+                utterances.append(Utterance(f"fortune-{name}-{n:04d}-{k}", _finish(text),
+                                            "fortunes", f"{name}#{n}"))
+    seen: set[str] = set()
+    unique = []
+    for utterance in utterances:
+        key = _dedupe_key(utterance.text)
+        if key not in seen and MIN_WORDS <= _words(utterance.text) <= MAX_WORDS:
+            seen.add(key)
+            unique.append(utterance)
+    order = rng.permutation(len(unique))
+    shuffled = [unique[i] for i in order]
+    n_eval = max(2, round(EVAL_FRACTION * len(shuffled)))
+    evaluation = shuffled[:n_eval]
+    return {"train": tuple(shuffled[n_eval:]), "valid": tuple(evaluation[0::2]),
+            "test": tuple(evaluation[1::2])}
+
+
+# ------------------------------------------------------------------------------- item stream
+
+
+def _item(speaker: Speaker, split: str, utterance: Utterance, repeat: int,
+          group_size: int = 1) -> CorpusItem:
+    suffix = f"-e{repeat}" if repeat else ""
+    meta = {"text": utterance.text, "sentence_id": utterance.sentence_id,
+            "source": utterance.source, "ref": utterance.ref, "engine": speaker.engine,
+            "voice": speaker.voice, "pitch": speaker.pitch, "rate": speaker.rate,
+            "warp": speaker.warp}
+    if split != "train":
+        meta["parallel_voices"] = group_size
+    return CorpusItem(uid=f"{speaker.id}_{utterance.sentence_id}{suffix}", group=speaker.id,
+                      split=split, meta=meta)
+
+
+def _groups(ids: list[str], size: int) -> list[list[str]]:
+    groups = [ids[i:i + size] for i in range(0, len(ids), size)]
+    if len(groups) > 1 and len(groups[-1]) < 2:
+        groups[-2].extend(groups.pop())
+    return groups
+
+
+def speech_items(seed: int = 0) -> Iterator[CorpusItem]:
+    """The endless, deterministic item stream of the speech corpus (see the module docstring).
+
+    Round r: every train voice speaks the next training sentence (voices in a shuffled order),
+    and the held-out voices of each split, in shuffled groups of PARALLEL_VOICES, each speak
+    the next evaluation sentence of that split; these groups are spread evenly over the round.
+    """
+    pools = text_pools(seed)
+    splits = speaker_splits()
+    by_split = {s: [i for i in SPEAKERS_BY_ID if splits[i] == s] for s in pools}
+    position = dict.fromkeys(pools, 0)
+
+    def next_utterance(split: str) -> tuple[Utterance, int]:
+        pool = pools[split]
+        n = position[split]
+        position[split] += 1
+        return pool[n % len(pool)], n // len(pool)
+
+    for round_ in itertools.count():
+        rng = np.random.default_rng([seed, round_])
+        train = [by_split["train"][i] for i in rng.permutation(len(by_split["train"]))]
+        held = {s: _groups([by_split[s][i] for i in rng.permutation(len(by_split[s]))],
+                           PARALLEL_VOICES) for s in ("valid", "test")}
+        tagged = [("valid", g) for g in held["valid"]], [("test", g) for g in held["test"]]
+        blocks = [b for pair in itertools.zip_longest(*tagged) for b in pair if b is not None]
+        slots = {round((b + 0.5) * len(train) / len(blocks)): b for b in range(len(blocks))}
+        for index in range(len(train) + 1):
+            if index in slots:
+                split, group = blocks[slots[index]]
+                utterance, repeat = next_utterance(split)
+                for speaker_id in group:
+                    yield _item(SPEAKERS_BY_ID[speaker_id], split, utterance, repeat, len(group))
+            if index < len(train):
+                utterance, repeat = next_utterance("train")
+                yield _item(SPEAKERS_BY_ID[train[index]], "train", utterance, repeat)
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def _run(command: list[str], what: str) -> None:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=ENGINE_TIMEOUT_S, check=False)
+    except FileNotFoundError as error:
+        raise RenderError(f"{what}: program {command[0]!r} not found ({error})") from None
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"{what}: timed out after {ENGINE_TIMEOUT_S:.0f} s") from None
+    errors = (result.stderr or "").strip()
+    # text2wave exits 0 after a Scheme error, so its messages count as failures too.
+    if result.returncode != 0 or "SIOD ERROR" in errors:
+        raise RenderError(f"{what}: exit status {result.returncode}: {errors[-500:]}")
+
+
+def _synthesise(speaker: Speaker, text: str, folder: Path) -> Path:
+    """Run the speaker's engine on `text`; returns the wav it wrote."""
+    text_file, wav = folder / "text.txt", folder / "out.wav"
+    text_file.write_text(text + "\n")
+    what = f"{speaker.engine} voice {speaker.voice} ({speaker.id})"
+    if speaker.engine == "espeak":
+        command = ["espeak-ng", "-v", speaker.voice, "-s", str(round(speaker.rate)),
+                   "-p", str(round(speaker.pitch or 50)), "-f", str(text_file), "-w", str(wav)]
+    elif speaker.engine == "flite":
+        command = ["flite", "-voice", speaker.voice,
+                   "--setf", f"duration_stretch={speaker.rate * speaker.warp:.4f}"]
+        if speaker.pitch is not None:
+            command += ["--setf", f"int_f0_target_mean={speaker.pitch / speaker.warp:.2f}"]
+        command += ["-f", str(text_file), "-o", str(wav)]
+    elif speaker.engine == "festival":
+        stretch = speaker.rate * speaker.warp
+        evals = [f"(voice_{speaker.voice})"]
+        if speaker.voice.endswith("_hts"):  # HTS ignores Duration_Stretch; -r is a speed ratio
+            evals.append("(set! hts_engine_params (append hts_engine_params "
+                         f"(list '(\"-r\" {1.0 / stretch:.4f}))))")
+        else:
+            evals.append(f"(Parameter.set 'Duration_Stretch {stretch:.4f})")
+        if speaker.pitch is not None:
+            evals.append("(set! int_lr_params (cons '(target_f0_mean "
+                         f"{speaker.pitch / speaker.warp:.2f}) int_lr_params))")
+        command = ["text2wave", *itertools.chain.from_iterable(("-eval", e) for e in evals),
+                   "-o", str(wav), str(text_file)]
+    else:
+        raise RenderError(f"unknown engine {speaker.engine!r} for speaker {speaker.id}")
+    _run(command, what)
+    if not wav.is_file() or wav.stat().st_size <= 44:
+        raise RenderError(f"{what}: the engine wrote no audio")
+    return wav
+
+
+def trim_silence(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
+                 threshold_db: float = -40.0, margin_s: float = TRIM_MARGIN_S) -> np.ndarray:
+    """Cut leading/trailing silence (10 ms frames quieter than `threshold_db` below the loudest
+    frame) and leave exactly `margin_s` before and after the sound (zero-padded if the engine
+    left less). Digital silence is returned unchanged."""
+    frame = max(1, sample_rate // 100)
+    n = audio.size // frame
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(np.square(audio[: n * frame].reshape(n, frame), dtype=np.float64), 1))
+    if rms.max() <= 1e-7:
+        return audio
+    active = np.flatnonzero(rms >= rms.max() * 10.0 ** (threshold_db / 20.0))
+    margin = int(margin_s * sample_rate)
+    first, last = int(active[0]) * frame, min(audio.size, (int(active[-1]) + 1) * frame)
+    start, end = max(0, first - margin), min(audio.size, last + margin)
+    return np.concatenate([np.zeros(margin - (first - start), audio.dtype), audio[start:end],
+                           np.zeros(margin - (end - last), audio.dtype)])
+
+
+def render_speech(item: CorpusItem) -> np.ndarray:
+    """Speak `item.meta["text"]` with the voice `item.group`: float32 [T] at 16 kHz, trimmed
+    to 0.15 s of silence each side, peak-normalised. Raises RenderError if the engine fails."""
+    speaker = SPEAKERS_BY_ID.get(item.group)
+    if speaker is None:
+        raise RenderError(f"{item.uid}: unknown speaker {item.group!r}")
+    text = str(item.meta.get("text", "")).strip()
+    if not text:
+        raise RenderError(f"{item.uid}: no text to speak")
+    with tempfile.TemporaryDirectory(prefix="segue-tts-") as folder:
+        wav = _synthesise(speaker, text, Path(folder))
+        try:
+            if speaker.warp == 1.0:
+                audio = audio_io.load(wav, SAMPLE_RATE)
+            else:  # play the wav `warp` times faster: pitch and formants x warp
+                native = audio_io.info(wav).sample_rate
+                audio = audio_io.resample(audio_io.load(wav), round(native * speaker.warp),
+                                          SAMPLE_RATE)
+        except audio_io.AudioError as error:
+            raise RenderError(f"{item.uid}: unreadable engine output ({error})") from None
+    if audio_io.is_silent(audio):
+        raise RenderError(f"{item.uid}: {speaker.engine} produced silence")
+    audio = trim_silence(audio, SAMPLE_RATE)
+    if audio.size < SAMPLE_RATE // 2:
+        raise RenderError(f"{item.uid}: only {audio.size / SAMPLE_RATE:.2f} s of speech")
+    return audio_io.normalize_audio(audio, "peak")
+
+
+# ----------------------------------------------------------------------------------- corpus
+
+
+def _festival_voice_installed(name: str) -> bool:
+    return any(any(root.glob(f"*/{name}")) for root in FESTIVAL_VOICE_DIRS if root.is_dir())
+
+
+def check_engines() -> None:
+    """Raise RuntimeError naming every missing TTS program, festival voice or text package."""
+    missing: dict[str, str] = {}  # what -> Debian package
+    for program, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
+                             ("text2wave", "festival"), ("bible", "bible-kjv")):
+        if shutil.which(program) is None:
+            missing[f"program {program!r}"] = package
+    for voice, package in FESTIVAL_VOICE_PACKAGES.items():
+        if not _festival_voice_installed(voice):
+            missing[f"festival voice {voice}"] = package
+    absent = [name for name in FORTUNE_FILES if not (FORTUNES_DIR / name).is_file()]
+    if absent:
+        missing[f"fortune files {', '.join(absent)} in {FORTUNES_DIR}"] = "fortunes"
+    if missing:
+        packages = " ".join(dict.fromkeys(missing.values()))
+        needs = "; ".join(f"{what} (package {package})" for what, package in missing.items())
+        raise RuntimeError(f"the speech corpus needs: {needs}. Install with: "
+                           f"sudo apt-get install -y --no-install-recommends {packages}")
+
+
+def make_speech_corpus(out_dir: str | os.PathLike, hours: float = 1.0, seed: int = 0,
+                       workers: int | None = None) -> BuildSummary:
+    """Synthesise `hours` of multi-speaker speech into `out_dir` (resumable; see module doc)."""
+    check_engines()
+    return build_corpus(out_dir, speech_items(seed), render_speech, hours=hours,
+                        sample_rate=SAMPLE_RATE, workers=workers, desc="speech")
