@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from segue.data.manifest import ManifestEntry, read_manifest, write_manifest
+from segue.data.shards import (
+    ShardError,
+    TokenShards,
+    TokenShardWriter,
+    merge_index,
+    tokenize_manifest,
+)
+from tests.conftest import write
+
+
+def fake_tokenize(audio: np.ndarray) -> np.ndarray:
+    """Deterministic 2-level 'tokens' at 50 Hz from the audio itself."""
+    frames = audio[: len(audio) // 320 * 320].reshape(-1, 320)
+    level0 = np.clip((frames.mean(1) + 1) * 100, 0, 199).astype(np.int64)
+    level1 = np.clip(np.abs(frames).max(1) * 199, 0, 199).astype(np.int64)
+    return np.stack([level0, level1])
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(7):
+        seconds = 0.2 + 0.1 * i
+        write(
+            tmp_path / f"a/{i}.wav",
+            rng.uniform(-0.9, 0.9, int(seconds * 16000)).astype(np.float32),
+            subtype="FLOAT",
+        )
+        entries.append(
+            ManifestEntry(
+                f"a/{i}.wav",
+                seconds,
+                16000,
+                f"g{i % 3}",
+                split="test" if i == 6 else "train",
+                extra={"text": str(i)},
+            )
+        )
+    (tmp_path / "a/bad.wav").write_text("not audio")
+    entries.append(ManifestEntry("a/bad.wav", 1.0, 16000, "g0", split="train"))
+    write_manifest(tmp_path / "m.jsonl", entries)
+    return read_manifest(tmp_path / "m.jsonl")
+
+
+def run(manifest, out, **kwargs):
+    return tokenize_manifest(
+        manifest,
+        out,
+        fake_tokenize,
+        kind="acoustic",
+        levels=2,
+        vocab_size=200,
+        frame_rate=50,
+        sample_rate=16000,
+        **kwargs,
+    )
+
+
+def test_shard_tokens_equal_single_file_tokens(manifest, tmp_path):
+    counts = run(manifest, tmp_path / "shards")
+    assert counts == {"done": 7, "skipped": 0, "failed": 1}
+    shards = TokenShards(tmp_path / "shards")
+    assert len(shards) == 7 and shards.levels == 2
+    from segue import audio
+
+    for i, entry in enumerate(shards.entries):
+        direct = fake_tokenize(audio.load(manifest.root / entry.key))
+        np.testing.assert_array_equal(shards.tokens(i), direct)
+        assert entry.info["text"] == entry.key.split("/")[1][0]
+    assert len(TokenShards(tmp_path / "shards", split="test")) == 1
+
+
+def test_resume_skips_finished_files_and_small_shards_split(manifest, tmp_path, monkeypatch):
+    out = tmp_path / "shards"
+    writer = TokenShardWriter(out, kind="acoustic", levels=2, vocab_size=200, frame_rate=50)
+    writer.add("a/0.wav", fake_tokenize(np.zeros(3200, np.float32)), {"split": "train"})
+    writer.flush()
+    # A crash mid-append leaves a cut line: ignored, and that file is done again.
+    with (out / "index.r0.jsonl").open("a") as handle:
+        handle.write('{"key": "a/1.w')
+    counts = run(manifest, out)
+    assert counts["skipped"] == 1 and counts["done"] == 6
+    assert len(TokenShards(out)) == 7
+
+
+def test_ranks_split_the_work_and_merge(manifest, tmp_path):
+    out = tmp_path / "shards"
+    for rank in range(2):
+        run(manifest, out, rank=rank, world_size=2)
+    merge_index(out)
+    single = tmp_path / "single"
+    run(manifest, single)
+    a, b = TokenShards(out), TokenShards(single)
+    assert [e.key for e in a.entries] == [e.key for e in b.entries]
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a.tokens(i), b.tokens(i))
+    assert {e.shard.split("_")[1] for e in a.entries} == {"r0", "r1"}
+
+
+def test_writer_refuses_inconsistent_input(tmp_path):
+    writer = TokenShardWriter(tmp_path, kind="semantic", levels=1, vocab_size=10, frame_rate=25)
+    with pytest.raises(ShardError, match="expected tokens"):
+        writer.add("x", np.zeros((2, 5), np.int64), {})
+    with pytest.raises(ShardError, match="outside"):
+        writer.add("x", np.full((1, 5), 10), {})
+    with pytest.raises(ShardError, match="written with"):
+        TokenShardWriter(tmp_path, kind="semantic", levels=1, vocab_size=20, frame_rate=25)
+    with pytest.raises(ShardError, match="not a finished"):
+        TokenShards(tmp_path)
