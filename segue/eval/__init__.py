@@ -1,0 +1,1 @@
+"""Evaluation: codec quality metrics, token evaluations, end-to-end AudioLM evaluation."""
