@@ -1,8 +1,7 @@
-"""Piano corpus builder: catalogue, splits, item stream, MIDI excerpt, rendering, tiny build."""
+"""Piano corpus builder: catalogue, splits, item stream, rendering, tiny build."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import re
@@ -11,12 +10,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("music21", reason="music21 is needed for the piano corpus (segue[data])")
-mido = pytest.importorskip("mido", reason="mido is needed for the piano corpus (segue[data])")
+pytest.importorskip("mido", reason="mido is needed for the piano corpus (segue[data])")
 
-from segue import audio as audio_io  # noqa: E402
-from segue.data import piano  # noqa: E402
-from segue.data.corpus import take  # noqa: E402
-from segue.data.manifest import read_manifest, read_splits  # noqa: E402
+from segue import audio as audio_io
+from segue.data import piano
+from segue.data.corpus import take
+from segue.data.manifest import read_manifest, read_splits
+from segue.data.scores import ScoreLayout, corpus_root, scan_score
 
 MISSING = piano.missing_tools()
 needs_tools = pytest.mark.skipif(
@@ -37,7 +37,7 @@ def items():
 
 
 def _estimated_seconds(item) -> float:
-    layout = piano.scan_score(piano._corpus_root() / item.meta["source"])
+    layout = scan_score(corpus_root() / item.meta["source"])
     start, stop = item.meta["measures"]
     return (stop - start) * layout.seconds_per_measure / item.meta["tempo_factor"]
 
@@ -98,40 +98,14 @@ def test_small_corpus_holds_many_pieces(items):
 
 
 def test_plan_excerpts_cover_the_piece():
-    long = piano.ScoreLayout(measures=100, time_signature=(4, 4), qpm=120.0)  # 200 s
+    long = ScoreLayout(measures=100, time_signature=(4, 4), qpm=120.0)  # 200 s
     ranges = piano.plan_excerpts(long, 20.0)
     assert ranges[0][0] == 0 and ranges[-1][1] == 100
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert all(15 <= (b - a) * long.seconds_per_measure <= 25 for a, b in ranges)
-    short = piano.ScoreLayout(measures=10, time_signature=(3, 4), qpm=None)
+    short = ScoreLayout(measures=10, time_signature=(3, 4), qpm=None)
     assert piano.plan_excerpts(short, 20.0) == [(0, 10)]
-    assert piano.plan_excerpts(piano.ScoreLayout(0, (4, 4), None), 20.0) == []
-
-
-@pytest.mark.parametrize("source", [CHORALE, "palestrina/Agnus_00.krn",
-                                    "monteverdi/madrigal.3.10.mxl"])  # the last is UTF-16
-def test_scan_agrees_with_music21(source):
-    layout = piano.scan_score(piano._corpus_root() / source)
-    notes = piano.piece_notes(source)
-    assert layout.measures == len(notes.measures) > 0
-    assert layout.time_signature == notes.time_signature
-
-
-def test_excerpt_midi_is_piano_transposed_and_scaled():
-    notes = piano.piece_notes(CHORALE)
-    plain = mido.MidiFile(file=io.BytesIO(piano.excerpt_midi(notes, (1, 5))))
-    varied = mido.MidiFile(file=io.BytesIO(piano.excerpt_midi(
-        notes, (1, 5), program=1, transpose=2, tempo_factor=1.25, velocity_factor=0.5)))
-    messages = [m for m in varied.tracks[0] if not m.is_meta]
-    assert {m.program for m in messages if m.type == "program_change"} == {1}
-    assert 9 not in {m.channel for m in messages}
-    pitches = [m.note for m in plain.tracks[0] if m.type == "note_on"]
-    shifted = [m.note for m in messages if m.type == "note_on"]
-    assert np.mean(shifted) == pytest.approx(np.mean(pitches) + 2)
-    assert varied.length - piano.TAIL_SECONDS == pytest.approx(
-        (plain.length - piano.TAIL_SECONDS) / 1.25, rel=0.02)
-    with pytest.raises(piano.RenderError):
-        piano.excerpt_midi(notes, (len(notes.measures), len(notes.measures) + 3))
+    assert piano.plan_excerpts(ScoreLayout(0, (4, 4), None), 20.0) == []
 
 
 def test_check_tools_names_what_is_missing(monkeypatch):
