@@ -1,0 +1,23 @@
+"""The training engine shared by every segue model (see docs/training.md)."""
+
+from segue.train.checkpoint import CheckpointError
+from segue.train.cli import add_training_arguments, config_from_args, run_training
+from segue.train.config import OptimConfig, RunConfig, TrainConfig
+from segue.train.engine import COMPLETED, INTERRUPTED, Trainer
+from segue.train.task import OptimizerSpec, Phase, TrainTask
+
+__all__ = [
+    "COMPLETED",
+    "INTERRUPTED",
+    "CheckpointError",
+    "OptimConfig",
+    "OptimizerSpec",
+    "Phase",
+    "RunConfig",
+    "TrainConfig",
+    "TrainTask",
+    "Trainer",
+    "add_training_arguments",
+    "config_from_args",
+    "run_training",
+]

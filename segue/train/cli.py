@@ -1,0 +1,72 @@
+"""Command-line glue shared by every model's `train` subcommand.
+
+def add_train_parser(subparsers):
+    parser = subparsers.add_parser("train", help="train the LM")
+    add_training_arguments(parser)
+    parser.set_defaults(func=lambda args: run_training(
+        LMTask(cfg := config_from_args(LMRunConfig, args)), cfg, args))
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, TypeVar
+
+from segue.config import apply_overrides, load_config
+
+T = TypeVar("T")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add --out, --config, --set KEY=VALUE (repeatable), --max-steps and --resume."""
+    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="run config file (.json or .toml)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="same as optim.max_steps")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's newest valid checkpoint (fresh start if none)",
+    )
+    return parser
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | None = None) -> T:
+    """The run config: defaults < --config file (or, on --resume, OUT/config.json) < --set.
+
+    `default` replaces `cls()` as the base (e.g. a model preset). --max-steps N is applied
+    last, as `optim.max_steps=N`.
+    """
+    saved = Path(args.out) / "config.json"
+    if args.config is not None:
+        config = load_config(cls, args.config)
+    elif getattr(args, "resume", False) and saved.is_file():
+        config = load_config(cls, saved)
+    else:
+        config = default if default is not None else cls()
+    overrides = list(args.overrides or [])
+    if args.max_steps is not None:
+        overrides.append(f"optim.max_steps={args.max_steps}")
+    return apply_overrides(config, overrides)
+
+
+def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
+    """Train `task` into args.out; exit status 0 when completed or cleanly interrupted."""
+    from segue.train.engine import Trainer
+
+    trainer = Trainer(task, config, args.out, resume=args.resume)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return 0

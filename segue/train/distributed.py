@@ -1,0 +1,235 @@
+"""PyTorch distributed, as launched by torchrun: process group, DDP/FSDP wrapping, data sharding.
+
+A plain `python` launch (or torchrun with one process) runs without a process group; every helper
+here then degrades to the single-process case. Backends: nccl on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Sampler
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: global rank, world size and rank on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> tuple[DistInfo, bool]:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*).
+
+    Returns (info, created): `created` is False when a group already existed or none is needed
+    (WORLD_SIZE unset or 1), so the caller knows whether to destroy it.
+    """
+    if dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local), False
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(), False
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group(backend="gloo")
+    return DistInfo(rank, world_size, local_rank), True
+
+
+def resolve_device(spec: str, info: DistInfo) -> torch.device:
+    """ "auto" -> cuda:LOCAL_RANK if CUDA is available, else cpu; anything else as given."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank)
+        return torch.device("cpu")
+    return torch.device(spec)
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce ("sum" or "max"); a no-op without a process group."""
+    if is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """`obj` from rank `src` on every rank."""
+    if not is_initialized():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj` in rank order, on every rank (small objects: RNG states)."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def wrap_ddp(
+    module: nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> nn.Module:
+    """DistributedDataParallel around `module` (already on `device`); rank 0's weights win."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(
+        module, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
+
+
+def shard_fsdp(module: nn.Module, units: list[nn.Module]) -> nn.Module:
+    """FSDP2 (`fully_shard`) each of `units` (e.g. transformer blocks), then `module` itself.
+
+    Rank 0's weights are broadcast first, so every rank starts from the same model. The module
+    is changed in place (its parameters become DTensor shards) and returned.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    if is_initialized():
+        with torch.no_grad():
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, src=0)
+    for unit in units:
+        fully_shard(unit)
+    fully_shard(module)
+    return module
+
+
+def default_fsdp_units(module: nn.Module) -> list[nn.Module]:
+    """Every child of every `nn.ModuleList` (the transformer blocks, in the usual layout)."""
+    units = []
+    for sub in module.modules():
+        if isinstance(sub, nn.ModuleList):
+            units.extend(sub)
+    return units
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Batches of dataset indices: shuffled per epoch, sharded across ranks, resumable.
+
+    Epoch e's order is a permutation seeded by (seed, e), the same on every rank; rank r takes
+    items r, r + world_size, ... of it (the tail that does not divide evenly is dropped, so
+    every rank sees the same number of batches). Batch i of rank r and batch i of the other
+    ranks together are exactly batch i of a single process with `world_size` times the batch.
+    `set_position(epoch, batch)` makes the next `iter()` start at that batch of that epoch.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.size = size
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.set_position(epoch, 0)
+
+    def set_position(self, epoch: int, batch: int) -> None:
+        self.epoch = epoch
+        self.start_batch = batch
+
+    def __len__(self) -> int:
+        per_rank = self.size // self.world_size
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return -(-per_rank // self.batch_size)
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_rank = self.size // self.world_size
+        shard = self._order()[: per_rank * self.world_size][self.rank :: self.world_size]
+        batches = [shard[i : i + self.batch_size] for i in range(0, len(shard), self.batch_size)][
+            : len(self)
+        ]
+        return iter(batches[self.start_batch :])  # a list now: later position changes don't leak
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` as full CPU tensors (FSDP shards gathered: call on every rank)."""
+    return {
+        key: (value.full_tensor() if hasattr(value, "full_tensor") else value).detach().cpu()
+        for key, value in module.state_dict().items()
+    }
+
+
+@torch.no_grad()
+def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a full state dict into `module`, slicing FSDP shards locally (no communication)."""
+    targets = module.state_dict(keep_vars=True)
+    missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
+    if missing or unexpected:
+        raise KeyError(
+            f"state dict does not fit the module: missing {missing}, unexpected {unexpected}"
+        )
+    for key, target in targets.items():
+        if tuple(state[key].shape) != tuple(target.shape):
+            raise ValueError(f"{key}: shape {tuple(state[key].shape)} != {tuple(target.shape)}")
+        copy_full_into(target, state[key])
+
+
+@torch.no_grad()
+def copy_full_into(target: torch.Tensor, source: torch.Tensor) -> None:
+    """target.copy_(source) where `target` may be an FSDP shard (DTensor) of full `source`."""
+    source = source.to(device=target.device, dtype=target.dtype)
+    if hasattr(target, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        source = distribute_tensor(
+            source, target.device_mesh, target.placements, src_data_rank=None
+        )
+    target.copy_(source)

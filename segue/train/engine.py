@@ -1,0 +1,827 @@
+"""The training engine: one loop for every model, from a laptop CPU to many GPUs and nodes.
+
+`Trainer(task, config, out_dir, resume=...)` builds everything around a `TrainTask`: device,
+DDP/FSDP wrapping, AdamW + warm-up/cosine per optimizer, data sharding, EMA, autocast; `fit()`
+runs the loop with gradient accumulation, clipping, NaN/inf skipping, validation, logging,
+checkpoints and clean stops on SIGTERM/SIGINT. A stopped run resumed with `resume=True` ends
+with exactly the weights of an uninterrupted one (same world size and device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import threading
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from segue.config import save_config, to_dict
+from segue.train import checkpoint as ckpt
+from segue.train.config import OptimConfig, RunConfig
+from segue.train.distributed import (
+    ResumableBatchSampler,
+    all_reduce,
+    barrier,
+    broadcast_object,
+    copy_full_into,
+    full_state_dict,
+    gather_objects,
+    init_distributed,
+    load_full_state_dict,
+    resolve_device,
+    shard_fsdp,
+    wrap_ddp,
+)
+from segue.train.ema import EMA
+from segue.train.logger import RunLogger
+from segue.train.schedule import WarmupCosine, build_scheduler
+from segue.train.seed import fork_rng, get_rng_state, seed_everything, set_rng_state
+from segue.train.task import Phase, TrainTask
+
+COMPLETED = "completed"
+INTERRUPTED = "interrupted"
+_RANK_SEED_STRIDE = 7919
+_FIXED_OPTIM_FIELDS = ("max_steps", "grad_accum")  # run-wide, not per optimizer
+
+
+def move_to_device(obj: Any, device: torch.device) -> Any:
+    """Tensors inside dicts/lists/tuples moved to `device`; anything else unchanged."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {key: move_to_device(value, device) for key, value in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(move_to_device(value, device) for value in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to_device(value, device) for value in obj)
+    return obj
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def _like(param: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """A tensor laid out like `param` (an FSDP shard) holding full tensor `full`."""
+    out = torch.empty_like(param, dtype=full.dtype)
+    copy_full_into(out, full)
+    return out
+
+
+class Trainer:
+    """Trains `task` as `config` (a `RunConfig` subclass) says; writes under `out_dir`.
+
+    Run folder: config.json, checkpoints/step_*/ (+ `latest`), tensorboard/.
+    Attributes after construction: step (completed optimizer steps), models (wrapped),
+    raw_modules, optimizers, schedulers, ema, device, dist.
+    """
+
+    def __init__(
+        self,
+        task: TrainTask,
+        config: RunConfig,
+        out_dir: str | os.PathLike,
+        *,
+        resume: bool = False,
+    ) -> None:
+        if not (hasattr(config, "optim") and hasattr(config, "train")):
+            raise TypeError("config must be a RunConfig (with `optim` and `train` sections)")
+        self.task = task
+        self.config = config
+        self.optim_cfg: OptimConfig = config.optim
+        self.train_cfg = tc = config.train
+        self.out_dir = Path(out_dir)
+        self.checkpoint_dir = self.out_dir / "checkpoints"
+        self.dist, self._owns_group = init_distributed()
+        self.device = resolve_device(tc.device, self.dist)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.nan_total = 0
+        self.nan_consecutive = 0
+        self.status: str | None = None
+        self.last_checkpoint: Path | None = None
+        self.resumed_from: Path | None = None
+        self.logger = RunLogger(None, enabled=False, total_steps=self.optim_cfg.max_steps)
+        self._saved_step = -1
+        self._stop_signal: int | None = None
+        self._check_settings()
+
+        seed_everything(tc.seed)  # model init: the same on every rank and every run
+        task.setup(self.device)
+        self.raw_modules = dict(task.modules())
+        for name, module in self.raw_modules.items():
+            if not name.isidentifier():
+                raise ValueError(f"module name {name!r} must be a python identifier")
+            module.to(self.device)
+        self.specs = dict(task.optimizers())
+        self._check_specs()
+        self._check_run_folder(resume)
+        self.models = self._wrap_modules()
+        self._build_optimizers()
+        trained = [n for n in self.raw_modules if n in self._trained]
+        self.ema = (
+            EMA({n: self.raw_modules[n] for n in trained}, tc.ema_decay)
+            if tc.ema_decay is not None
+            else None
+        )
+        self._build_data()
+        seed_everything(tc.seed + _RANK_SEED_STRIDE * self.dist.rank)  # training-time streams
+
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_temporary(self.checkpoint_dir)
+            save_config(config, self.out_dir / "config.json")
+        barrier()
+        if resume:
+            self._resume()
+
+    # ---------------------------------------------------------------- construction
+
+    def _check_settings(self) -> None:
+        tc, oc = self.train_cfg, self.optim_cfg
+        if tc.distributed == "none" and self.dist.is_distributed:
+            raise ValueError(
+                "train.distributed=none under torchrun with several processes: use ddp or fsdp"
+            )
+        if oc.grad_accum < 1 or tc.batch_size < 1 or oc.max_steps < 0:
+            raise ValueError("grad_accum and batch_size must be >= 1, max_steps >= 0")
+        if tc.max_nan_steps < 1:
+            raise ValueError("train.max_nan_steps must be >= 1")
+        for name in ("checkpoint_every", "log_every", "valid_every", "keep_last"):
+            if getattr(tc, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1")
+
+    @property
+    def _mode(self) -> str:
+        return self.train_cfg.distributed if self.dist.is_distributed else "none"
+
+    def _check_specs(self) -> None:
+        if not self.specs:
+            raise ValueError("task.optimizers() declared no optimizer")
+        owner: dict[str, str] = {}
+        for opt_name, spec in self.specs.items():
+            for module_name in spec.modules:
+                if module_name not in self.raw_modules:
+                    raise ValueError(
+                        f"optimizer {opt_name!r} names module {module_name!r}; "
+                        f"modules: {sorted(self.raw_modules)}"
+                    )
+                if module_name in owner:
+                    raise ValueError(
+                        f"module {module_name!r} is in optimizers {owner[module_name]!r} "
+                        f"and {opt_name!r}"
+                    )
+                owner[module_name] = opt_name
+            bad = sorted(set(spec.overrides) - {f.name for f in dataclasses.fields(OptimConfig)})
+            fixed = sorted(set(spec.overrides) & set(_FIXED_OPTIM_FIELDS))
+            if bad or fixed:
+                raise ValueError(f"optimizer {opt_name!r}: cannot override {bad + fixed}")
+        self._trained = owner
+        if self._mode == "fsdp" and len(self.specs) > 1 and self.optim_cfg.grad_accum > 1:
+            raise ValueError(
+                "FSDP with several optimizers does not support grad_accum > 1 "
+                "(use ddp, or grad_accum=1)"
+            )
+
+    def _check_run_folder(self, resume: bool) -> None:
+        if not resume and ckpt.list_checkpoints(self.checkpoint_dir):
+            raise FileExistsError(
+                f"{self.out_dir} already holds checkpoints: pass --resume to continue that run, "
+                "or choose another --out"
+            )
+
+    def _wrap_modules(self) -> dict[str, nn.Module]:
+        models = {}
+        for name, module in self.raw_modules.items():
+            trainable = any(p.requires_grad for p in module.parameters())
+            if name not in self._trained or not trainable or self._mode == "none":
+                models[name] = module
+            elif self._mode == "ddp":
+                models[name] = wrap_ddp(
+                    module,
+                    self.device,
+                    find_unused_parameters=self.train_cfg.find_unused_parameters,
+                )
+            else:
+                models[name] = shard_fsdp(module, self.task.fsdp_units(name, module))
+        return models
+
+    def _build_optimizers(self) -> None:
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+        self.optim_cfgs: dict[str, OptimConfig] = {}
+        self._params: dict[str, list[nn.Parameter]] = {}
+        self._containers: dict[str, nn.Module] = {}
+        self._group_decay: dict[str, list[bool]] = {}
+        for name, spec in self.specs.items():
+            cfg = dataclasses.replace(self.optim_cfg, **spec.overrides)
+            decay, no_decay = [], []
+            for module_name in spec.modules:
+                for p in self.raw_modules[module_name].parameters():
+                    if p.requires_grad:
+                        (decay if p.dim() >= 2 else no_decay).append(p)
+            groups, flags = [], []
+            for params, is_decay in ((decay, True), (no_decay, False)):
+                if params:
+                    groups.append({"params": params, "weight_decay": cfg.weight_decay * is_decay})
+                    flags.append(is_decay)
+            if not groups:
+                raise ValueError(f"optimizer {name!r} has no trainable parameters")
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+            self.optimizers[name] = optimizer
+            self.schedulers[name] = build_scheduler(
+                optimizer, cfg.warmup_steps, self._horizon(name), cfg.min_lr_ratio
+            )
+            self.optim_cfgs[name] = cfg
+            self._params[name] = decay + no_decay
+            self._containers[name] = nn.ModuleDict({m: self.raw_modules[m] for m in spec.modules})
+            self._group_decay[name] = flags
+        self._others = {
+            name: [p for other, ps in self._params.items() if other != name for p in ps]
+            for name in self._params
+        }
+
+    def _horizon(self, name: str) -> int:
+        return max(1, self.optim_cfg.max_steps - self.specs[name].start_step)
+
+    def _build_data(self) -> None:
+        tc, info = self.train_cfg, self.dist
+        dataset = self.task.train_dataset()
+        self.train_dataset = dataset
+        self.train_sampler = ResumableBatchSampler(
+            len(dataset),
+            tc.batch_size,
+            rank=info.rank,
+            world_size=info.world_size,
+            seed=tc.seed,
+            shuffle=True,
+            drop_last=True,
+        )
+        if len(self.train_sampler) == 0:
+            raise ValueError(
+                f"training set of {len(dataset)} items gives no full batch of {tc.batch_size} "
+                f"per process with {info.world_size} process(es)"
+            )
+        self.train_loader = self._loader(dataset, self.train_sampler)
+        self._train_iter: Iterator[Any] | None = None
+        valid = self.task.valid_dataset()
+        self.valid_sampler = self.valid_loader = None
+        if valid is not None and len(valid) > 0:
+            self.valid_sampler = ResumableBatchSampler(
+                len(valid),
+                tc.batch_size,
+                rank=info.rank,
+                world_size=info.world_size,
+                shuffle=False,
+                drop_last=False,
+            )
+            self.valid_loader = self._loader(valid, self.valid_sampler)
+
+    def _loader(self, dataset: Any, sampler: ResumableBatchSampler) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.train_cfg.seed + self.dist.rank)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.task.collate,
+            num_workers=self.train_cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=generator,
+        )
+
+    # ---------------------------------------------------------------- precision and data
+
+    def autocast_dtype(self) -> torch.dtype | None:
+        """bf16 when asked (or "auto" on a CUDA device with bf16), else None (fp32)."""
+        precision = self.train_cfg.precision
+        if precision == "bf16":
+            return torch.bfloat16
+        if precision == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = self.autocast_dtype()
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _next_batch(self) -> Any:
+        while True:
+            if self._train_iter is None:
+                if hasattr(self.train_dataset, "set_epoch"):
+                    self.train_dataset.set_epoch(self.epoch)
+                self.train_sampler.set_position(self.epoch, self.batch_in_epoch)
+                self._train_iter = iter(self.train_loader)
+            try:
+                batch = next(self._train_iter)
+            except StopIteration:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self._train_iter = None
+                continue
+            self.batch_in_epoch += 1
+            return batch
+
+    # ---------------------------------------------------------------- one step
+
+    def _key(self, base: str, name: str) -> str:
+        return base if len(self.specs) == 1 else f"{base}_{name}"
+
+    def _phases(self, output: Any) -> Iterator[Phase]:
+        if isinstance(output, torch.Tensor):
+            if len(self.specs) != 1:
+                raise TypeError(
+                    "train_step returned a bare loss but the task has several optimizers"
+                )
+            return iter([Phase(next(iter(self.specs)), output)])
+        if isinstance(output, Phase):
+            return iter([output])
+        if isinstance(output, (dict, str)) or not hasattr(output, "__iter__"):
+            raise TypeError(
+                f"train_step must return a loss tensor, a Phase or phases, got {type(output)}"
+            )
+        return iter(output)
+
+    def _check_phase(self, phase: Any, done: set[str]) -> str:
+        if not isinstance(phase, Phase):
+            raise TypeError(f"train_step produced {type(phase).__name__}, expected Phase")
+        name = phase.optimizer
+        if name not in self.specs:
+            raise ValueError(f"phase for unknown optimizer {name!r}; known: {sorted(self.specs)}")
+        if name in done:
+            raise ValueError(f"optimizer {name!r} got two phases in one train_step: sum its losses")
+        if self.step < self.specs[name].start_step:
+            raise ValueError(
+                f"phase for optimizer {name!r} at step {self.step}, before its start_step "
+                f"{self.specs[name].start_step}: check task.optimizer_active(name, step)"
+            )
+        if phase.loss.numel() != 1:
+            raise ValueError(
+                f"loss of {name!r} must be a scalar, got shape {tuple(phase.loss.shape)}"
+            )
+        done.add(name)
+        return name
+
+    @contextlib.contextmanager
+    def _grad_sync(self, sync: bool) -> Iterator[None]:
+        """Within: backward all-reduces gradients only if `sync` (last micro-batch)."""
+        if sync or not self.dist.is_distributed:
+            yield
+            return
+        with contextlib.ExitStack() as stack:
+            for module in self.models.values():
+                if hasattr(module, "no_sync"):  # DDP
+                    stack.enter_context(module.no_sync())
+                elif hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+                    module.set_requires_gradient_sync(False)
+                    stack.callback(module.set_requires_gradient_sync, True)
+            yield
+
+    def _backward(self, name: str, loss: torch.Tensor) -> None:
+        """Backward `loss`, keeping only the gradients of optimizer `name`'s parameters."""
+        others = self._others[name]
+        if not others:
+            loss.backward()
+            return
+        saved = [p.grad for p in others]
+        for p in others:
+            p.grad = None
+        try:
+            loss.backward()
+        finally:
+            for p, grad in zip(others, saved):
+                p.grad = grad
+
+    def _optimizer_step(self, name: str, bad: torch.Tensor) -> tuple[bool, torch.Tensor, float]:
+        """Clip and step optimizer `name` unless any rank saw a non-finite loss or gradient."""
+        optimizer, clip = self.optimizers[name], self.optim_cfgs[name].grad_clip
+        flag = bad.to(self.device, torch.float32).reshape(1)
+        all_reduce(flag, "max")
+        norm = _full(
+            torch.nn.utils.clip_grad_norm_(
+                self._params[name], clip if clip is not None else math.inf
+            )
+        ).detach()
+        ok = bool(((flag[0] == 0) & torch.isfinite(norm)).item())
+        lr = float(optimizer.param_groups[0]["lr"])
+        if ok:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+            self.schedulers[name].step()
+        return ok, norm, lr
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over `grad_accum` micro-batches; returns its scalars."""
+        accum = self.optim_cfg.grad_accum
+        bad: dict[str, torch.Tensor] = {}
+        values: dict[str, list[torch.Tensor]] = defaultdict(list)
+        stepped: dict[str, bool] = {}
+        lrs: dict[str, float] = {}
+        for micro in range(accum):
+            batch = move_to_device(self._next_batch(), self.device)
+            last = micro == accum - 1
+            with self._grad_sync(last):
+                with self._autocast():  # a plain function computes its losses here,
+                    output = self.task.train_step(self.models, batch, self.step)
+                phases = self._phases(output)  # a generator at each next() below
+                done: set[str] = set()
+                while True:
+                    with self._autocast():
+                        phase = next(phases, None)
+                    if phase is None:
+                        break
+                    name = self._check_phase(phase, done)
+                    loss = phase.loss.reshape(())
+                    not_finite = ~torch.isfinite(loss.detach())
+                    bad[name] = bad[name] | not_finite if name in bad else not_finite
+                    values[self._key("loss", name)].append(loss.detach().float())
+                    for key, value in phase.metrics.items():
+                        values[key].append(torch.as_tensor(value).detach().float().reshape(()))
+                    self._backward(name, loss / accum)
+                    if last:
+                        ok, norm, lrs[name] = self._optimizer_step(name, bad[name])
+                        stepped[name] = ok
+                        values[self._key("grad_norm", name)].append(norm.float())
+        for optimizer in self.optimizers.values():  # phases missing from the last micro-batch
+            optimizer.zero_grad(set_to_none=True)
+        keys = list(values)
+        out = {}
+        if keys:  # one device-to-host copy for all the step's scalars
+            means = [torch.stack([v.to(self.device) for v in values[k]]).mean() for k in keys]
+            out = dict(zip(keys, torch.stack(means).tolist()))
+        out.update({self._key("lr", name): lr for name, lr in lrs.items()})
+        skipped = sorted(name for name, ok in stepped.items() if not ok)
+        if skipped:
+            self._on_bad_step(skipped, out)
+        else:
+            self.nan_consecutive = 0
+            if self.ema is not None:
+                self.ema.update()
+        return out
+
+    def _on_bad_step(self, skipped: list[str], values: dict[str, float]) -> None:
+        self.nan_total += 1
+        self.nan_consecutive += 1
+        losses = {k: v for k, v in values.items() if k.startswith(("loss", "grad_norm"))}
+        self.logger.message(
+            f"step {self.step}: non-finite loss or gradients for {skipped} {losses}; step "
+            f"skipped ({self.nan_consecutive} in a row, {self.nan_total} in all)"
+        )
+        if self.nan_consecutive >= self.train_cfg.max_nan_steps:
+            where = self.last_checkpoint or ckpt.latest_checkpoint(self.checkpoint_dir)
+            raise RuntimeError(
+                f"training stopped: {self.nan_consecutive} consecutive steps (up to step "
+                f"{self.step}) had a non-finite loss or gradient norm {losses} "
+                f"(train.max_nan_steps={self.train_cfg.max_nan_steps}). Last checkpoint: "
+                f"{where}. Try a lower optim.lr, optim.grad_clip, train.precision=fp32, or "
+                "check the data."
+            )
+
+    # ---------------------------------------------------------------- loop
+
+    def fit(self) -> str:
+        """Train to optim.max_steps. Returns "completed", or "interrupted" after SIGTERM/SIGINT
+        (a checkpoint of the last finished step is saved first)."""
+        tc, max_steps = self.train_cfg, self.optim_cfg.max_steps
+        self.logger = RunLogger(
+            self.out_dir,
+            enabled=self.dist.is_main,
+            total_steps=max_steps,
+            initial_step=self.step,
+            progress=tc.progress,
+            tensorboard=tc.tensorboard,
+        )
+        previous = self._install_signal_handlers()
+        window: dict[str, list[float]] = defaultdict(list)
+        items_per_step = tc.batch_size * self.optim_cfg.grad_accum * self.dist.world_size
+        try:
+            if self.resumed_from is not None:
+                self.logger.message(f"resumed from {self.resumed_from} at step {self.step}")
+            for name, module in self.models.items():
+                if name in self._trained:
+                    module.train()
+            while self.step < max_steps:
+                values = self.train_step()
+                self.step += 1
+                for key, value in values.items():
+                    if math.isfinite(value):
+                        window[key].append(value)
+                self.logger.step(self.step)
+                if self.step % tc.log_every == 0 or self.step == max_steps:
+                    stats = {key: sum(v) / len(v) for key, v in window.items() if v}
+                    stats.update(self.logger.throughput(self.step, items_per_step))
+                    stats["nan_skipped"] = float(self.nan_total)
+                    self.logger.scalars(stats, self.step)
+                    window.clear()
+                stop = self._stop_agreed()
+                if not stop and (self.step % tc.valid_every == 0 or self.step == max_steps):
+                    self.validate()
+                if stop or self.step % tc.checkpoint_every == 0 or self.step == max_steps:
+                    self.save_checkpoint()
+                if stop:
+                    cause = (
+                        f"signal {self._stop_signal}"
+                        if self._stop_signal is not None
+                        else "a signal to another rank"
+                    )
+                    self.logger.message(
+                        f"stopped by {cause} at step {self.step}; checkpoint saved in "
+                        f"{self.last_checkpoint}, continue with --resume"
+                    )
+                    self.status = INTERRUPTED
+                    return self.status
+            if self._saved_step != self.step and max_steps > 0:
+                self.save_checkpoint()
+            self.status = COMPLETED
+            return self.status
+        finally:
+            self._restore_signal_handlers(previous)
+            self.logger.close()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_signal is not None:
+                if signum == signal.SIGINT:  # Ctrl-C twice: give up the checkpoint, stop now
+                    raise KeyboardInterrupt
+                return  # e.g. torchrun's SIGTERM after the terminal's SIGINT: already stopping
+            self._stop_signal = signum
+            self.logger.message(
+                f"signal {signum}: checkpointing after this step, then exiting "
+                "(Ctrl-C again to abort without a checkpoint)"
+            )
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    def request_stop(self) -> None:
+        """Ask `fit()` to checkpoint and return after the current step (as SIGTERM does)."""
+        self._stop_signal = self._stop_signal or -1
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop (all ranks agree, so they save together)."""
+        flag = torch.tensor([float(self._stop_signal is not None)], device=self.device)
+        return bool(all_reduce(flag, "max").item() > 0)
+
+    # ---------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Average `task.valid_step` metrics over the validation set (all ranks), then media."""
+        if self.valid_loader is None:
+            return {}
+        tc = self.train_cfg
+        use_ema = self.ema is not None and tc.valid_with_ema
+        was_training = {name: m.training for name, m in self.models.items()}
+        sizes = [len(b) for b in self.valid_sampler]
+        sums: dict[str, float] = defaultdict(float)
+        count = 0
+        with fork_rng(), self.ema.applied() if use_ema else contextlib.nullcontext():
+            for module in self.models.values():
+                module.eval()
+            try:
+                for index, (size, batch) in enumerate(zip(sizes, self.valid_loader)):
+                    if tc.valid_batches is not None and index >= tc.valid_batches:
+                        break
+                    with self._autocast():
+                        metrics = self.task.valid_step(
+                            self.models, move_to_device(batch, self.device)
+                        )
+                    for key, value in metrics.items():
+                        sums[key] += float(value) * size
+                    count += size
+                keys = sorted(sums)
+                totals = torch.tensor(
+                    [sums[k] for k in keys] + [count], dtype=torch.float64, device=self.device
+                )
+                all_reduce(totals)
+                result = {
+                    k: float(totals[i] / max(totals[-1].item(), 1)) for i, k in enumerate(keys)
+                }
+                self.task.log_media(self.models, self.logger, self.step)
+            finally:
+                for name, module in self.models.items():
+                    module.train(was_training[name])
+        if result:
+            self.logger.scalars(result, self.step, prefix="valid")
+        self.logger.flush()
+        return result
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> Path | None:
+        """Checkpoint the current step (all ranks call; rank 0 writes). Returns its folder."""
+        weights: dict[str, dict[str, torch.Tensor]] = {}
+        optim: dict[str, Any] = {}
+        if self.dist.is_main or self._mode == "fsdp":  # FSDP gathers shards: every rank takes part
+            weights = {name: full_state_dict(m) for name, m in self.raw_modules.items()}
+            if self.ema is not None:
+                for name in self.ema.shadow:
+                    weights[f"{name}.ema"] = self.ema.state_dict(name)
+            optim = {
+                name: {
+                    "optimizer": self._optimizer_state(name),
+                    "scheduler": self.schedulers[name].state_dict(),
+                }
+                for name in self.optimizers
+            }
+        samples = self.batch_in_epoch * self.train_cfg.batch_size * self.dist.world_size
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "samples_in_epoch": samples,
+            "world_size": self.dist.world_size,
+            "nan_total": self.nan_total,
+            "nan_consecutive": self.nan_consecutive,
+            "ema_updates": self.ema.num_updates if self.ema is not None else 0,
+            "rng": gather_objects(get_rng_state()),
+        }
+        path = None
+        if self.dist.is_main:
+            path = ckpt.save_checkpoint(
+                self.checkpoint_dir,
+                self.step,
+                weights=weights,
+                objects={"optim": optim, "state": state},
+                config=to_dict(self.config),
+                keep_last=self.train_cfg.keep_last,
+            )
+        barrier()
+        self.last_checkpoint = path or self.checkpoint_dir / ckpt.step_dir_name(self.step)
+        self._saved_step = self.step
+        return path
+
+    def _param_names(self, name: str) -> list[str]:
+        """Names of optimizer `name`'s parameters, in its state-dict index order."""
+        by_id = {id(p): key for key, p in self._containers[name].named_parameters()}
+        groups = self.optimizers[name].param_groups
+        return [by_id[id(p)] for group in groups for p in group["params"]]
+
+    def _optimizer_state(self, name: str) -> dict[str, Any]:
+        """The optimizer's state dict with full (gathered, CPU) tensors and parameter names.
+
+        Unlike torch.distributed.checkpoint's helpers, this never initialises the state of an
+        optimizer that has not stepped yet (a discriminator before its warm-up).
+        """
+        state = self.optimizers[name].state_dict()
+        state["state"] = {
+            index: {
+                key: _full(value).detach().cpu() if isinstance(value, torch.Tensor) else value
+                for key, value in per_param.items()
+            }
+            for index, per_param in state["state"].items()
+        }
+        state["param_names"] = self._param_names(name)
+        return state
+
+    def _load_optimizer_state(self, name: str, state: dict[str, Any], where: Path) -> None:
+        state = dict(state)
+        saved_names = state.pop("param_names", None)
+        if saved_names is not None and saved_names != self._param_names(name):
+            raise ckpt.CheckpointError(
+                f"{where}: optimizer {name!r} was saved for other parameters than this model's"
+            )
+        params = [p for group in self.optimizers[name].param_groups for p in group["params"]]
+        per_param_states = {}
+        for index, per_param in state["state"].items():
+            param = params[int(index)]
+            if hasattr(param, "device_mesh"):  # FSDP: shard the full tensors like the parameter
+                per_param = {
+                    key: _like(param, value)
+                    if isinstance(value, torch.Tensor) and value.shape == param.shape
+                    else value
+                    for key, value in per_param.items()
+                }
+            per_param_states[index] = per_param
+        state["state"] = per_param_states
+        self.optimizers[name].load_state_dict(state)
+
+    def _resume(self) -> None:
+        found: Any = None
+        if self.dist.is_main:
+            try:
+                found = ckpt.find_valid_checkpoint(self.checkpoint_dir)
+            except ckpt.CheckpointError as error:
+                found = error
+        found = broadcast_object(found)
+        if isinstance(found, Exception):
+            raise ckpt.CheckpointError(str(found))
+        if found is None:
+            if self.dist.is_main:
+                print(f"no checkpoint in {self.checkpoint_dir}: starting from scratch", flush=True)
+            return
+        self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))
+        self.resumed_from = Path(found)
+
+    def load_checkpoint(self, checkpoint: ckpt.Checkpoint) -> None:
+        """Restore weights, optimizers, schedules, EMA, data position and RNG (all ranks)."""
+        for name, module in self.raw_modules.items():
+            if name not in checkpoint.weights:
+                raise ckpt.CheckpointError(f"{checkpoint.path}: no weights for module {name!r}")
+            try:
+                load_full_state_dict(module, checkpoint.weights[name])
+            except (KeyError, ValueError) as error:
+                raise ckpt.CheckpointError(
+                    f"{checkpoint.path}: weights of {name!r} do not fit the model "
+                    f"(changed model config?): {error}"
+                ) from error
+        optim = checkpoint.objects["optim"]
+        for name, optimizer in self.optimizers.items():
+            self._load_optimizer_state(name, optim[name]["optimizer"], checkpoint.path)
+            scheduler_state = dict(optim[name]["scheduler"])
+            # The schedule's shape comes from the current config (see _apply_hyperparameters).
+            scheduler_state["lr_lambdas"] = [None] * len(optimizer.param_groups)
+            self.schedulers[name].load_state_dict(scheduler_state)
+            self._apply_hyperparameters(name)
+        if self.ema is not None:
+            for name in self.ema.shadow:
+                key = f"{name}.ema"
+                if key in checkpoint.weights:
+                    self.ema.load_state_dict(name, checkpoint.weights[key])
+                else:
+                    warnings.warn(
+                        f"{checkpoint.path} has no EMA of {name!r}: EMA restarts from the weights",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    self.ema.load_state_dict(name, checkpoint.weights[name])
+        state = checkpoint.objects["state"]
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        per_step = self.train_cfg.batch_size * self.dist.world_size
+        self.batch_in_epoch = int(state["samples_in_epoch"]) // per_step
+        self.nan_total = int(state["nan_total"])
+        self.nan_consecutive = int(state["nan_consecutive"])
+        if self.ema is not None:
+            self.ema.num_updates = int(state.get("ema_updates", 0))
+        self._train_iter = None
+        rng = state["rng"]
+        if len(rng) == self.dist.world_size:
+            set_rng_state(rng[self.dist.rank])
+        else:
+            warnings.warn(
+                f"checkpoint was written by {len(rng)} process(es), this run has "
+                f"{self.dist.world_size}: random streams are reseeded (resume is not exact)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            seed_everything(self.train_cfg.seed + _RANK_SEED_STRIDE * self.dist.rank + self.step)
+        self._saved_step = self.step
+        self.last_checkpoint = checkpoint.path
+
+    def _apply_hyperparameters(self, name: str) -> None:
+        """Set lr/betas/eps/weight decay from the current config (a resumed run may change them)."""
+        cfg, scheduler = self.optim_cfgs[name], self.schedulers[name]
+        schedule = WarmupCosine(cfg.warmup_steps, self._horizon(name), cfg.min_lr_ratio)
+        scheduler.lr_lambdas = [schedule] * len(scheduler.optimizer.param_groups)
+        scheduler.base_lrs = [cfg.lr] * len(scheduler.optimizer.param_groups)
+        lr = cfg.lr * schedule(scheduler.last_epoch)
+        for group, is_decay in zip(scheduler.optimizer.param_groups, self._group_decay[name]):
+            group.update(
+                initial_lr=cfg.lr,
+                lr=lr,
+                betas=tuple(cfg.betas),
+                eps=cfg.eps,
+                weight_decay=cfg.weight_decay if is_decay else 0.0,
+            )
+        scheduler._last_lr = [lr] * len(scheduler.optimizer.param_groups)
+
+    # ---------------------------------------------------------------- teardown
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        if self._owns_group:
+            import torch.distributed as dist
+
+            barrier()
+            dist.destroy_process_group()
+            self._owns_group = False
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

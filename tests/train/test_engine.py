@@ -1,0 +1,92 @@
+"""Engine details: precision, signals, misuse of the task interface."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from segue.train import INTERRUPTED, Phase, Trainer
+from tests.train.tiny import TinyRegression, make_task, tiny_config, train
+
+
+def test_auto_precision_is_fp32_on_cpu(tmp_path):
+    trainer = Trainer(make_task(tiny_config().model), tiny_config(), tmp_path)
+    assert trainer.device.type == "cpu" and trainer.autocast_dtype() is None
+
+
+def test_bf16_autocast_when_asked(tmp_path, monkeypatch):
+    seen = []
+    original = TinyRegression.train_step
+
+    def spy(self, models, batch, step):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return original(self, models, batch, step)
+
+    monkeypatch.setattr(TinyRegression, "train_step", spy)
+    trainer = train(tiny_config("train.precision=bf16", "optim.max_steps=2"), tmp_path)
+    assert seen == [True, True] and trainer.status == "completed"
+    assert all(p.dtype == torch.float32 for p in trainer.raw_modules["model"].parameters())
+
+    from tests.train.tiny import TinyGAN
+
+    phases = TinyGAN.train_step
+
+    def generator_spy(self, models, batch, step):
+        for phase in phases(self, models, batch, step):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            yield phase
+
+    monkeypatch.setattr(TinyGAN, "train_step", generator_spy)
+    seen.clear()
+    train(
+        tiny_config("train.precision=bf16", "optim.max_steps=1", "model.kind=gan"), tmp_path / "g"
+    )
+    assert seen == [True]
+
+
+def test_sigint_checkpoints_and_second_sigint_aborts(tmp_path, monkeypatch):
+    original = TinyRegression.train_step
+    count = {"n": 0}
+
+    def interrupting(self, models, batch, step):
+        if step == 1:
+            count["n"] += 1
+            os.kill(os.getpid(), signal.SIGINT)
+            if count["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, models, batch, step)
+
+    monkeypatch.setattr(TinyRegression, "train_step", interrupting)
+    previous = signal.getsignal(signal.SIGINT)
+    trainer = train(tiny_config(), tmp_path / "once")
+    assert trainer.status == INTERRUPTED and trainer.step == 2
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(), tmp_path / "twice")
+
+
+def test_bare_loss_with_several_optimizers_is_an_error(tmp_path, monkeypatch):
+    from tests.train.tiny import TinyGAN
+
+    monkeypatch.setattr(TinyGAN, "train_step", lambda self, models, batch, step: torch.zeros(()))
+    with pytest.raises(TypeError, match="several optimizers"):
+        train(tiny_config("model.kind=gan"), tmp_path)
+
+
+def test_two_phases_for_one_optimizer_is_an_error(tmp_path, monkeypatch):
+    def twice(self, models, batch, step):
+        x, y = batch
+        loss = (models["model"](x) - y).pow(2).mean()
+        return [Phase("main", loss), Phase("main", loss)]
+
+    monkeypatch.setattr(TinyRegression, "train_step", twice)
+    with pytest.raises(ValueError, match="two phases"):
+        train(tiny_config(), tmp_path)
+
+
+def test_too_small_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no full batch"):
+        train(tiny_config("model.n_train=4"), tmp_path)
