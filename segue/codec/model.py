@@ -42,9 +42,30 @@ class Codec(nn.Module, PretrainedMixin):
             config.channels, config.strides, config.latent_dim, config.dilations, config.causal
         )
 
+    # The acoustic-tokenizer interface, shared with `segue.codec.hf.PretrainedCodec`.
     @property
     def hop_length(self) -> int:
         return self.config.hop_length
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.config.n_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def n_coarse(self) -> int:
+        return self.config.n_coarse
 
     def _as_batch(self, audio: torch.Tensor) -> torch.Tensor:
         """[T], [B, T] or [B, 1, T] -> [B, 1, T padded to a multiple of the hop]."""

@@ -85,7 +85,11 @@ def visqol(estimate: np.ndarray, reference: np.ndarray, sample_rate: int = 16000
     if not available("visqol") or sample_rate != 16000:
         return None
     estimate, reference = _aligned(estimate, reference)
-    return float(_visqol_speech_api().measure_from_arrays(reference, estimate, sample_rate).moslqo)
+    try:
+        result = _visqol_speech_api().measure_from_arrays(reference, estimate, sample_rate)
+    except (IndexError, ValueError):  # too short, or no speech-like patch to compare
+        return None
+    return float(result.moslqo)
 
 
 def all_metrics(estimate: np.ndarray, reference: np.ndarray, sample_rate: int = 16000) -> dict:

@@ -1,0 +1,239 @@
+"""Training the codec through the shared engine: a generator and a discriminator optimizer.
+
+Each step: the discriminator learns to tell real crops from reconstructions (LSGAN), then the
+generator (encoder + RVQ + decoder) minimises the weighted sum of multi-scale mel L1, adversarial,
+feature-matching, commitment and codebook losses. For the first
+`loss.discriminator_warmup_steps` steps only the reconstruction terms train: the decoder learns
+to make speech-like audio before a discriminator can push it around, which is what keeps small
+codecs from diverging into noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from segue.codec.config import CodecConfig, preset
+from segue.codec.discriminators import Discriminators
+from segue.codec.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    multiscale_mel_loss,
+)
+from segue.codec.model import Codec
+from segue.codec.quantizer import perplexity
+from segue.data.crops import CropDataset
+from segue.eval.metrics import mel_distance, si_snr
+from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
+
+
+@dataclass
+class CodecDataConfig:
+    manifest: str = ""
+    crop_seconds: float = 0.5
+    valid_crop_seconds: float = 2.0
+    valid_files: int = 32  # validation crops (fixed) from the valid split
+
+
+@dataclass
+class CodecRunConfig(RunConfig):
+    model: CodecConfig = field(default_factory=lambda: preset("tiny"))
+    data: CodecDataConfig = field(default_factory=CodecDataConfig)
+    discriminator_lr: float | None = None  # None: same as optim.lr
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=3e-4,
+            betas=(0.8, 0.99),
+            weight_decay=0.0,
+            warmup_steps=100,
+            max_steps=6000,
+            min_lr_ratio=0.1,
+            grad_clip=100.0,
+        )
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=8,
+            num_workers=1,
+            checkpoint_every=250,
+            log_every=25,
+            valid_every=500,
+            keep_last=3,
+        )
+    )
+
+
+def run_config_for_preset(name: str, manifest: str) -> CodecRunConfig:
+    """Defaults for a named model preset (`tiny` for CPU, `audiolm` for GPUs)."""
+    config = CodecRunConfig(model=preset(name), data=CodecDataConfig(manifest=manifest))
+    if name == "audiolm":  # DAC-like GPU settings
+        config.optim = OptimConfig(
+            lr=1e-4,
+            betas=(0.8, 0.99),
+            weight_decay=0.0,
+            warmup_steps=1000,
+            max_steps=400_000,
+            grad_clip=1000.0,
+        )
+        config.train.batch_size = 16
+        config.train.checkpoint_every = 5000
+        config.train.valid_every = 5000
+        config.data.crop_seconds = 1.0
+    return config
+
+
+class FixedCrops(torch.utils.data.Dataset):
+    """The first `n` files of a CropDataset, always with epoch-0 crops (comparable validation)."""
+
+    def __init__(self, crops: CropDataset, n: int):
+        self.crops, self.n = crops, min(n, len(crops))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        return self.crops[index]
+
+
+class CodecTask(TrainTask):
+    """Generator (the codec) + discriminators, each with its own AdamW."""
+
+    def __init__(self, config: CodecRunConfig):
+        self.config = config
+        if not config.data.manifest:
+            raise ValueError("codec training needs data.manifest (--manifest)")
+
+    def setup(self, device: torch.device) -> None:
+        self.codec = Codec(self.config.model)
+        self.discriminator = Discriminators(self.config.model.discriminator)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"codec": self.codec, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        overrides = {}
+        if self.config.discriminator_lr is not None:
+            overrides["lr"] = self.config.discriminator_lr
+        return {
+            "generator": OptimizerSpec(("codec",)),
+            "discriminator": OptimizerSpec(
+                ("discriminator",),
+                overrides,
+                start_step=self.config.model.loss.discriminator_warmup_steps,
+            ),
+        }
+
+    def train_dataset(self) -> CropDataset:
+        return CropDataset(
+            self.config.data.manifest,
+            self.config.data.crop_seconds,
+            self.config.model.sample_rate,
+            split="train",
+            seed=self.config.train.seed,
+            min_seconds=0.1,
+        )
+
+    def valid_dataset(self) -> FixedCrops | None:
+        try:
+            crops = CropDataset(
+                self.config.data.manifest,
+                self.config.data.valid_crop_seconds,
+                self.config.model.sample_rate,
+                split="valid",
+                seed=1234,
+            )
+        except ValueError:
+            return None  # no valid split in this manifest
+        return FixedCrops(crops, self.config.data.valid_files)
+
+    def train_step(
+        self, models: Mapping[str, nn.Module], batch: dict, step: int
+    ) -> Iterator[Phase]:
+        loss_cfg = self.config.model.loss
+        real = batch["audio"][:, None]  # [B, 1, T]
+        out = models["codec"](real)
+        fake = out.audio
+        adversarial = self.optimizer_active("discriminator", step)
+        if adversarial:
+            d_loss = discriminator_loss(
+                models["discriminator"](real), models["discriminator"](fake.detach())
+            )
+            yield Phase("discriminator", d_loss)
+        mel = multiscale_mel_loss(
+            fake, real, self.config.model.sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins
+        )
+        q = out.quantizer
+        loss = (
+            loss_cfg.mel_weight * mel
+            + loss_cfg.commitment_weight * q.commitment_loss
+            + loss_cfg.codebook_weight * q.codebook_loss
+        )
+        metrics = {
+            "mel": mel.detach(),
+            "commitment": q.commitment_loss.detach(),
+            "perplexity_l1": perplexity(q.usage[:1])[0],
+        }
+        if adversarial:
+            with torch.no_grad():
+                real_outputs = models["discriminator"](real)
+            fake_outputs = models["discriminator"](fake)
+            adv = generator_adversarial_loss(fake_outputs)
+            fm = feature_matching_loss(real_outputs, fake_outputs)
+            loss = loss + loss_cfg.adversarial_weight * adv + loss_cfg.feature_matching_weight * fm
+            metrics.update(adversarial=adv.detach(), feature_matching=fm.detach())
+        yield Phase("generator", loss, metrics)
+
+    @torch.no_grad()
+    def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
+        codec = models["codec"]
+        codec = getattr(codec, "module", codec)
+        real = batch["audio"]
+        fake = codec(real[:, None]).audio[:, 0, : real.shape[-1]]
+        rows = [
+            (
+                mel_distance(f.float().cpu().numpy(), r.float().cpu().numpy()),
+                si_snr(f.float().cpu().numpy(), r.float().cpu().numpy()),
+            )
+            for f, r, n in zip(fake, real, batch["length"])
+            if n > 0
+        ]
+        return {
+            "mel_distance": sum(r[0] for r in rows) / len(rows),
+            "si_snr": sum(r[1] for r in rows) / len(rows),
+        }
+
+    @torch.no_grad()
+    def log_media(self, models: Mapping[str, nn.Module], logger, step: int) -> None:
+        valid = self.valid_dataset()
+        if valid is None or len(valid) == 0:
+            return
+        codec = models["codec"]
+        codec = getattr(codec, "module", codec)
+        item = valid[0]
+        device = next(codec.parameters()).device
+        fake = codec(item["audio"][None, None].to(device)).audio[0, 0].float().cpu()
+        rate = self.config.model.sample_rate
+        logger.audio("valid/reconstruction", fake, rate, step)
+        if step == 0 or not getattr(self, "_logged_reference", False):
+            logger.audio("valid/original", item["audio"], rate, step)
+            self._logged_reference = True
+
+
+def load_codec_from_run(run_dir: str | Path, prefer_ema: bool = True) -> Codec:
+    """The codec of a training run's newest valid checkpoint (EMA weights when there are some)."""
+    from segue.config import from_dict
+    from segue.train.checkpoint import load_latest
+
+    checkpoint = load_latest(Path(run_dir) / "checkpoints")
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint found (is it a codec run folder?)")
+    config = from_dict(CodecRunConfig, checkpoint.config)
+    codec = Codec(config.model)
+    name = "codec.ema" if prefer_ema and "codec.ema" in checkpoint.weights else "codec"
+    codec.load_state_dict(checkpoint.weights[name])
+    return codec.eval()
