@@ -50,7 +50,7 @@ class CodecConfig:
     codebook_dim: int = 8
     n_coarse: int = 4
     quantizer_dropout: float = 0.5
-    dead_code_threshold: float = 1e-3
+    dead_code_threshold: float = 0.1  # restart codes used < 10 % as often as uniform usage
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 

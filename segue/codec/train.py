@@ -177,6 +177,7 @@ class CodecTask(TrainTask):
             "mel": mel.detach(),
             "commitment": q.commitment_loss.detach(),
             "perplexity_l1": perplexity(q.usage[:1])[0],
+            "codes_restarted": float(self.codec.quantizer.restarts),
         }
         if adversarial:
             with torch.no_grad():
