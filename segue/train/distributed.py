@@ -199,6 +199,11 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return iter(batches[self.start_batch :])  # a list now: later position changes don't leak
 
 
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The full tensor of an FSDP shard (DTensor; gathered: call on every rank), else `tensor`."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """`module.state_dict()` as full CPU tensors (FSDP shards gathered: call on every rank)."""
     return {

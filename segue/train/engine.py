@@ -23,67 +23,40 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from segue.config import save_config, to_dict
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
+from segue.train.data import build_data, move_to_device
 from segue.train.distributed import (
-    ResumableBatchSampler,
     all_reduce,
     barrier,
-    broadcast_object,
-    copy_full_into,
-    full_state_dict,
-    gather_objects,
+    full_tensor,
     init_distributed,
-    load_full_state_dict,
     resolve_device,
     shard_fsdp,
     wrap_ddp,
 )
 from segue.train.ema import EMA
 from segue.train.logger import RunLogger
-from segue.train.schedule import WarmupCosine, build_scheduler
-from segue.train.seed import fork_rng, get_rng_state, seed_everything, set_rng_state
+from segue.train.optim import build_adamw
+from segue.train.schedule import build_scheduler
+from segue.train.seed import RANK_SEED_STRIDE, fork_rng, seed_everything
+from segue.train.state import checkpoint_contents, find_resume_checkpoint, restore_checkpoint
 from segue.train.task import Phase, TrainTask
 
 COMPLETED = "completed"
 INTERRUPTED = "interrupted"
-_RANK_SEED_STRIDE = 7919
 _FIXED_OPTIM_FIELDS = ("max_steps", "grad_accum")  # run-wide, not per optimizer
-
-
-def move_to_device(obj: Any, device: torch.device) -> Any:
-    """Tensors inside dicts/lists/tuples moved to `device`; anything else unchanged."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {key: move_to_device(value, device) for key, value in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(move_to_device(value, device) for value in obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to_device(value, device) for value in obj)
-    return obj
-
-
-def _full(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-
-
-def _like(param: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-    """A tensor laid out like `param` (an FSDP shard) holding full tensor `full`."""
-    out = torch.empty_like(param, dtype=full.dtype)
-    copy_full_into(out, full)
-    return out
 
 
 class Trainer:
     """Trains `task` as `config` (a `RunConfig` subclass) says; writes under `out_dir`.
 
     Run folder: config.json, checkpoints/step_*/ (+ `latest`), tensorboard/.
-    Attributes after construction: step (completed optimizer steps), models (wrapped),
-    raw_modules, optimizers, schedulers, ema, device, dist.
+    Attributes after construction: step (completed optimizer steps), epoch, batch_in_epoch,
+    models (wrapped), raw_modules, optimizers, schedulers, ema, device, dist, batches (the
+    training stream), train_dataset, train_sampler, valid_loader. Checkpoints: `state.py`.
     """
 
     def __init__(
@@ -105,8 +78,6 @@ class Trainer:
         self.dist, self._owns_group = init_distributed()
         self.device = resolve_device(tc.device, self.dist)
         self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
         self.nan_total = 0
         self.nan_consecutive = 0
         self.status: str | None = None
@@ -135,8 +106,13 @@ class Trainer:
             if tc.ema_decay is not None
             else None
         )
-        self._build_data()
-        seed_everything(tc.seed + _RANK_SEED_STRIDE * self.dist.rank)  # training-time streams
+        self.batches, self.valid_sampler, self.valid_loader = build_data(
+            task, tc, self.dist, self.device
+        )
+        self.train_dataset = self.batches.dataset
+        self.train_sampler = self.batches.sampler
+        self.train_loader = self.batches.loader
+        seed_everything(tc.seed + RANK_SEED_STRIDE * self.dist.rank)  # training-time streams
 
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,27 +202,14 @@ class Trainer:
         self._group_decay: dict[str, list[bool]] = {}
         for name, spec in self.specs.items():
             cfg = dataclasses.replace(self.optim_cfg, **spec.overrides)
-            decay, no_decay = [], []
-            for module_name in spec.modules:
-                for p in self.raw_modules[module_name].parameters():
-                    if p.requires_grad:
-                        (decay if p.dim() >= 2 else no_decay).append(p)
-            groups, flags = [], []
-            for params, is_decay in ((decay, True), (no_decay, False)):
-                if params:
-                    groups.append({"params": params, "weight_decay": cfg.weight_decay * is_decay})
-                    flags.append(is_decay)
-            if not groups:
-                raise ValueError(f"optimizer {name!r} has no trainable parameters")
-            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+            modules = [self.raw_modules[m] for m in spec.modules]
+            optimizer, self._params[name], self._group_decay[name] = build_adamw(name, cfg, modules)
             self.optimizers[name] = optimizer
             self.schedulers[name] = build_scheduler(
                 optimizer, cfg.warmup_steps, self._horizon(name), cfg.min_lr_ratio
             )
             self.optim_cfgs[name] = cfg
-            self._params[name] = decay + no_decay
             self._containers[name] = nn.ModuleDict({m: self.raw_modules[m] for m in spec.modules})
-            self._group_decay[name] = flags
         self._others = {
             name: [p for other, ps in self._params.items() if other != name for p in ps]
             for name in self._params
@@ -255,51 +218,17 @@ class Trainer:
     def _horizon(self, name: str) -> int:
         return max(1, self.optim_cfg.max_steps - self.specs[name].start_step)
 
-    def _build_data(self) -> None:
-        tc, info = self.train_cfg, self.dist
-        dataset = self.task.train_dataset()
-        self.train_dataset = dataset
-        self.train_sampler = ResumableBatchSampler(
-            len(dataset),
-            tc.batch_size,
-            rank=info.rank,
-            world_size=info.world_size,
-            seed=tc.seed,
-            shuffle=True,
-            drop_last=True,
-        )
-        if len(self.train_sampler) == 0:
-            raise ValueError(
-                f"training set of {len(dataset)} items gives no full batch of {tc.batch_size} "
-                f"per process with {info.world_size} process(es)"
-            )
-        self.train_loader = self._loader(dataset, self.train_sampler)
-        self._train_iter: Iterator[Any] | None = None
-        valid = self.task.valid_dataset()
-        self.valid_sampler = self.valid_loader = None
-        if valid is not None and len(valid) > 0:
-            self.valid_sampler = ResumableBatchSampler(
-                len(valid),
-                tc.batch_size,
-                rank=info.rank,
-                world_size=info.world_size,
-                shuffle=False,
-                drop_last=False,
-            )
-            self.valid_loader = self._loader(valid, self.valid_sampler)
+    @property
+    def epoch(self) -> int:
+        """The epoch the training stream is in (0-based)."""
+        return self.batches.epoch
 
-    def _loader(self, dataset: Any, sampler: ResumableBatchSampler) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.train_cfg.seed + self.dist.rank)
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=self.task.collate,
-            num_workers=self.train_cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=generator,
-        )
+    @property
+    def batch_in_epoch(self) -> int:
+        """Training batches this rank has taken in the current epoch."""
+        return self.batches.batch_in_epoch
 
-    # ---------------------------------------------------------------- precision and data
+    # ---------------------------------------------------------------- precision
 
     def autocast_dtype(self) -> torch.dtype | None:
         """bf16 when asked (or "auto" on a CUDA device with bf16), else None (fp32)."""
@@ -315,23 +244,6 @@ class Trainer:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def _next_batch(self) -> Any:
-        while True:
-            if self._train_iter is None:
-                if hasattr(self.train_dataset, "set_epoch"):
-                    self.train_dataset.set_epoch(self.epoch)
-                self.train_sampler.set_position(self.epoch, self.batch_in_epoch)
-                self._train_iter = iter(self.train_loader)
-            try:
-                batch = next(self._train_iter)
-            except StopIteration:
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                self._train_iter = None
-                continue
-            self.batch_in_epoch += 1
-            return batch
 
     # ---------------------------------------------------------------- one step
 
@@ -408,7 +320,7 @@ class Trainer:
         optimizer, clip = self.optimizers[name], self.optim_cfgs[name].grad_clip
         flag = bad.to(self.device, torch.float32).reshape(1)
         all_reduce(flag, "max")
-        norm = _full(
+        norm = full_tensor(
             torch.nn.utils.clip_grad_norm_(
                 self._params[name], clip if clip is not None else math.inf
             )
@@ -431,7 +343,7 @@ class Trainer:
         stepped: dict[str, bool] = {}
         lrs: dict[str, float] = {}
         for micro in range(accum):
-            batch = move_to_device(self._next_batch(), self.device)
+            batch = move_to_device(self.batches.next(), self.device)
             last = micro == accum - 1
             with self._grad_sync(last):
                 with self._autocast():  # a plain function computes its losses here,
@@ -633,39 +545,14 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Checkpoint the current step (all ranks call; rank 0 writes). Returns its folder."""
-        weights: dict[str, dict[str, torch.Tensor]] = {}
-        optim: dict[str, Any] = {}
-        if self.dist.is_main or self._mode == "fsdp":  # FSDP gathers shards: every rank takes part
-            weights = {name: full_state_dict(m) for name, m in self.raw_modules.items()}
-            if self.ema is not None:
-                for name in self.ema.shadow:
-                    weights[f"{name}.ema"] = self.ema.state_dict(name)
-            optim = {
-                name: {
-                    "optimizer": self._optimizer_state(name),
-                    "scheduler": self.schedulers[name].state_dict(),
-                }
-                for name in self.optimizers
-            }
-        samples = self.batch_in_epoch * self.train_cfg.batch_size * self.dist.world_size
-        state = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "samples_in_epoch": samples,
-            "world_size": self.dist.world_size,
-            "nan_total": self.nan_total,
-            "nan_consecutive": self.nan_consecutive,
-            "ema_updates": self.ema.num_updates if self.ema is not None else 0,
-            "rng": gather_objects(get_rng_state()),
-        }
+        weights, objects = checkpoint_contents(self)
         path = None
         if self.dist.is_main:
             path = ckpt.save_checkpoint(
                 self.checkpoint_dir,
                 self.step,
                 weights=weights,
-                objects={"optim": optim, "state": state},
+                objects=objects,
                 config=to_dict(self.config),
                 keep_last=self.train_cfg.keep_last,
             )
@@ -674,140 +561,20 @@ class Trainer:
         self._saved_step = self.step
         return path
 
-    def _param_names(self, name: str) -> list[str]:
-        """Names of optimizer `name`'s parameters, in its state-dict index order."""
-        by_id = {id(p): key for key, p in self._containers[name].named_parameters()}
-        groups = self.optimizers[name].param_groups
-        return [by_id[id(p)] for group in groups for p in group["params"]]
-
-    def _optimizer_state(self, name: str) -> dict[str, Any]:
-        """The optimizer's state dict with full (gathered, CPU) tensors and parameter names.
-
-        Unlike torch.distributed.checkpoint's helpers, this never initialises the state of an
-        optimizer that has not stepped yet (a discriminator before its warm-up).
-        """
-        state = self.optimizers[name].state_dict()
-        state["state"] = {
-            index: {
-                key: _full(value).detach().cpu() if isinstance(value, torch.Tensor) else value
-                for key, value in per_param.items()
-            }
-            for index, per_param in state["state"].items()
-        }
-        state["param_names"] = self._param_names(name)
-        return state
-
-    def _load_optimizer_state(self, name: str, state: dict[str, Any], where: Path) -> None:
-        state = dict(state)
-        saved_names = state.pop("param_names", None)
-        if saved_names is not None and saved_names != self._param_names(name):
-            raise ckpt.CheckpointError(
-                f"{where}: optimizer {name!r} was saved for other parameters than this model's"
-            )
-        params = [p for group in self.optimizers[name].param_groups for p in group["params"]]
-        per_param_states = {}
-        for index, per_param in state["state"].items():
-            param = params[int(index)]
-            if hasattr(param, "device_mesh"):  # FSDP: shard the full tensors like the parameter
-                per_param = {
-                    key: _like(param, value)
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape
-                    else value
-                    for key, value in per_param.items()
-                }
-            per_param_states[index] = per_param
-        state["state"] = per_param_states
-        self.optimizers[name].load_state_dict(state)
-
     def _resume(self) -> None:
-        found: Any = None
-        if self.dist.is_main:
-            try:
-                found = ckpt.find_valid_checkpoint(self.checkpoint_dir)
-            except ckpt.CheckpointError as error:
-                found = error
-        found = broadcast_object(found)
-        if isinstance(found, Exception):
-            raise ckpt.CheckpointError(str(found))
+        found = find_resume_checkpoint(self.checkpoint_dir, self.dist)
         if found is None:
             if self.dist.is_main:
                 print(f"no checkpoint in {self.checkpoint_dir}: starting from scratch", flush=True)
             return
         self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))
-        self.resumed_from = Path(found)
+        self.resumed_from = found
 
     def load_checkpoint(self, checkpoint: ckpt.Checkpoint) -> None:
         """Restore weights, optimizers, schedules, EMA, data position and RNG (all ranks)."""
-        for name, module in self.raw_modules.items():
-            if name not in checkpoint.weights:
-                raise ckpt.CheckpointError(f"{checkpoint.path}: no weights for module {name!r}")
-            try:
-                load_full_state_dict(module, checkpoint.weights[name])
-            except (KeyError, ValueError) as error:
-                raise ckpt.CheckpointError(
-                    f"{checkpoint.path}: weights of {name!r} do not fit the model "
-                    f"(changed model config?): {error}"
-                ) from error
-        optim = checkpoint.objects["optim"]
-        for name, optimizer in self.optimizers.items():
-            self._load_optimizer_state(name, optim[name]["optimizer"], checkpoint.path)
-            scheduler_state = dict(optim[name]["scheduler"])
-            # The schedule's shape comes from the current config (see _apply_hyperparameters).
-            scheduler_state["lr_lambdas"] = [None] * len(optimizer.param_groups)
-            self.schedulers[name].load_state_dict(scheduler_state)
-            self._apply_hyperparameters(name)
-        if self.ema is not None:
-            for name in self.ema.shadow:
-                key = f"{name}.ema"
-                if key in checkpoint.weights:
-                    self.ema.load_state_dict(name, checkpoint.weights[key])
-                else:
-                    warnings.warn(
-                        f"{checkpoint.path} has no EMA of {name!r}: EMA restarts from the weights",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    self.ema.load_state_dict(name, checkpoint.weights[name])
-        state = checkpoint.objects["state"]
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        per_step = self.train_cfg.batch_size * self.dist.world_size
-        self.batch_in_epoch = int(state["samples_in_epoch"]) // per_step
-        self.nan_total = int(state["nan_total"])
-        self.nan_consecutive = int(state["nan_consecutive"])
-        if self.ema is not None:
-            self.ema.num_updates = int(state.get("ema_updates", 0))
-        self._train_iter = None
-        rng = state["rng"]
-        if len(rng) == self.dist.world_size:
-            set_rng_state(rng[self.dist.rank])
-        else:
-            warnings.warn(
-                f"checkpoint was written by {len(rng)} process(es), this run has "
-                f"{self.dist.world_size}: random streams are reseeded (resume is not exact)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            seed_everything(self.train_cfg.seed + _RANK_SEED_STRIDE * self.dist.rank + self.step)
+        restore_checkpoint(self, checkpoint)
         self._saved_step = self.step
         self.last_checkpoint = checkpoint.path
-
-    def _apply_hyperparameters(self, name: str) -> None:
-        """Set lr/betas/eps/weight decay from the current config (a resumed run may change them)."""
-        cfg, scheduler = self.optim_cfgs[name], self.schedulers[name]
-        schedule = WarmupCosine(cfg.warmup_steps, self._horizon(name), cfg.min_lr_ratio)
-        scheduler.lr_lambdas = [schedule] * len(scheduler.optimizer.param_groups)
-        scheduler.base_lrs = [cfg.lr] * len(scheduler.optimizer.param_groups)
-        lr = cfg.lr * schedule(scheduler.last_epoch)
-        for group, is_decay in zip(scheduler.optimizer.param_groups, self._group_decay[name]):
-            group.update(
-                initial_lr=cfg.lr,
-                lr=lr,
-                betas=tuple(cfg.betas),
-                eps=cfg.eps,
-                weight_decay=cfg.weight_decay if is_decay else 0.0,
-            )
-        scheduler._last_lr = [lr] * len(scheduler.optimizer.param_groups)
 
     # ---------------------------------------------------------------- teardown
 

@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+#: Training-time seed of rank r: seed + RANK_SEED_STRIDE * r (model init uses `seed` on all ranks).
+RANK_SEED_STRIDE = 7919
+
 
 def seed_everything(seed: int) -> None:
     """Seed python's `random`, numpy's global RNG and torch (CPU and all CUDA devices)."""
