@@ -37,19 +37,20 @@ class QuantizerOutput:
 def _kmeans(
     samples: torch.Tensor, k: int, iterations: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Spherical k-means of [N, d] unit vectors into k centroids (N may be < k: codes repeat
-    with jitter)."""
+    """k-means of [N, d] vectors into k centroids, assigning by cosine similarity (as the
+    quantizer looks codes up) but averaging the raw vectors, so centroids keep the latents'
+    scale. N may be < k: then codes repeat, with jitter."""
     n = samples.shape[0]
-    index = (
-        torch.randint(n, (k,), generator=generator)
-        if n < k
-        else torch.randperm(n, generator=generator)[:k]
-    )
+    if n < k:
+        index = torch.randint(n, (k,), generator=generator)
+    else:
+        index = torch.randperm(n, generator=generator)[:k]
     centroids = samples[index].clone()
     if n < k:
-        centroids += 1e-2 * torch.randn(centroids.shape, generator=generator)
+        centroids += 1e-2 * samples.std() * torch.randn(centroids.shape, generator=generator)
+    directions = F.normalize(samples, dim=1)
     for _ in range(iterations):
-        assign = (samples @ F.normalize(centroids, dim=1).T).argmax(dim=1)
+        assign = (directions @ F.normalize(centroids, dim=1).T).argmax(dim=1)
         sums = torch.zeros_like(centroids).index_add_(0, assign, samples)
         counts = torch.bincount(assign, minlength=k).unsqueeze(1)
         centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
@@ -93,7 +94,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init(self, latents: torch.Tensor) -> None:
-        samples = F.normalize(latents.transpose(1, 2).reshape(-1, latents.shape[1]).float(), dim=1)
+        samples = latents.transpose(1, 2).reshape(-1, latents.shape[1]).float()
         generator = torch.Generator().manual_seed(0)
         centroids = _kmeans(samples.cpu(), self.codebook_size, iterations=10, generator=generator)
         self.codebook.weight.data.copy_(centroids.to(self.codebook.weight))
