@@ -42,5 +42,7 @@ for a in keys:
     best = max((b for b in keys if b != a), key=lambda b: emb[a] @ emb[b])
     correct += best[0] == a[0]
 print(
-    f"{len(groups)} voices: same-voice cosine {np.mean(same):.3f}, different-voice {np.mean(diff):.3f} (max {np.max(diff):.3f}), 1-NN speaker ID {correct / len(keys):.1%}"
+    f"{len(groups)} voices: same-voice cosine {np.mean(same):.3f}, "
+    f"different-voice {np.mean(diff):.3f} (max {np.max(diff):.3f}), "
+    f"1-NN speaker ID {correct / len(keys):.1%}"
 )
