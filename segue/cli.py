@@ -12,9 +12,9 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data
+    from segue.commands import codec, data, semantic
 
-    return [data.register, codec.register]
+    return [data.register, codec.register, semantic.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

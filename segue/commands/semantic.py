@@ -1,0 +1,335 @@
+"""`segue semantic ...`: train the HuBERT-style model, fit k-means tokenizers (ours, MFCC or a
+Hugging Face encoder), tokenize files and manifests, evaluate voice invariance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from segue.commands import CommandError
+
+
+def _device(spec: str):
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from segue.semantic.train import SemanticRunConfig, SemanticTask, run_config_for_preset
+    from segue.train import config_from_args, run_training
+
+    resuming = args.resume and (Path(args.out) / "config.json").is_file()
+    if args.teacher and not Path(args.teacher).exists():
+        raise CommandError(f"{args.teacher}: teacher not found (an iteration-1 run folder)")
+    if args.iteration == 2 and not args.teacher and not resuming:
+        raise CommandError("--iteration 2 needs --teacher RUN (the iteration-1 run folder)")
+    if not args.manifest and not resuming:
+        raise CommandError("--manifest is required")
+    default = (
+        None  # the run's own config.json is the base
+        if resuming
+        else run_config_for_preset(
+            args.preset, args.manifest or "", args.iteration, args.teacher or ""
+        )
+    )
+    extra = [f"targets.k={args.k}"] if args.k else []
+    if args.layer is not None:
+        extra.append(f"targets.layer={args.layer}")
+    args.overrides = extra + list(args.overrides or [])
+    config = config_from_args(SemanticRunConfig, args, default=default)
+    if args.manifest:
+        config.data.manifest = args.manifest
+    if args.teacher:
+        config.targets.teacher = args.teacher
+    if not config.targets.path:
+        config.targets.path = str(Path(args.out) / "targets")
+    run_training(SemanticTask(config), config, args)
+
+
+def _extractor(location: str, layer: int | None, pool: int):
+    """Features to cluster: `mfcc`, `hf:<hub id or folder>`, a run, a model or tokenizer folder."""
+    from segue.pretrained import WEIGHTS_NAME
+    from segue.semantic.extractors import MFCCExtractor, ModelExtractor
+    from segue.semantic.model import SemanticModel
+    from segue.semantic.tokenizer import TOKENIZER_NAME, SemanticTokenizer
+    from segue.semantic.train import load_model_from_run
+
+    if location == "mfcc":
+        return MFCCExtractor()
+    if location.startswith("hf:"):
+        from segue.semantic.hf import HFExtractor
+
+        if layer is None:
+            raise CommandError("--layer is required for a Hugging Face model (e.g. 7 for w2v-BERT)")
+        return HFExtractor.from_pretrained(location[3:], layer, pool)
+    path = Path(location)
+    if (path / "checkpoints").is_dir():
+        model = load_model_from_run(path)
+    elif (path / WEIGHTS_NAME).is_file():
+        model = SemanticModel.from_pretrained(path)
+    elif (path / TOKENIZER_NAME).is_file():
+        extractor = SemanticTokenizer.load(path).extractor
+        if not isinstance(extractor, ModelExtractor):
+            raise CommandError(f"{path}: refitting is only for segue-model tokenizers")
+        model = extractor.model
+    else:
+        raise CommandError(
+            f"{path}: not a semantic run folder (checkpoints/), an exported model "
+            f"({WEIGHTS_NAME}), a tokenizer folder, `mfcc` or hf:<model>"
+        )
+    return ModelExtractor(model, model.config.tokenizer_layer if layer is None else layer)
+
+
+def _fit_kmeans(args: argparse.Namespace) -> None:
+    from segue.data.manifest import read_manifest
+    from segue.semantic.fit import fit_tokenizer
+
+    if args.out is None:
+        if not (Path(args.checkpoint) / "checkpoints").is_dir():
+            raise CommandError("--out is required unless --checkpoint is a training run")
+        args.out = str(Path(args.checkpoint) / "tokenizer")
+    extractor = _extractor(args.checkpoint, args.layer, args.pool).to(_device(args.device))
+    manifest = read_manifest(args.manifest, split=args.split)
+    tokenizer = fit_tokenizer(
+        extractor,
+        manifest,
+        args.k,
+        seed=args.seed,
+        niter=args.niter,
+        max_files=args.max_files,
+        max_frames=args.max_frames,
+        source=args.checkpoint,
+    )
+    path = tokenizer.save(args.out)
+    info = tokenizer.info
+    print(
+        f"{path}: K={tokenizer.vocab_size} k-means of {tokenizer.kind} features "
+        f"({info['frames']} frames of {info['files']} files, mse {info['mse']:.3f}), "
+        f"{tokenizer.frame_rate:g} Hz"
+    )
+
+
+def _load_tokenizer(location: str, device: str):
+    from segue.semantic.tokenizer import load_tokenizer
+
+    return load_tokenizer(location).to(_device(device))
+
+
+def _tokenize(args: argparse.Namespace) -> None:
+    if (args.input is None) == (args.manifest is None):
+        raise CommandError("give either an input audio file or --manifest (with --out)")
+    if args.manifest is not None and args.out is None:
+        raise CommandError("--manifest needs --out (the shard folder)")
+    if args.manifest is not None:
+        return _tokenize_manifest(args)
+    import torch
+
+    from segue import audio as audio_io
+
+    tokenizer = _load_tokenizer(args.checkpoint, args.device)
+    audio = audio_io.load(args.input, tokenizer.sample_rate)
+    start = time.perf_counter()
+    tokens = tokenizer.tokenize(torch.from_numpy(audio))[0].cpu().numpy()
+    elapsed = time.perf_counter() - start
+    output = Path(args.output or Path(args.input).with_suffix(".semantic.npy"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, tokens.astype(np.int16 if tokenizer.vocab_size <= 32768 else np.int32))
+    print(
+        f"{output}: {tokens.shape[0]} tokens at {tokenizer.frame_rate:g} Hz "
+        f"({audio.shape[0] / tokenizer.sample_rate:.2f} s of audio in {elapsed:.3f} s)"
+    )
+
+
+def _tokenize_manifest(args: argparse.Namespace) -> None:
+    import torch
+
+    from segue.data.manifest import read_manifest
+    from segue.data.shards import merge_index, tokenize_manifest
+    from segue.semantic.tokenizer import find_tokenizer
+    from segue.train.distributed import barrier, init_distributed
+
+    info, created = init_distributed()
+    device = args.device
+    if device == "auto" and torch.cuda.is_available():
+        device = f"cuda:{info.local_rank}"
+    tokenizer = _load_tokenizer(args.checkpoint, device)
+    manifest = read_manifest(args.manifest, split=args.split)
+
+    def tokenize(audio: np.ndarray) -> np.ndarray:
+        return tokenizer.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
+
+    counts = tokenize_manifest(
+        manifest,
+        args.out,
+        tokenize,
+        kind="semantic",
+        levels=1,
+        vocab_size=tokenizer.vocab_size,
+        frame_rate=tokenizer.frame_rate,
+        sample_rate=tokenizer.sample_rate,
+        rank=info.rank,
+        world_size=info.world_size,
+        extra_meta={
+            "tokenizer": str(find_tokenizer(args.checkpoint).resolve()),
+            "tokenizer_kind": tokenizer.kind,
+        },
+        desc="semantic tokens",
+    )
+    barrier()
+    if info.is_main:
+        merge_index(args.out)
+        print(
+            f"{args.out}: {counts['done']} tokenized, {counts['skipped']} already done, "
+            f"{counts['failed']} unreadable (rank 0's share)"
+        )
+    if created:
+        torch.distributed.destroy_process_group()
+
+
+def _label(location: str) -> tuple[str, str]:
+    """`NAME=PATH` -> (NAME, PATH); a plain path is named after its folder (RUN/tokenizer: RUN)."""
+    if "=" in location and not Path(location).exists():
+        name, path = location.split("=", 1)
+        return name, path
+    path = Path(location)
+    return (path.parent.name if path.name == "tokenizer" else path.name) or location, location
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from segue.data.manifest import read_manifest
+    from segue.semantic.eval import CodecLevelTokenizer, evaluate, format_table
+    from segue.semantic.extractors import MFCCExtractor
+    from segue.semantic.fit import fit_tokenizer
+
+    tokenizers = {}
+    for location in args.checkpoint or []:
+        name, path = _label(location)
+        tokenizers[name] = _load_tokenizer(path, args.device)
+    manifest = read_manifest(args.manifest, split=args.split)
+    if args.mfcc:
+        tokenizers["mfcc"] = _load_tokenizer(args.mfcc, args.device)
+    elif args.mfcc_k != 0:
+        k = args.mfcc_k or (next(iter(tokenizers.values())).vocab_size if tokenizers else 1024)
+        train = read_manifest(args.manifest, split="train")
+        for cmn in (False, True):  # plain MFCCs (the usual baseline) and with per-utterance CMN
+            name = f"mfcc{'-cmn' if cmn else ''}-k{k}"
+            print(f"fitting the {name} baseline on the train split")
+            tokenizers[name] = fit_tokenizer(
+                MFCCExtractor(cmn=cmn),
+                train,
+                k,
+                seed=args.seed,
+                max_files=args.fit_files,
+                source=name,
+            )
+    if args.codec:
+        from segue.codec.load import load_codec
+
+        tokenizers["codec-L1"] = CodecLevelTokenizer(load_codec(args.codec), level=0)
+    if not tokenizers:
+        raise CommandError("nothing to evaluate: give --checkpoint, or keep the MFCC baseline")
+    report = evaluate(tokenizers, manifest, max_sentences=args.max_sentences, seed=args.seed)
+    report.update(split=args.split, manifest=str(args.manifest))
+    print(format_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"-> {args.json}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `segue semantic` and its subcommands."""
+    from segue.semantic.config import PRESETS
+    from segue.train import add_training_arguments
+
+    semantic = sub.add_parser("semantic", help="semantic tokens: HuBERT-style model + k-means")
+    semantic_sub = semantic.add_subparsers(
+        dest="semantic_command", required=True, metavar="COMMAND"
+    )
+    tokenizer_help = "tokenizer folder (from fit-kmeans), or a run folder holding tokenizer/"
+
+    p = semantic_sub.add_parser("train", help="train the semantic model (resumable)")
+    p.add_argument("--manifest", help="training manifest (with splits)")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument(
+        "--iteration",
+        type=int,
+        default=1,
+        choices=(1, 2),
+        help="1: MFCC k-means targets; 2: k-means of the --teacher's layer",
+    )
+    p.add_argument("--teacher", help="iteration 2: the iteration-1 run folder (or a tokenizer)")
+    p.add_argument("--k", type=int, default=None, help="target clusters (default 100 / 500)")
+    p.add_argument("--layer", type=int, default=None, help="teacher layer (default: its preset's)")
+    add_training_arguments(p)
+    p.set_defaults(func=_train)
+
+    p = semantic_sub.add_parser(
+        "fit-kmeans", help="k-means on a layer's features -> a tokenizer folder"
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="semantic run folder, exported model, `mfcc`, or hf:<hub id or folder>",
+    )
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="layer to cluster (default: the model's tokenizer_layer)",
+    )
+    p.add_argument("--k", type=int, default=1024, help="clusters (AudioLM: 1024)")
+    p.add_argument("--pool", type=int, default=2, help="hf models: frames averaged (50 -> 25 Hz)")
+    p.add_argument("--out", help="tokenizer folder (default: RUN/tokenizer)")
+    p.add_argument("--max-files", type=int, default=500)
+    p.add_argument("--max-frames", type=int, default=200_000)
+    p.add_argument("--niter", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_fit_kmeans)
+
+    p = semantic_sub.add_parser(
+        "tokenize",
+        help="an audio file -> tokens (.npy), or a manifest -> token shards "
+        "(resumable; splits the work across torchrun ranks)",
+    )
+    p.add_argument("input", nargs="?", help="audio file")
+    p.add_argument("--checkpoint", required=True, help=tokenizer_help)
+    p.add_argument("-o", "--output", help="tokens .npy (default: INPUT.semantic.npy)")
+    p.add_argument("--manifest", help="tokenize this manifest into shards instead")
+    p.add_argument("--out", help="shard folder (with --manifest)")
+    p.add_argument("--split", default=None, help="only this split (default: all)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_tokenize)
+
+    p = semantic_sub.add_parser(
+        "eval", help="cross-voice token consistency vs MFCC k-means (and the codec)"
+    )
+    p.add_argument(
+        "--checkpoint", action="append", help=f"{tokenizer_help}; NAME=PATH to label it; repeatable"
+    )
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-sentences", type=int, default=None)
+    p.add_argument(
+        "--mfcc-k",
+        type=int,
+        default=None,
+        help="K of the MFCC k-means baseline (default: the first tokenizer's; 0: none)",
+    )
+    p.add_argument("--mfcc", help="a fitted MFCC tokenizer folder to use as the baseline")
+    p.add_argument("--fit-files", type=int, default=400, help="train files for the MFCC baseline")
+    p.add_argument("--codec", help="add the codec's first RVQ level (folder, run, hf:...)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the report here")
+    p.set_defaults(func=_eval)

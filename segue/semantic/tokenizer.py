@@ -1,0 +1,164 @@
+"""`SemanticTokenizer`: a feature extractor (MFCC, segue model layer, HF model layer) + a k-means
+codebook = audio -> semantic tokens.
+
+    tokenizer.tokenize(audio [T] or [B, T] float32 at `sample_rate`) -> LongTensor [B, F]
+
+at `frame_rate` (25 Hz for segue models, MFCCs and pooled HF models) with `vocab_size` ids.
+A tokenizer folder holds everything needed to rebuild it:
+
+    tokenizer.json       feature kind + spec, sample/frame rate, vocab size, how it was fitted
+    kmeans.safetensors   mean [D], std [D] (per-dimension normalisation), centroids [K, D]
+    model/ or hf/        the feature model's weights (segue: config.json + model.safetensors)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from segue.config import write_atomic
+from segue.semantic.extractors import FeatureExtractor, load_extractor
+from segue.semantic.kmeans import KMeansCodebook
+
+TOKENIZER_NAME = "tokenizer.json"
+CODEBOOK_NAME = "kmeans.safetensors"
+RUN_TOKENIZER_DIR = "tokenizer"  # where fit-kmeans puts a run's tokenizer by default
+
+
+class SemanticTokenizer(nn.Module):
+    """Features -> per-dimension normalisation -> nearest centroid (see the module docstring)."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        codebook: KMeansCodebook,
+        info: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if extractor.dim != codebook.dim:
+            raise ValueError(
+                f"codebook of {codebook.dim}-d centroids for {extractor.dim}-d features"
+            )
+        self.extractor = extractor
+        self.codebook = codebook
+        self.info = dict(info or {})
+        self.eval()
+
+    @property
+    def kind(self) -> str:
+        return self.extractor.kind
+
+    @property
+    def sample_rate(self) -> int:
+        return self.extractor.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.extractor.frame_rate
+
+    @property
+    def vocab_size(self) -> int:
+        return self.codebook.k
+
+    @property
+    def device(self) -> torch.device:
+        return self.codebook.centroids.device
+
+    @torch.no_grad()
+    def tokenize_with_lengths(
+        self, audio: torch.Tensor | np.ndarray, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens [B, F] int64, valid frames [B]); tokens past a length are padding."""
+        audio = torch.as_tensor(audio, dtype=torch.float32, device=self.device)
+        if audio.dim() == 1:
+            audio = audio[None]
+        if audio.dim() != 2:
+            raise ValueError(f"expected audio [T] or [B, T], got {tuple(audio.shape)}")
+        if audio.shape[-1] == 0:
+            raise ValueError("cannot tokenize empty audio")
+        with torch.autocast(self.device.type, enabled=False):
+            features, frame_lengths = self.extractor(audio, lengths)
+            return self.codebook(features), frame_lengths
+
+    def tokenize(
+        self, audio: torch.Tensor | np.ndarray, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Audio [T] / [B, T] at `sample_rate` -> tokens [B, F] int64 at `frame_rate`."""
+        return self.tokenize_with_lengths(audio, lengths)[0]
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.tokenize(audio, lengths)
+
+    def describe(self) -> dict[str, Any]:
+        """What tokenizer.json holds."""
+        return {
+            "kind": self.kind,
+            "features": self.extractor.spec(),
+            "sample_rate": self.sample_rate,
+            "frame_rate": self.frame_rate,
+            "vocab_size": self.vocab_size,
+            "dim": self.codebook.dim,
+            "fit": self.info,
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the tokenizer folder (tokenizer.json last, so a complete file means complete)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.extractor.save(directory)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.codebook.state_dict().items()}
+        tmp = directory / f".{CODEBOOK_NAME}.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, directory / CODEBOOK_NAME)
+        write_atomic(
+            directory / TOKENIZER_NAME, (json.dumps(self.describe(), indent=1) + "\n").encode()
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> SemanticTokenizer:
+        """Read a folder written by `save` (on CPU, eval mode)."""
+        directory = Path(directory)
+        for name in (TOKENIZER_NAME, CODEBOOK_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory / name}: not found (is {directory} a semantic tokenizer folder?)"
+                )
+        try:
+            description = json.loads((directory / TOKENIZER_NAME).read_text())
+            state = load_file(str(directory / CODEBOOK_NAME))
+            codebook = KMeansCodebook(state["mean"], state["std"], state["centroids"])
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"{directory}: damaged tokenizer folder ({error})") from error
+        extractor = load_extractor(directory, description["kind"], description["features"])
+        return cls(extractor, codebook, description.get("fit"))
+
+
+def find_tokenizer(location: str | os.PathLike) -> Path:
+    """A tokenizer folder, or a training run folder holding one in `tokenizer/`."""
+    path = Path(location)
+    if (path / TOKENIZER_NAME).is_file():
+        return path
+    if (path / RUN_TOKENIZER_DIR / TOKENIZER_NAME).is_file():
+        return path / RUN_TOKENIZER_DIR
+    if (path / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"{path}: a training run without a tokenizer; fit one first with "
+            f"`segue semantic fit-kmeans --checkpoint {path} --manifest MANIFEST`"
+        )
+    raise FileNotFoundError(
+        f"{path}: not a semantic tokenizer folder ({TOKENIZER_NAME}) nor a run folder holding "
+        f"{RUN_TOKENIZER_DIR}/{TOKENIZER_NAME}"
+    )
+
+
+def load_tokenizer(location: str | os.PathLike) -> SemanticTokenizer:
+    """Load a tokenizer from its folder or from a run folder (`RUN/tokenizer`)."""
+    return SemanticTokenizer.load(find_tokenizer(location))
