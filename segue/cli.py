@@ -12,9 +12,9 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data, semantic
+    from segue.commands import codec, data, lm, semantic
 
-    return [data.register, codec.register, semantic.register]
+    return [data.register, codec.register, semantic.register, lm.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (
         CommandError,
+        FileExistsError,
         AudioError,
         ConfigError,
         ManifestError,

@@ -1,0 +1,187 @@
+"""Training a stage's LM through the shared engine, on pre-extracted token shards.
+
+    config = run_config_for("coarse", "tiny", semantic_shards="shards/sem",
+                            acoustic_shards="shards/codec")
+    Trainer(LMTask(config), config, "runs/coarse").fit()
+
+`LMTask` reads the shards' meta.json to fill the stage's token spaces (codebook sizes, levels,
+frame rates) and the transformer's vocabulary and length, so a run's config.json alone rebuilds
+the model (`segue.lm.stages.load_lm`). The loss is next-token cross-entropy on the stage's
+targets only (never on the conditioning block or padding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from segue.data.shards import TokenShards
+from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
+from segue.lm.data import IGNORE, CoarseDataset, FineDataset, FirstItems, SemanticDataset
+from segue.lm.layout import Layout, layout_for
+from segue.lm.model import Transformer
+from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
+from segue.train.task import MAIN
+
+
+@dataclass
+class LMDataConfig:
+    semantic_shards: str = ""  # semantic and coarse stages
+    acoustic_shards: str = ""  # coarse and fine stages
+    train_split: str = "train"
+    valid_split: str = "valid"
+    valid_items: int | None = 256  # validation windows (the first utterances of the split)
+    edge_probability: float = 0.2  # windows pinned to a file's start or end (BOS/EOS)
+
+
+@dataclass
+class LMRunConfig(RunConfig):
+    model: LMConfig = field(default_factory=lambda: model_preset("tiny"))
+    stage: StageConfig = field(default_factory=lambda: stage_preset("tiny", "semantic"))
+    data: LMDataConfig = field(default_factory=LMDataConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=1e-3, warmup_steps=200, max_steps=5000, min_lr_ratio=0.1, grad_clip=1.0
+        )
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=8,
+            num_workers=1,
+            checkpoint_every=500,
+            valid_every=500,
+            log_every=25,
+        )
+    )
+
+
+def run_config_for(
+    stage: str, preset: str = "tiny", *, semantic_shards: str = "", acoustic_shards: str = ""
+) -> LMRunConfig:
+    """Defaults for a stage in a preset (`tiny` for a CPU, `audiolm` for GPUs)."""
+    config = LMRunConfig(
+        model=model_preset(preset),
+        stage=stage_preset(preset, stage),
+        data=LMDataConfig(semantic_shards=semantic_shards, acoustic_shards=acoustic_shards),
+    )
+    if preset == "audiolm":
+        config.optim = OptimConfig(lr=3e-4, warmup_steps=2000, max_steps=200_000)
+        config.train.batch_size = 32
+        config.train.checkpoint_every = 5000
+        config.train.valid_every = 5000
+    return config
+
+
+_NEEDS = {"semantic": ("semantic",), "coarse": ("semantic", "acoustic"), "fine": ("acoustic",)}
+
+
+def _check(stage: StageConfig, name: str, value, where: str) -> None:
+    current = getattr(stage, name)
+    if current and current != value:
+        raise ValueError(f"stage.{name}={current} but {where} says {value}")
+
+
+def fill_from_shards(config: LMRunConfig) -> Layout:
+    """Fill the stage's token spaces and the model's vocab/length from the shards; the layout."""
+    stage, data = config.stage, config.data
+    for kind in _NEEDS[stage.stage]:
+        path = getattr(data, f"{kind}_shards")
+        if not path:
+            flags = " ".join(k.upper() for k in _NEEDS[stage.stage])
+            raise ValueError(
+                f"the {stage.stage} stage needs {kind} token shards "
+                f"(data.{kind}_shards; on the command line --shards {flags})"
+            )
+        meta = TokenShards(path).meta
+        if meta.get("kind") != kind:
+            raise ValueError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
+        if kind == "semantic":
+            _check(stage, "semantic_vocab", int(meta["vocab_size"]), path)
+            stage.semantic_vocab = int(meta["vocab_size"])
+            stage.semantic_rate = float(meta["frame_rate"])
+        else:
+            _check(stage, "acoustic_vocab", int(meta["vocab_size"]), path)
+            stage.acoustic_vocab = int(meta["vocab_size"])
+            stage.acoustic_rate = float(meta["frame_rate"])
+            levels = int(meta["levels"])
+            stage.n_levels = stage.n_levels or levels
+            stage.n_coarse = stage.n_coarse or int(meta.get("n_coarse", 0))
+            if not 1 <= stage.n_coarse < stage.n_levels <= levels:
+                raise ValueError(
+                    f"{path}: need 1 <= n_coarse ({stage.n_coarse}) < n_levels "
+                    f"({stage.n_levels}) <= the shards' {levels} levels"
+                )
+    layout = layout_for(stage)
+    config.model.vocab_size = layout.vocab_size
+    config.model.max_seq_len = layout.max_length
+    return layout
+
+
+def build_dataset(
+    config: LMRunConfig, layout: Layout, split: str | None, seed: int
+) -> SemanticDataset | CoarseDataset | FineDataset:
+    """The stage's windows over the shards of one split."""
+    stage, data = config.stage, config.data
+    p = data.edge_probability
+    if stage.stage == "semantic":
+        shards = TokenShards(data.semantic_shards, split)
+        return SemanticDataset(shards, layout, dedup=stage.dedup, seed=seed, edge_probability=p)
+    acoustic = TokenShards(data.acoustic_shards, split)
+    if stage.stage == "coarse":
+        semantic = TokenShards(data.semantic_shards, split)
+        return CoarseDataset(semantic, acoustic, layout, seed=seed, edge_probability=p)
+    return FineDataset(acoustic, layout, seed=seed, edge_probability=p)
+
+
+def token_loss(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over non-ignored targets; (loss, correct count, target count)."""
+    mask = target != IGNORE
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE)
+    correct = ((logits.argmax(-1) == target) & mask).sum()
+    return loss, correct, mask.sum()
+
+
+class LMTask(TrainTask):
+    """One transformer, one optimizer; next-token loss on the stage's targets."""
+
+    def __init__(self, config: LMRunConfig):
+        self.config = config
+        self.layout = fill_from_shards(config)
+
+    def setup(self, device: torch.device) -> None:
+        self.model = Transformer(self.config.model)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def train_dataset(self) -> Dataset:
+        split = self.config.data.train_split or None
+        return build_dataset(self.config, self.layout, split, self.config.train.seed)
+
+    def valid_dataset(self) -> Dataset | None:
+        split = self.config.data.valid_split
+        if not split:
+            return None
+        try:
+            dataset = build_dataset(self.config, self.layout, split, seed=1234)
+        except ValueError:
+            return None  # no utterance in that split
+        return FirstItems(dataset, self.config.data.valid_items)
+
+    def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
+        logits = models["model"](batch["input"])
+        loss, correct, count = token_loss(logits, batch["target"])
+        return Phase(MAIN, loss, {"accuracy": correct / count.clamp(min=1)})
+
+    @torch.no_grad()
+    def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
+        logits = models["model"](batch["input"])
+        loss, correct, count = token_loss(logits, batch["target"])
+        return {"loss": float(loss), "accuracy": float(correct) / max(1, int(count))}

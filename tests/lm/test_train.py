@@ -1,0 +1,72 @@
+"""Each stage trains through the shared engine on synthetic shards; runs load back as stages."""
+
+import pytest
+import torch
+
+from segue.config import apply_overrides
+from segue.lm.config import LMConfig
+from segue.lm.evaluate import evaluate_lm
+from segue.lm.stages import load_lm
+from segue.lm.train import LMRunConfig, LMTask, build_dataset, run_config_for
+from segue.train import Trainer
+
+WINDOWS = {"semantic": (1.2, 0.6), "coarse": (0.4, 0.2), "fine": (0.4, 0.2)}
+
+
+def tiny_run(stage, shards, steps=80, **overrides) -> LMRunConfig:
+    config = run_config_for(stage, semantic_shards=str(shards[0]), acoustic_shards=str(shards[1]))
+    config.model = LMConfig(n_layer=2, n_head=2, d_model=32)
+    config.stage.window_seconds, config.stage.prompt_seconds = WINDOWS[stage]
+    settings = [
+        f"optim.max_steps={steps}",
+        "optim.warmup_steps=3",
+        "optim.lr=3e-3",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.valid_every={steps}",
+        "train.log_every=10",
+        f"train.checkpoint_every={steps}",
+    ]
+    return apply_overrides(config, settings + [f"{k}={v}" for k, v in overrides.items()])
+
+
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
+def test_stage_learns_its_synthetic_structure(stage, shards, tmp_path):
+    config = tiny_run(stage, shards)
+    trainer = Trainer(LMTask(config), config, tmp_path / stage)
+    before = trainer.validate()["loss"]
+    trainer.fit()
+    after = trainer.validate()["loss"]
+    trainer.close()
+    assert after < 0.7 * before, (before, after)
+    # the run folder loads back as a stage with the trained weights and the shards' spaces
+    lm = load_lm(tmp_path / stage)
+    assert lm.stage.stage == stage and lm.model.config.vocab_size == lm.layout.vocab_size
+    state = trainer.raw_modules["model"].state_dict()
+    assert all(torch.equal(state[k], v) for k, v in lm.model.state_dict().items())
+    report = evaluate_lm(lm, build_dataset(config, lm.layout, "valid", seed=1234))
+    assert report["loss"] == pytest.approx(after, rel=0.05)
+    assert report["loss"] < report["level_unigram_entropy"] <= report["unigram_entropy"] + 1e-9
+
+
+def test_token_spaces_come_from_the_shards(shards):
+    config = tiny_run("coarse", shards)
+    task = LMTask(config)
+    s = config.stage
+    assert (s.semantic_vocab, s.acoustic_vocab, s.n_coarse, s.n_levels) == (16, 8, 2, 4)
+    assert config.model.vocab_size == 16 + 2 * 8 + 4
+    assert config.model.max_seq_len == task.layout.max_length == 10 + 1 + 20 * 2 + 1
+
+
+def test_missing_or_mismatched_shards_are_clear_errors(shards):
+    with pytest.raises(ValueError, match="needs acoustic token shards"):
+        LMTask(run_config_for("fine"))
+    config = run_config_for("semantic", semantic_shards=str(shards[1]))
+    with pytest.raises(ValueError, match="'acoustic' shards, expected 'semantic'"):
+        LMTask(config)
+    config = tiny_run("semantic", shards)
+    config.stage.semantic_vocab = 99
+    with pytest.raises(ValueError, match="semantic_vocab=99"):
+        LMTask(config)
