@@ -27,7 +27,7 @@ from segue.codec.losses import (
 )
 from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
-from segue.data.crops import CropDataset
+from segue.data.crops import CropDataset, FixedCrops
 from segue.eval.metrics import mel_distance, si_snr
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 
@@ -85,19 +85,6 @@ def run_config_for_preset(name: str, manifest: str) -> CodecRunConfig:
         config.train.valid_every = 5000
         config.data.crop_seconds = 1.0
     return config
-
-
-class FixedCrops(torch.utils.data.Dataset):
-    """The first `n` files of a CropDataset, always with epoch-0 crops (comparable validation)."""
-
-    def __init__(self, crops: CropDataset, n: int):
-        self.crops, self.n = crops, min(n, len(crops))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> dict:
-        return self.crops[index]
 
 
 class CodecTask(TrainTask):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError
+from segue.commands import CommandError, finish_shards, torchrun_ranks
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -89,38 +89,29 @@ def _tokenize(args: argparse.Namespace) -> None:
 
     from segue.codec.load import load_codec
     from segue.data.manifest import read_manifest
-    from segue.data.shards import merge_index, tokenize_manifest
-    from segue.train.distributed import barrier, init_distributed
+    from segue.data.shards import tokenize_manifest
 
-    info, created = init_distributed()
-    codec = load_codec(args.checkpoint)
-    manifest = read_manifest(args.manifest, split=args.split)
+    with torchrun_ranks() as info:
+        codec = load_codec(args.checkpoint)
+        manifest = read_manifest(args.manifest, split=args.split)
 
-    def tokenize(audio: np.ndarray) -> np.ndarray:
-        return codec.encode(torch.from_numpy(audio)[None])[0].numpy()
+        def tokenize(audio: np.ndarray) -> np.ndarray:
+            return codec.encode(torch.from_numpy(audio)[None])[0].numpy()
 
-    counts = tokenize_manifest(
-        manifest,
-        args.out,
-        tokenize,
-        kind="acoustic",
-        levels=codec.n_codebooks,
-        vocab_size=codec.codebook_size,
-        frame_rate=codec.frame_rate,
-        sample_rate=codec.sample_rate,
-        rank=info.rank,
-        world_size=info.world_size,
-        extra_meta={"n_coarse": codec.n_coarse, "tokenizer": str(args.checkpoint)},
-    )
-    barrier()
-    if info.is_main:
-        merge_index(args.out)
-        print(
-            f"{args.out}: {counts['done']} tokenized, {counts['skipped']} already done, "
-            f"{counts['failed']} unreadable (rank 0's share)"
+        counts = tokenize_manifest(
+            manifest,
+            args.out,
+            tokenize,
+            kind="acoustic",
+            levels=codec.n_codebooks,
+            vocab_size=codec.codebook_size,
+            frame_rate=codec.frame_rate,
+            sample_rate=codec.sample_rate,
+            rank=info.rank,
+            world_size=info.world_size,
+            extra_meta={"n_coarse": codec.n_coarse, "tokenizer": str(args.checkpoint)},
         )
-    if created:
-        torch.distributed.destroy_process_group()
+        finish_shards(args.out, counts, info)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

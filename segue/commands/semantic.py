@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError
+from segue.commands import CommandError, finish_shards, torchrun_ranks
 
 
 def _device(spec: str):
@@ -151,46 +151,37 @@ def _tokenize_manifest(args: argparse.Namespace) -> None:
     import torch
 
     from segue.data.manifest import read_manifest
-    from segue.data.shards import merge_index, tokenize_manifest
+    from segue.data.shards import tokenize_manifest
     from segue.semantic.tokenizer import find_tokenizer
-    from segue.train.distributed import barrier, init_distributed
 
-    info, created = init_distributed()
-    device = args.device
-    if device == "auto" and torch.cuda.is_available():
-        device = f"cuda:{info.local_rank}"
-    tokenizer = _load_tokenizer(args.checkpoint, device)
-    manifest = read_manifest(args.manifest, split=args.split)
+    with torchrun_ranks() as info:
+        device = args.device
+        if device == "auto" and torch.cuda.is_available():
+            device = f"cuda:{info.local_rank}"
+        tokenizer = _load_tokenizer(args.checkpoint, device)
+        manifest = read_manifest(args.manifest, split=args.split)
 
-    def tokenize(audio: np.ndarray) -> np.ndarray:
-        return tokenizer.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
+        def tokenize(audio: np.ndarray) -> np.ndarray:
+            return tokenizer.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
 
-    counts = tokenize_manifest(
-        manifest,
-        args.out,
-        tokenize,
-        kind="semantic",
-        levels=1,
-        vocab_size=tokenizer.vocab_size,
-        frame_rate=tokenizer.frame_rate,
-        sample_rate=tokenizer.sample_rate,
-        rank=info.rank,
-        world_size=info.world_size,
-        extra_meta={
-            "tokenizer": str(find_tokenizer(args.checkpoint).resolve()),
-            "tokenizer_kind": tokenizer.kind,
-        },
-        desc="semantic tokens",
-    )
-    barrier()
-    if info.is_main:
-        merge_index(args.out)
-        print(
-            f"{args.out}: {counts['done']} tokenized, {counts['skipped']} already done, "
-            f"{counts['failed']} unreadable (rank 0's share)"
+        counts = tokenize_manifest(
+            manifest,
+            args.out,
+            tokenize,
+            kind="semantic",
+            levels=1,
+            vocab_size=tokenizer.vocab_size,
+            frame_rate=tokenizer.frame_rate,
+            sample_rate=tokenizer.sample_rate,
+            rank=info.rank,
+            world_size=info.world_size,
+            extra_meta={
+                "tokenizer": str(find_tokenizer(args.checkpoint).resolve()),
+                "tokenizer_kind": tokenizer.kind,
+            },
+            desc="semantic tokens",
         )
-    if created:
-        torch.distributed.destroy_process_group()
+        finish_shards(args.out, counts, info)
 
 
 def _label(location: str) -> tuple[str, str]:

@@ -111,3 +111,17 @@ class CropDataset(Dataset):
             "reaches_end": bool(reaches_end),
             "index": index,
         }
+
+
+class FixedCrops(Dataset):
+    """The first `n` items of a CropDataset, always with its epoch-0 crops: a validation set
+    that stays the same from one evaluation to the next, so its metrics are comparable."""
+
+    def __init__(self, crops: CropDataset, n: int):
+        self.crops, self.n = crops, min(n, len(crops))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        return self.crops[index]

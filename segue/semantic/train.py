@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segue.data.crops import CropDataset
+from segue.data.crops import CropDataset, FixedCrops
 from segue.data.manifest import read_manifest
 from segue.semantic.config import SemanticConfig, preset
 from segue.semantic.extractors import MFCCExtractor, ModelExtractor
@@ -133,19 +133,6 @@ def run_config_for_preset(
         config.targets.fit_files = 2000
         config.targets.fit_frames = 500_000
     return config
-
-
-class FixedCrops(torch.utils.data.Dataset):
-    """The first `n` crops of a CropDataset, always from epoch 0 (comparable validation)."""
-
-    def __init__(self, crops: CropDataset, n: int):
-        self.crops, self.n = crops, min(n, len(crops))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> dict:
-        return self.crops[index]
 
 
 def build_targets(
