@@ -28,6 +28,7 @@ class LossConfig:
     feature_matching_weight: float = 2.0
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
+    residual_weight: float = 1.0  # each RVQ level must approximate its residual (see quantizer)
     discriminator_warmup_steps: int = 0
 
 

@@ -25,12 +25,18 @@ from torch.nn.utils.parametrizations import weight_norm
 @dataclass
 class QuantizerOutput:
     """quantized: [B, D, T]; codes: [B, Q, T] int64; losses are scalars (0 when not training);
-    usage: [Q, K] fraction of frames that picked each code in this batch."""
+    usage: [Q, K] fraction of frames that picked each code in this batch.
+
+    residual_loss: mean over levels of |level output - the residual it quantized|^2 relative to
+    |residual|^2 (scale-free), which makes
+    each level refine what the previous ones left (without it, the factorized projections give
+    levels that do not shrink the residual, and levels beyond the first add nothing)."""
 
     quantized: torch.Tensor
     codes: torch.Tensor
     commitment_loss: torch.Tensor
     codebook_loss: torch.Tensor
+    residual_loss: torch.Tensor
     usage: torch.Tensor
 
 
@@ -179,14 +185,20 @@ class ResidualVectorQuantizer(nn.Module):
             levels_used = torch.full((batch,), n_q, device=latents.device)
         quantized = torch.zeros_like(latents)
         residual = latents
-        codes, commitment, codebook, usages = [], 0.0, 0.0, []
-        for q, level in enumerate(self.levels[: max(n_q, int(levels_used.max()))]):
+        codes, commitment, codebook, fit, usages = [], 0.0, 0.0, 0.0, []
+        levels = self.levels[: max(n_q, int(levels_used.max()))]
+        for q, level in enumerate(levels):
             contribution, level_codes, commit, book, projected = level(residual)
             active = (levels_used > q).to(latents.dtype)[:, None, None]  # [B, 1, 1]
+            if self.training:
+                weight = active.mean()
+                target = residual.detach()
+                error = ((contribution - target).pow(2) * active).mean()
+                energy = (target.pow(2) * active).mean().clamp_min(1e-8)
+                fit = fit + error / energy / len(levels)  # share of the residual left unexplained
             quantized = quantized + contribution * active
             residual = residual - contribution.detach() * active
             if self.training:
-                weight = active.mean()
                 commitment = commitment + commit * weight
                 codebook = codebook + book * weight
                 mask = (levels_used > q)[:, None].expand(batch, frames)
@@ -207,6 +219,7 @@ class ResidualVectorQuantizer(nn.Module):
             else torch.stack(codes, 1),
             commitment_loss=commitment if torch.is_tensor(commitment) else zero,
             codebook_loss=codebook if torch.is_tensor(codebook) else zero,
+            residual_loss=fit if torch.is_tensor(fit) else zero,
             usage=torch.stack(usages),
         )
 

@@ -159,10 +159,12 @@ class CodecTask(TrainTask):
             loss_cfg.mel_weight * mel
             + loss_cfg.commitment_weight * q.commitment_loss
             + loss_cfg.codebook_weight * q.codebook_loss
+            + loss_cfg.residual_weight * q.residual_loss
         )
         metrics = {
             "mel": mel.detach(),
             "commitment": q.commitment_loss.detach(),
+            "residual": q.residual_loss.detach(),
             "perplexity_l1": perplexity(q.usage[:1])[0],
             "codes_restarted": float(self.codec.quantizer.restarts),
         }

@@ -14,10 +14,17 @@ from segue.codec.modules import PaddedConv1d, PaddedConvTranspose1d
 
 
 def small_config(**overrides) -> CodecConfig:
-    base = dict(channels=4, latent_dim=16, n_codebooks=4, n_coarse=2, codebook_size=32,
-                codebook_dim=4, discriminator=DiscriminatorConfig(periods=(2, 3), period_channels=2,
-                                                                  stft_windows=(256, 128),
-                                                                  stft_channels=2))
+    base = dict(
+        channels=4,
+        latent_dim=16,
+        n_codebooks=4,
+        n_coarse=2,
+        codebook_size=32,
+        codebook_dim=4,
+        discriminator=DiscriminatorConfig(
+            periods=(2, 3), period_channels=2, stft_windows=(256, 128), stft_channels=2
+        ),
+    )
     base.update(overrides)
     return CodecConfig(**base)
 
@@ -35,8 +42,9 @@ def test_presets_match_the_paper_layout():
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("kernel, stride, dilation", [(7, 1, 1), (7, 1, 9), (8, 4, 1), (16, 8, 1),
-                                                      (10, 5, 1), (3, 1, 1)])
+@pytest.mark.parametrize(
+    "kernel, stride, dilation", [(7, 1, 1), (7, 1, 9), (8, 4, 1), (16, 8, 1), (10, 5, 1), (3, 1, 1)]
+)
 def test_conv_length_arithmetic(kernel, stride, dilation, causal):
     x = torch.randn(2, 3, 40 * stride)
     y = PaddedConv1d(3, 5, kernel, stride=stride, dilation=dilation, causal=causal)(x)

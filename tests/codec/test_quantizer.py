@@ -7,8 +7,9 @@ from segue.codec.quantizer import ResidualVectorQuantizer, perplexity
 
 def make(n_codebooks=4, size=16, dropout=0.0, threshold=1e-3):
     torch.manual_seed(0)
-    return ResidualVectorQuantizer(8, n_codebooks, size, 4, dropout=dropout,
-                                   dead_code_threshold=threshold)
+    return ResidualVectorQuantizer(
+        8, n_codebooks, size, 4, dropout=dropout, dead_code_threshold=threshold
+    )
 
 
 def test_more_levels_reconstruct_better_after_training():
@@ -81,3 +82,24 @@ def test_perplexity_bounds():
     one_hot[0, 3] = 1
     assert torch.allclose(perplexity(uniform), torch.tensor([8.0, 8.0]))
     assert math.isclose(perplexity(one_hot).item(), 1.0, rel_tol=1e-5)
+
+
+def test_residual_loss_alone_makes_levels_refine():
+    """Trained only on its own losses (no reconstruction target), each level shrinks the
+    residual: this is what the decoder-driven codec relies on."""
+    rvq = make()
+    x = torch.randn(4, 8, 50)
+    rvq.train()
+    optimizer = torch.optim.Adam(rvq.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        out = rvq(x)
+        loss = out.residual_loss + out.commitment_loss + out.codebook_loss
+        first = first if first is not None else out.residual_loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert out.residual_loss.item() < 0.7 * first
+    rvq.eval()
+    errors = [torch.mean((rvq(x, n_quantizers=n).quantized - x) ** 2).item() for n in (1, 2, 4)]
+    assert errors[0] > errors[1] > errors[2]

@@ -20,25 +20,38 @@ def tone_manifest(tmp_path):
     entries = []
     for i, freq in enumerate((220, 330, 440, 550, 660)):
         write(tmp_path / f"g{i}/a.wav", tone(1.0, freq=freq))
-        entries.append(ManifestEntry(f"g{i}/a.wav", 1.0, 16000, f"g{i}",
-                                     split="valid" if i == 4 else "train"))
+        entries.append(
+            ManifestEntry(f"g{i}/a.wav", 1.0, 16000, f"g{i}", split="valid" if i == 4 else "train")
+        )
     write_manifest(tmp_path / "m.jsonl", entries)
     return tmp_path / "m.jsonl"
 
 
 def run_config(manifest, steps=6) -> CodecRunConfig:
-    model = small_config(loss=LossConfig(mel_windows=(64, 256), mel_bins=(10, 40),
-                                         discriminator_warmup_steps=3),
-                         discriminator=DiscriminatorConfig(periods=(2,), period_channels=2,
-                                                           stft_windows=(128,), stft_channels=2))
-    config = CodecRunConfig(model=model, data=CodecDataConfig(manifest=str(manifest),
-                                                              crop_seconds=0.1,
-                                                              valid_crop_seconds=0.2))
-    return apply_overrides(config, [f"optim.max_steps={steps}", "optim.warmup_steps=1",
-                                    "train.batch_size=2", "train.num_workers=0",
-                                    "train.checkpoint_every=3", "train.valid_every=3",
-                                    "train.log_every=1", "train.progress=false",
-                                    "train.tensorboard=false"])
+    model = small_config(
+        loss=LossConfig(mel_windows=(64, 256), mel_bins=(10, 40), discriminator_warmup_steps=3),
+        discriminator=DiscriminatorConfig(
+            periods=(2,), period_channels=2, stft_windows=(128,), stft_channels=2
+        ),
+    )
+    config = CodecRunConfig(
+        model=model,
+        data=CodecDataConfig(manifest=str(manifest), crop_seconds=0.1, valid_crop_seconds=0.2),
+    )
+    return apply_overrides(
+        config,
+        [
+            f"optim.max_steps={steps}",
+            "optim.warmup_steps=1",
+            "train.batch_size=2",
+            "train.num_workers=0",
+            "train.checkpoint_every=3",
+            "train.valid_every=3",
+            "train.log_every=1",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+    )
 
 
 def test_codec_trains_with_warmup_then_adversarially(tone_manifest, tmp_path):
