@@ -96,7 +96,12 @@ class VectorQuantizer(nn.Module):
         commitment = F.mse_loss(latents, chosen.detach())
         codebook = F.mse_loss(chosen, latents.detach())
         straight_through = latents + (chosen - latents).detach()
-        return self.out_proj(straight_through), codes, commitment, codebook, latents
+        # Same values twice, different gradients: `output` carries the straight-through
+        # gradient to the encoder; `decoded` trains the codebook and out_proj to rebuild the
+        # residual (the residual loss), without pushing the encoder.
+        output = self.out_proj(straight_through)
+        decoded = self.out_proj(chosen) if self.training else output
+        return output, codes, commitment, codebook, latents, decoded
 
     @torch.no_grad()
     def _kmeans_init(self, latents: torch.Tensor) -> None:
@@ -188,12 +193,12 @@ class ResidualVectorQuantizer(nn.Module):
         codes, commitment, codebook, fit, usages = [], 0.0, 0.0, 0.0, []
         levels = self.levels[: max(n_q, int(levels_used.max()))]
         for q, level in enumerate(levels):
-            contribution, level_codes, commit, book, projected = level(residual)
+            contribution, level_codes, commit, book, projected, decoded = level(residual)
             active = (levels_used > q).to(latents.dtype)[:, None, None]  # [B, 1, 1]
             if self.training:
                 weight = active.mean()
                 target = residual.detach()
-                error = ((contribution - target).pow(2) * active).mean()
+                error = ((decoded - target).pow(2) * active).mean()
                 energy = (target.pow(2) * active).mean().clamp_min(1e-8)
                 fit = fit + error / energy / len(levels)  # share of the residual left unexplained
             quantized = quantized + contribution * active

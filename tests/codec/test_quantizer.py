@@ -92,14 +92,15 @@ def test_residual_loss_alone_makes_levels_refine():
     rvq.train()
     optimizer = torch.optim.Adam(rvq.parameters(), lr=1e-2)
     first = None
-    for _ in range(60):
+    for _ in range(100):
         out = rvq(x)
         loss = out.residual_loss + out.commitment_loss + out.codebook_loss
         first = first if first is not None else out.residual_loss.item()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert out.residual_loss.item() < 0.7 * first
+    assert out.residual_loss.item() < 0.9 * first
     rvq.eval()
     errors = [torch.mean((rvq(x, n_quantizers=n).quantized - x) ** 2).item() for n in (1, 2, 4)]
     assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.8 * torch.mean(x**2).item()
