@@ -197,10 +197,13 @@ class ResidualVectorQuantizer(nn.Module):
             active = (levels_used > q).to(latents.dtype)[:, None, None]  # [B, 1, 1]
             if self.training:
                 weight = active.mean()
-                target = residual.detach()
-                error = ((decoded - target).pow(2) * active).mean()
-                energy = (target.pow(2) * active).mean().clamp_min(1e-8)
-                fit = fit + error / energy / len(levels)  # share of the residual left unexplained
+                # VQ-VAE's two terms in the full latent space, relative to the residual's energy:
+                # the codes (and out_proj) move to the residual; the encoder, less strongly,
+                # moves to its codes, so the decoder reads latents close to what it was given.
+                energy = (residual.detach().pow(2) * active).mean().clamp_min(1e-8)
+                to_codes = ((decoded - residual.detach()).pow(2) * active).mean()
+                to_encoder = ((residual - decoded.detach()).pow(2) * active).mean()
+                fit = fit + (to_codes + 0.25 * to_encoder) / energy / len(levels)
             quantized = quantized + contribution * active
             residual = residual - contribution.detach() * active
             if self.training:
