@@ -8,6 +8,7 @@ any (epoch, batch in epoch) position, which is what a checkpoint saves.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,4 +130,13 @@ def make_loader(
         num_workers=train_cfg.num_workers,
         pin_memory=device.type == "cuda",
         generator=generator,
+        worker_init_fn=_ignore_stop_signals,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM/SIGINT to the trainer: schedulers (and `pkill -f`)
+    signal the whole process group, and a worker dying first would crash the run instead of
+    letting it checkpoint and exit cleanly."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
