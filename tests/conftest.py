@@ -41,3 +41,18 @@ def audio_dir(tmp_path: Path) -> Path:
     nan[100:200] = np.nan
     write(root / "spk2/ch9/nan.wav", nan, subtype="FLOAT")
     return root
+
+
+def quick_run_overrides(steps: int) -> list[str]:
+    """`--set` overrides for a few-step, silent training run through the engine in a test."""
+    return [
+        f"optim.max_steps={steps}",
+        "optim.warmup_steps=1",
+        "train.batch_size=2",
+        "train.num_workers=0",
+        "train.checkpoint_every=3",
+        "train.valid_every=3",
+        "train.log_every=1",
+        "train.progress=false",
+        "train.tensorboard=false",
+    ]

@@ -12,7 +12,7 @@ from segue.config import apply_overrides
 from segue.data.manifest import ManifestEntry, write_manifest
 from segue.train import Trainer
 from tests.codec.test_model import small_config
-from tests.conftest import tone, write
+from tests.conftest import quick_run_overrides, tone, write
 
 
 @pytest.fixture
@@ -40,17 +40,7 @@ def run_config(manifest, steps=6) -> CodecRunConfig:
     )
     return apply_overrides(
         config,
-        [
-            f"optim.max_steps={steps}",
-            "optim.warmup_steps=1",
-            "train.batch_size=2",
-            "train.num_workers=0",
-            "train.checkpoint_every=3",
-            "train.valid_every=3",
-            "train.log_every=1",
-            "train.progress=false",
-            "train.tensorboard=false",
-        ],
+        quick_run_overrides(steps),
     )
 
 

@@ -20,6 +20,7 @@ from segue.semantic.train import (
     run_config_for_preset,
 )
 from segue.train import Trainer
+from tests.conftest import quick_run_overrides
 from tests.semantic.conftest import small_model_config
 
 
@@ -31,17 +32,7 @@ def run_config(manifest, run, steps=3, teacher="") -> SemanticRunConfig:
     )
     return apply_overrides(
         config,
-        [
-            f"optim.max_steps={steps}",
-            "optim.warmup_steps=1",
-            "train.batch_size=2",
-            "train.num_workers=0",
-            "train.checkpoint_every=3",
-            "train.valid_every=3",
-            "train.log_every=1",
-            "train.progress=false",
-            "train.tensorboard=false",
-        ],
+        quick_run_overrides(steps),
     )
 
 
