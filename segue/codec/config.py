@@ -50,6 +50,7 @@ class CodecConfig:
     codebook_size: int = 1024
     codebook_dim: int = 8
     n_coarse: int = 4
+    quantizer: str = "factorized"  # "factorized" (DAC: cosine, low-dim) or "ema" (SoundStream)
     quantizer_dropout: float = 0.5
     dead_code_threshold: float = 0.1  # restart codes used < 10 % as often as uniform usage
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)

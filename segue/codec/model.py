@@ -37,6 +37,7 @@ class Codec(nn.Module, PretrainedMixin):
             config.codebook_dim,
             dropout=config.quantizer_dropout,
             dead_code_threshold=config.dead_code_threshold,
+            kind=config.quantizer,
         )
         self.decoder = Decoder(
             config.channels, config.strides, config.latent_dim, config.dilations, config.causal

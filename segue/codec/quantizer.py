@@ -9,6 +9,10 @@ estimator carries gradients past the argmax. On top of that:
     recent residuals (synchronised across DDP ranks);
   * quantizer dropout: each training example uses only its first n ~ U{1..Q} levels (half of the
     time), so one model serves every bitrate from 1 to Q levels.
+
+`kind="ema"` swaps each level for SoundStream/EnCodec's codebook instead: Euclidean codes in the
+full latent space, moved by an exponential moving average of the residuals assigned to them (no
+gradient, so each level is exactly a running k-means of its residual).
 """
 
 from __future__ import annotations
@@ -139,6 +143,96 @@ class VectorQuantizer(nn.Module):
         return usage, n_dead
 
 
+class EMAVectorQuantizer(nn.Module):
+    """One RVQ level as in SoundStream/EnCodec: [B, D, T] -> nearest of K codes in R^D.
+
+    Codes are running k-means centroids: `cluster_size` and `embed_sum` are EMAs of how many
+    residual vectors each code took and of their sum; code = embed_sum / cluster_size.
+    """
+
+    def __init__(
+        self, dim: int, codebook_size: int, decay: float = 0.99, usage_decay: float = 0.99
+    ):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.decay = decay
+        self.usage_decay = usage_decay
+        self.register_buffer("embed", torch.zeros(codebook_size, dim))
+        self.register_buffer("embed_sum", torch.zeros(codebook_size, dim))
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("usage_ema", torch.full((codebook_size,), 1.0 / codebook_size))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def lookup(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, D, T] -> [B, T] nearest codes (Euclidean)."""
+        flat = latents.transpose(1, 2).reshape(-1, latents.shape[1]).float()
+        distances = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * flat @ self.embed.T
+            + self.embed.pow(2).sum(1)[None]
+        )
+        return distances.argmin(dim=1).view(latents.shape[0], latents.shape[2])
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, T] codes -> [B, D, T]."""
+        return F.embedding(codes, self.embed).transpose(1, 2)
+
+    def forward(self, residual: torch.Tensor):
+        if self.training and not bool(self.initialized):
+            self._kmeans_init(residual)
+        codes = self.lookup(residual)
+        chosen = self.decode(codes).to(residual.dtype)
+        commitment = F.mse_loss(residual, chosen.detach())
+        output = residual + (chosen - residual).detach()
+        return output, codes, commitment, residual.new_zeros(()), residual, chosen
+
+    @torch.no_grad()
+    def _kmeans_init(self, latents: torch.Tensor) -> None:
+        samples = latents.transpose(1, 2).reshape(-1, latents.shape[1]).float().cpu()
+        generator = torch.Generator().manual_seed(0)
+        centroids = _kmeans(samples, self.codebook_size, iterations=10, generator=generator)
+        self.embed.copy_(centroids.to(self.embed))
+        _broadcast(self.embed)
+        self.embed_sum.copy_(self.embed)
+        self.cluster_size.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def update_usage_and_restart(
+        self, codes: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor, threshold: float
+    ) -> tuple[torch.Tensor, int]:
+        """EMA codebook update from the frames in `mask` [B, T], then dead-code restart.
+
+        Returns (this batch's usage [K], number of codes restarted)."""
+        flat = latents.transpose(1, 2)[mask].float()  # [N, D]
+        chosen = codes[mask]
+        counts = torch.bincount(chosen, minlength=self.codebook_size).float()
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, chosen, flat)
+        _all_reduce(counts)
+        _all_reduce(sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        # Laplace smoothing keeps never-chosen codes finite.
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + 1e-5) / (total + self.codebook_size * 1e-5) * total
+        self.embed.copy_(self.embed_sum / smoothed[:, None])
+        usage = counts / counts.sum().clamp_min(1.0)
+        self.usage_ema.mul_(self.usage_decay).add_(usage, alpha=1 - self.usage_decay)
+        dead = self.usage_ema < threshold / self.codebook_size
+        n_dead = int(dead.sum())
+        if n_dead and flat.shape[0]:
+            pick = torch.randint(flat.shape[0], (n_dead,), device=flat.device)
+            replacement = torch.zeros_like(self.embed)
+            replacement[dead] = flat[pick]
+            _broadcast(replacement)
+            self.embed[dead] = replacement[dead]
+            self.embed_sum[dead] = replacement[dead]
+            self.cluster_size[dead] = 1.0
+            self.usage_ema[dead] = 1.0 / self.codebook_size
+        return usage, n_dead
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -164,15 +258,21 @@ class ResidualVectorQuantizer(nn.Module):
         codebook_dim: int,
         dropout: float = 0.0,
         dead_code_threshold: float = 1e-3,
+        kind: str = "factorized",
     ):
         super().__init__()
         self.n_codebooks = n_codebooks
         self.codebook_size = codebook_size
         self.dropout = dropout
         self.dead_code_threshold = dead_code_threshold
-        self.levels = nn.ModuleList(
-            VectorQuantizer(dim, codebook_size, codebook_dim) for _ in range(n_codebooks)
-        )
+        if kind == "factorized":
+            levels = [VectorQuantizer(dim, codebook_size, codebook_dim) for _ in range(n_codebooks)]
+        elif kind == "ema":
+            levels = [EMAVectorQuantizer(dim, codebook_size) for _ in range(n_codebooks)]
+        else:
+            raise ValueError(f"unknown quantizer kind {kind!r}: 'factorized' or 'ema'")
+        self.kind = kind
+        self.levels = nn.ModuleList(levels)
         self.restarts = 0  # total dead codes restarted (for logging)
 
     def forward(self, latents: torch.Tensor, n_quantizers: int | None = None) -> QuantizerOutput:
@@ -195,7 +295,7 @@ class ResidualVectorQuantizer(nn.Module):
         for q, level in enumerate(levels):
             contribution, level_codes, commit, book, projected, decoded = level(residual)
             active = (levels_used > q).to(latents.dtype)[:, None, None]  # [B, 1, 1]
-            if self.training:
+            if self.training and self.kind == "factorized":
                 weight = active.mean()
                 # VQ-VAE's two terms in the full latent space, relative to the residual's energy:
                 # the codes (and out_proj) move to the residual; the encoder, less strongly,
@@ -207,6 +307,7 @@ class ResidualVectorQuantizer(nn.Module):
             quantized = quantized + contribution * active
             residual = residual - contribution.detach() * active
             if self.training:
+                weight = active.mean()
                 commitment = commitment + commit * weight
                 codebook = codebook + book * weight
                 mask = (levels_used > q)[:, None].expand(batch, frames)

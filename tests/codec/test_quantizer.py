@@ -104,3 +104,25 @@ def test_residual_loss_alone_makes_levels_refine():
     errors = [torch.mean((rvq(x, n_quantizers=n).quantized - x) ** 2).item() for n in (1, 2, 4)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.8 * torch.mean(x**2).item()
+
+
+def test_ema_levels_are_running_kmeans_of_their_residuals():
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(8, 3, 16, 4, kind="ema")
+    x = torch.randn(4, 8, 50)
+    rvq.train()
+    for _ in range(30):  # no optimizer: EMA updates alone fit the codes
+        rvq(x)
+    rvq.eval()
+    errors = [torch.mean((rvq(x, n_quantizers=n).quantized - x) ** 2).item() for n in (1, 2, 3)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[0] < torch.mean(x**2).item()
+    out = rvq(x)
+    assert torch.allclose(rvq.decode(out.codes), out.quantized, atol=1e-5)
+
+
+def test_unknown_quantizer_kind_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="quantizer kind"):
+        ResidualVectorQuantizer(8, 2, 16, 4, kind="vqgan")
