@@ -1,0 +1,539 @@
+"""AudioLM end to end: audio -> semantic tokens -> semantic LM -> coarse LM -> fine LM -> audio.
+
+    model = AudioLM.from_pretrained("segue/assets/speech-tiny")
+    audio = model.continue_(prompt, seconds=10.0, seed=0)    # [B, T] -> [B, T + 10 s]
+    audio = model.generate(seconds=5.0, batch_size=4)        # [4, 5 s], from nothing
+    audio = model.resynthesize(audio, acoustic_prompt=voice)  # [B, T], said in voice's voice
+
+Audio is float32 at the codec's `sample_rate` (16 kHz). Acoustic codes come at the codec's
+frame rate (50 Hz), semantic tokens at the tokenizer's (25 Hz): one semantic token spans `ratio`
+acoustic frames, `semantic_hop` samples. The stage functions of `segue.lm.stages` do the windows
+(the semantic context slides, the coarse and fine stages run window by window), so outputs may be
+longer than any stage's context.
+
+A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`:
+
+    codec/        segue Codec (config.json + model.safetensors)      segue.codec.load.load_codec
+    semantic/     semantic tokenizer (tokenizer.json + k-means ...)  segue.semantic.tokenizer
+    semantic_lm/  coarse_lm/  fine_lm/   exported StageLMs           segue.lm.stages.load_lm
+    bundle.json   format version, rates, default sampling, free-form info
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from segue.codec.load import load_codec
+from segue.config import from_dict, to_dict, write_atomic
+from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout
+from segue.lm.layout import prompt_frames as _prompt_frames
+from segue.lm.stages import StageLM, coarse_generate, fine_generate, load_lm, semantic_continue
+from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
+
+BUNDLE_NAME = "bundle.json"
+BUNDLE_FORMAT = "segue-audiolm"
+BUNDLE_VERSION = 1
+#: Part folder -> what it holds (for error messages).
+PARTS = {
+    "codec": "the codec",
+    "semantic": "the semantic tokenizer",
+    "semantic_lm": "the semantic LM",
+    "coarse_lm": "the coarse acoustic LM",
+    "fine_lm": "the fine acoustic LM",
+}
+#: Inputs whose peak is below this are refused as silent.
+SILENCE_PEAK = 1e-4
+#: Crossfade (seconds) from the original prompt into the continuation.
+CROSSFADE_SECONDS = 0.005
+
+
+@dataclass
+class SamplingConfig:
+    """How one stage samples: temperature (0: greedy), top_k (None or 0: off), top_p (None or
+    1.0: off)."""
+
+    temperature: float = 0.6
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Explicit settings for the stage functions (which read None as "the stage's")."""
+        return {
+            "temperature": self.temperature,
+            "top_k": self.top_k or 0,
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+        }
+
+
+@dataclass
+class PipelineSampling:
+    """Sampling of the three stages; AudioLM's temperatures by default (0.6 / 0.8 / 0.6)."""
+
+    semantic: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6))
+    coarse: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.8))
+    fine: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6))
+
+    @classmethod
+    def from_stages(cls, semantic: StageLM, coarse: StageLM, fine: StageLM) -> PipelineSampling:
+        """The settings each LM was configured with (its StageConfig)."""
+
+        def of(lm: StageLM) -> SamplingConfig:
+            return SamplingConfig(lm.stage.temperature, lm.stage.top_k, lm.stage.top_p)
+
+        return cls(of(semantic), of(coarse), of(fine))
+
+
+def check_compatible(
+    codec, tokenizer: SemanticTokenizer, semantic_lm: StageLM, coarse_lm: StageLM, fine_lm: StageLM
+) -> None:
+    """Raise ValueError listing every way the five parts do not fit together."""
+    kinds = {"semantic": SemanticLayout, "coarse": CoarseLayout, "fine": FineLayout}
+    for (name, kind), lm in zip(kinds.items(), (semantic_lm, coarse_lm, fine_lm)):
+        if not isinstance(lm.layout, kind):
+            raise ValueError(f"the {name} LM slot holds a {lm.stage.stage} LM")
+    s, c, f = semantic_lm.stage, coarse_lm.stage, fine_lm.stage
+    problems = []
+
+    def differ(what: str, a: str, x, b: str, y, close: bool = False) -> None:
+        same = abs(x - y) < 1e-6 if close else x == y
+        if not same:
+            problems.append(f"{what}: {a} {x:g} vs {b} {y:g}")
+
+    vocab, size = tokenizer.vocab_size, codec.codebook_size
+    differ("semantic vocabulary", "tokenizer", vocab, "semantic LM", s.semantic_vocab)
+    differ("semantic vocabulary", "tokenizer", vocab, "coarse LM", c.semantic_vocab)
+    differ("codebook size", "codec", size, "coarse LM", c.acoustic_vocab)
+    differ("codebook size", "codec", size, "fine LM", f.acoustic_vocab)
+    differ("coarse levels", "coarse LM", c.n_coarse, "fine LM", f.n_coarse)
+    if f.n_levels > codec.n_codebooks:
+        problems.append(f"levels: fine LM models {f.n_levels}, codec has {codec.n_codebooks}")
+    rate = tokenizer.frame_rate
+    differ("semantic rate (Hz)", "tokenizer", rate, "semantic LM", s.semantic_rate, True)
+    differ("semantic rate (Hz)", "tokenizer", rate, "coarse LM", c.semantic_rate, True)
+    differ("acoustic rate (Hz)", "codec", codec.frame_rate, "coarse LM", c.acoustic_rate, True)
+    differ("acoustic rate (Hz)", "codec", codec.frame_rate, "fine LM", f.acoustic_rate, True)
+    hop = codec.sample_rate / rate
+    if abs(hop - round(hop)) > 1e-6 or round(hop) % round(codec.sample_rate / codec.frame_rate):
+        problems.append(
+            f"a semantic frame ({hop:g} samples at {codec.sample_rate} Hz) is not a whole "
+            "number of codec frames"
+        )
+    if s.dedup:
+        problems.append(
+            "the semantic LM was trained on deduplicated tokens (the coarse LM needs all)"
+        )
+    if problems:
+        raise ValueError("incompatible AudioLM parts: " + "; ".join(problems))
+
+
+class AudioLM:
+    """The codec, the semantic tokenizer and the three stage LMs, sampled as one model."""
+
+    def __init__(
+        self,
+        codec,
+        tokenizer: SemanticTokenizer,
+        semantic_lm: StageLM,
+        coarse_lm: StageLM,
+        fine_lm: StageLM,
+        sampling: PipelineSampling | None = None,
+        info: dict[str, Any] | None = None,
+    ):
+        check_compatible(codec, tokenizer, semantic_lm, coarse_lm, fine_lm)
+        self.codec = codec.eval()
+        self.tokenizer = tokenizer.eval()
+        self.semantic_lm, self.coarse_lm, self.fine_lm = semantic_lm, coarse_lm, fine_lm
+        self.sampling = sampling or PipelineSampling.from_stages(semantic_lm, coarse_lm, fine_lm)
+        self.info = dict(info or {})
+
+    # ---- rates and limits
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        """Acoustic frames per second."""
+        return float(self.codec.frame_rate)
+
+    @property
+    def semantic_rate(self) -> float:
+        """Semantic tokens per second."""
+        return float(self.tokenizer.frame_rate)
+
+    @property
+    def ratio(self) -> int:
+        """Acoustic frames per semantic token."""
+        return self.coarse_lm.layout.ratio
+
+    @property
+    def semantic_hop(self) -> int:
+        """Samples per semantic token."""
+        return round(self.sample_rate / self.semantic_rate)
+
+    @property
+    def n_coarse(self) -> int:
+        return self.coarse_lm.stage.n_coarse
+
+    @property
+    def n_levels(self) -> int:
+        """Acoustic levels generated and decoded (the fine LM's)."""
+        return self.fine_lm.stage.n_levels
+
+    @property
+    def max_prompt_seconds(self) -> float:
+        """The longest prompt `continue_` takes: the semantic context less one token."""
+        return (self.semantic_lm.layout.window - 1) / self.semantic_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.fine_lm.model.head.weight.device
+
+    def to(self, device: torch.device | str) -> AudioLM:
+        self.codec.to(device)
+        self.tokenizer.to(device)
+        for lm in (self.semantic_lm, self.coarse_lm, self.fine_lm):
+            lm.to(device)
+        return self
+
+    # ---- bundles
+    @classmethod
+    def from_parts(
+        cls,
+        codec: str | os.PathLike,
+        semantic: str | os.PathLike,
+        semantic_lm: str | os.PathLike,
+        coarse_lm: str | os.PathLike,
+        fine_lm: str | os.PathLike,
+        *,
+        info: dict[str, Any] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> AudioLM:
+        """Assemble from each part's own location (exported folder or training run folder)."""
+        lms = [load_lm(path, device=device) for path in (semantic_lm, coarse_lm, fine_lm)]
+        parts = load_codec(codec), load_tokenizer(semantic), *lms
+        return cls(*parts, info=info).to(device)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, *, device: torch.device | str = "cpu"
+    ) -> AudioLM:
+        """Load a bundle folder written by `save_pretrained` (see the module docstring)."""
+        path = Path(directory)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such model bundle folder")
+        missing = [
+            f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()
+        ]
+        if not (path / BUNDLE_NAME).is_file():
+            missing.append(BUNDLE_NAME)
+        if missing:
+            raise FileNotFoundError(
+                f"{path}: incomplete model bundle, missing {', '.join(missing)}"
+            )
+        try:
+            meta = json.loads((path / BUNDLE_NAME).read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path / BUNDLE_NAME}: unreadable ({error})") from error
+        if meta.get("format") != BUNDLE_FORMAT or meta.get("version", 0) > BUNDLE_VERSION:
+            raise ValueError(
+                f"{path / BUNDLE_NAME}: format {meta.get('format')!r} version "
+                f"{meta.get('version')}; this segue reads {BUNDLE_FORMAT!r} up to {BUNDLE_VERSION}"
+            )
+        lms = [load_lm(path / name, device=device) for name in PARTS if name.endswith("_lm")]
+        codec, tokenizer = load_codec(path / "codec"), load_tokenizer(path / "semantic")
+        sampling = from_dict(PipelineSampling, meta.get("sampling", {}), where="sampling")
+        model = cls(codec, tokenizer, *lms, sampling=sampling, info=meta.get("info"))
+        if meta.get("sample_rate", model.sample_rate) != model.sample_rate:
+            raise ValueError(
+                f"{path / BUNDLE_NAME}: sample_rate {meta['sample_rate']} but the codec runs at "
+                f"{model.sample_rate} Hz"
+            )
+        return model.to(device)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the bundle folder; bundle.json last, so a bundle with one is complete."""
+        path = Path(directory)
+        if not hasattr(self.codec, "save_pretrained"):
+            raise ValueError(
+                f"a bundle holds a segue Codec, not a {type(self.codec).__name__} (a Hugging "
+                "Face codec cannot be saved in one)"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        self.codec.save_pretrained(path / "codec")
+        self.tokenizer.save(path / "semantic")
+        self.semantic_lm.save_pretrained(path / "semantic_lm")
+        self.coarse_lm.save_pretrained(path / "coarse_lm")
+        self.fine_lm.save_pretrained(path / "fine_lm")
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "sample_rate": self.sample_rate,
+            "acoustic_rate": self.frame_rate,
+            "semantic_rate": self.semantic_rate,
+            "n_coarse": self.n_coarse,
+            "n_levels": self.n_levels,
+            "sampling": to_dict(self.sampling),
+            "info": self.info,
+        }
+        write_atomic(path / BUNDLE_NAME, (json.dumps(meta, indent=1) + "\n").encode())
+        return path
+
+    # ---- generation
+    @torch.inference_mode()
+    def continue_(
+        self,
+        prompt: torch.Tensor | np.ndarray,
+        seconds: float,
+        *,
+        seed: int | None = None,
+        sampling: PipelineSampling | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Continue prompt [B, T] or [T] (at `sample_rate`) by `seconds`: [B, T + N] audio,
+        N = round(seconds * sample_rate).
+
+        As in AudioLM's examples, the output is the original prompt followed by the continuation.
+        The models read the prompt in whole semantic frames (`semantic_hop` samples): its last
+        T % semantic_hop samples (under one frame, 40 ms at 25 Hz) are regenerated as the start
+        of the continuation, and the last 5 ms before that point crossfade from the original
+        into the decoded audio. The prompt must be under `max_prompt_seconds`.
+        """
+        x = self._audio(prompt, "prompt")
+        new = self._samples(seconds)
+        hop, length = self.semantic_hop, x.shape[1]
+        known = length // hop  # semantic tokens of the prompt
+        if known == 0:
+            raise ValueError(
+                f"prompt of {length} samples is shorter than one semantic frame ({hop} samples)"
+            )
+        window = self.semantic_lm.layout.window
+        if known >= window:
+            raise ValueError(
+                f"prompt of {length / self.sample_rate:.2f} s fills the semantic LM's context "
+                f"({window / self.semantic_rate:g} s): give a prompt under "
+                f"{self.max_prompt_seconds:.2f} s"
+            )
+        cut = known * hop
+        n = math.ceil((length + new - cut) / hop)  # semantic tokens to generate
+        self._check_semantic_context(known + n)
+        sampling = sampling or self.sampling
+        generator = self._generator(seed)
+        with _Stages(["tokenize", "semantic", "coarse", "fine", "decode"], progress) as stage:
+            stage("tokenize")
+            semantic, codes = self._tokens(x[:, :cut])
+            stage("semantic")
+            out = semantic_continue(
+                self.semantic_lm,
+                semantic,
+                n,
+                eos=False,
+                generator=generator,
+                **sampling.semantic.kwargs(),
+            )
+            semantic = torch.cat([semantic, out.tokens], dim=1)
+            decoded = self._acoustic(semantic, codes, sampling, generator, stage)
+        audio = torch.cat([x[:, :cut], decoded[:, cut : length + new]], dim=1)
+        fade = min(cut, round(CROSSFADE_SECONDS * self.sample_rate))
+        if fade:
+            ramp = torch.linspace(0, 1, fade + 2, device=audio.device)[1:-1]
+            span = slice(cut - fade, cut)
+            audio[:, span] = x[:, span] * (1 - ramp) + decoded[:, span] * ramp
+        return audio
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        seconds: float,
+        batch_size: int = 1,
+        *,
+        seed: int | None = None,
+        sampling: PipelineSampling | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Unconditional audio: [batch_size, round(seconds * sample_rate)]."""
+        new = self._samples(seconds)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = math.ceil(new / self.semantic_hop)
+        self._check_semantic_context(n)
+        sampling = sampling or self.sampling
+        generator = self._generator(seed)
+        with _Stages(["semantic", "coarse", "fine", "decode"], progress) as stage:
+            stage("semantic")
+            out = semantic_continue(
+                self.semantic_lm,
+                None,
+                n,
+                batch_size=batch_size,
+                eos=False,
+                generator=generator,
+                **sampling.semantic.kwargs(),
+            )
+            audio = self._acoustic(out.tokens, None, sampling, generator, stage)
+        return audio[:, :new]
+
+    @torch.inference_mode()
+    def resynthesize(
+        self,
+        audio: torch.Tensor | np.ndarray,
+        acoustic_prompt: torch.Tensor | np.ndarray | None = None,
+        *,
+        seed: int | None = None,
+        sampling: PipelineSampling | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """New acoustics for the semantic content of audio [B, T] or [T]: [B, T].
+
+        The coarse and fine LMs sample acoustic tokens for the audio's own semantic tokens (what
+        is said stays, how it sounds is sampled). With acoustic_prompt [B or 1, Tp] or [Tp]
+        (another speaker), its semantic and acoustic tokens come first, so the output takes its
+        voice; only the resynthesized part is returned. The coarse LM sees at most its
+        `prompt_seconds` of that prompt (2 s for `tiny`, 5 s for `audiolm`), and later windows
+        keep the voice only through the audio generated so far.
+        """
+        x = self._audio(audio, "audio")
+        hop, (batch, length) = self.semantic_hop, x.shape
+        p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
+        if p is not None:
+            if p.shape[0] not in (1, batch):
+                raise ValueError(
+                    f"acoustic prompt batch {p.shape[0]} does not match the audio's {batch}"
+                )
+            if p.shape[1] < hop:
+                raise ValueError(
+                    f"acoustic prompt of {p.shape[1]} samples is shorter than one semantic "
+                    f"frame ({hop} samples)"
+                )
+            p = p[:, : p.shape[1] // hop * hop].expand(batch, -1)
+        sampling = sampling or self.sampling
+        generator = self._generator(seed)
+        with _Stages(["tokenize", "coarse", "fine", "decode"], progress) as stage:
+            stage("tokenize")
+            semantic = self._semantic(torch.nn.functional.pad(x, (0, -length % hop)))
+            codes, start = None, 0
+            if p is not None:  # the voice's tokens first: its codes are the acoustic prompt
+                prompt_semantic, codes = self._tokens(p)
+                semantic, start = torch.cat([prompt_semantic, semantic], dim=1), p.shape[1]
+            out = self._acoustic(semantic, codes, sampling, generator, stage)
+        return out[:, start : start + length]
+
+    # ---- helpers
+    def _acoustic(self, semantic, codes, sampling, generator, stage) -> torch.Tensor:
+        """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
+        audio [B, Ts * semantic_hop] through the coarse LM, the fine LM and the codec."""
+        q = self.n_coarse
+        prompt_coarse = prompt_fine = None
+        if codes is not None:
+            prompt_coarse, prompt_fine = codes[:, :q], codes[:, q:]
+        stage("coarse")
+        coarse = coarse_generate(
+            self.coarse_lm, semantic, prompt_coarse, generator=generator, **sampling.coarse.kwargs()
+        )
+        stage("fine")
+        codes = fine_generate(
+            self.fine_lm, coarse, prompt_fine, generator=generator, **sampling.fine.kwargs()
+        )
+        stage("decode")
+        return self.codec.decode(codes.to(self.device))
+
+    def _semantic(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio [B, T] (T a multiple of `semantic_hop`) -> semantic tokens [B, T / hop]."""
+        n = audio.shape[1] // self.semantic_hop
+        rate = self.tokenizer.sample_rate
+        if rate != self.sample_rate:
+            from segue.audio import resample
+
+            array = resample(audio.cpu().numpy().T, self.sample_rate, rate)
+            audio = torch.from_numpy(np.ascontiguousarray(array.T)).to(audio.device)
+        tokens = self.tokenizer.tokenize(audio.to(self.tokenizer.device))[:, :n]
+        if tokens.shape[1] < n:
+            raise ValueError(f"the tokenizer gave {tokens.shape[1]} tokens for {n} frames")
+        return tokens.to(self.device)
+
+    def _tokens(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, T] (T a multiple of `semantic_hop`) -> (semantic [B, Ts], acoustic codes
+        [B, n_levels, ratio * Ts])."""
+        semantic = self._semantic(audio)
+        frames = self.ratio * semantic.shape[1]
+        codes = self.codec.encode(audio)[:, : self.n_levels, :frames]
+        return semantic, codes.to(self.device)
+
+    def _audio(self, audio: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+        """[T] or [B, T] -> float32 [B, T] on the device, refused if empty, non-finite, silent."""
+        x = torch.as_tensor(audio, dtype=torch.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be audio [T] or [B, T], got {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} is empty ({tuple(x.shape)})")
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} contains {bad} NaN or infinite sample(s)")
+        peak = x.abs().amax(dim=1)
+        if bool((peak < SILENCE_PEAK).any()):
+            i = int(peak.argmin())
+            raise ValueError(
+                f"{name} is silent (sequence {i}: peak {float(peak[i]):.1e} < {SILENCE_PEAK:g})"
+            )
+        return x.to(self.device)
+
+    def _samples(self, seconds: float) -> int:
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        return max(1, round(seconds * self.sample_rate))
+
+    def _check_semantic_context(self, total: int) -> None:
+        """A semantic sequence of `total` tokens longer than the context needs a sliding one."""
+        layout = self.semantic_lm.layout
+        if total > layout.window and _prompt_frames(self.semantic_lm.stage) < 1:
+            raise ValueError(
+                f"{total / self.semantic_rate:g} s do not fit the semantic LM's context "
+                f"({layout.window / self.semantic_rate:g} s), and it cannot slide "
+                "(its prompt_seconds is 0)"
+            )
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+
+class _Stages:
+    """A progress bar over named stages: `with _Stages(names, on) as stage: stage("coarse")`."""
+
+    def __init__(self, names: list[str], enabled: bool):
+        self.bar = tqdm(total=len(names), desc="audiolm", unit="stage", disable=not enabled)
+        self.started = False
+
+    def __call__(self, name: str) -> None:
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.set_postfix_str(name)
+
+    def __enter__(self) -> _Stages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started and exc[0] is None:
+            self.bar.update()
+        self.bar.close()

@@ -1,0 +1,252 @@
+"""The AudioLM pipeline on tiny random-init parts: bundles, lengths, seeds, windows, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from segue.codec.config import CodecConfig, DiscriminatorConfig
+from segue.codec.model import Codec
+from segue.lm.config import LMConfig, StageConfig
+from segue.lm.layout import layout_for
+from segue.lm.model import Transformer
+from segue.lm.stages import StageLM
+from segue.pipeline import AudioLM, PipelineSampling, SamplingConfig
+from segue.plot import plot_spectrogram
+from segue.semantic.extractors import MFCCExtractor
+from segue.semantic.kmeans import KMeansCodebook
+from segue.semantic.tokenizer import SemanticTokenizer
+from tests.conftest import tone
+
+RATE = 16000
+SPACES = dict(semantic_vocab=16, acoustic_vocab=16, n_coarse=2, n_levels=4)
+#: (window_seconds, prompt_seconds, temperature): a 2 s semantic context, 0.4 s acoustic windows.
+WINDOWS = {"semantic": (2.0, 1.0, 0.6), "coarse": (0.4, 0.2, 0.8), "fine": (0.4, 0.2, 0.6)}
+
+
+def stage_lm(stage: str, seed: int = 0, **spaces) -> StageLM:
+    window, prompt, temperature = WINDOWS[stage]
+    config = StageConfig(
+        stage=stage,
+        window_seconds=window,
+        prompt_seconds=prompt,
+        temperature=temperature,
+        **{**SPACES, **spaces},
+    )
+    layout = layout_for(config)
+    torch.manual_seed(seed)
+    model = Transformer(
+        LMConfig(
+            vocab_size=layout.vocab_size,
+            max_seq_len=layout.max_length,
+            n_layer=1,
+            n_head=2,
+            d_model=16,
+        )
+    )
+    return StageLM(model.eval(), config, layout)
+
+
+def tiny_audiolm(seed: int = 0) -> AudioLM:
+    """Random-init parts that fit together: a 4 x 16-code codec (2 coarse), 16 MFCC tokens."""
+    torch.manual_seed(seed)
+    codec = Codec(
+        CodecConfig(
+            channels=4,
+            latent_dim=16,
+            n_codebooks=4,
+            n_coarse=2,
+            codebook_size=16,
+            codebook_dim=4,
+            discriminator=DiscriminatorConfig(
+                periods=(2,), period_channels=2, stft_windows=(128,), stft_channels=2
+            ),
+        )
+    )
+    codebook = KMeansCodebook(torch.zeros(39), 10 * torch.ones(39), torch.randn(16, 39))
+    tokenizer = SemanticTokenizer(MFCCExtractor(), codebook)
+    lms = [stage_lm(stage, seed + i) for i, stage in enumerate(WINDOWS)]
+    return AudioLM(codec.eval(), tokenizer, *lms, info={"name": "tiny test"})
+
+
+def speech_like(seconds: float, batch: int = 1) -> torch.Tensor:
+    """[batch, T]: tones of different pitches plus a little noise."""
+    rng = np.random.default_rng(0)
+    rows = [tone(seconds, RATE, 220.0 * (1 + i)) for i in range(batch)]
+    audio = np.stack(rows) + 0.01 * rng.standard_normal((batch, len(rows[0])))
+    return torch.from_numpy(audio.astype(np.float32))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_audiolm().save_pretrained(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def model(bundle):
+    return AudioLM.from_pretrained(bundle)
+
+
+def test_bundle_round_trip_gives_the_same_audio(bundle, model):
+    for name in ("codec", "semantic", "semantic_lm", "coarse_lm", "fine_lm"):
+        assert (bundle / name).is_dir()
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["version"] == 1 and meta["sample_rate"] == RATE
+    assert (meta["acoustic_rate"], meta["semantic_rate"]) == (50.0, 25.0)
+    assert meta["sampling"]["coarse"]["temperature"] == 0.8 and meta["info"]["name"] == "tiny test"
+    prompt = speech_like(0.5)
+    built = tiny_audiolm().continue_(prompt, 0.3, seed=3, progress=False)
+    loaded = model.continue_(prompt, 0.3, seed=3, progress=False)
+    assert torch.equal(built, loaded)
+    again = AudioLM.from_pretrained(model.save_pretrained(bundle.parent / "again"))
+    assert torch.equal(again.continue_(prompt, 0.3, seed=3, progress=False), loaded)
+
+
+def test_continue_keeps_the_prompt_and_adds_the_seconds(model):
+    prompt = speech_like(0.51, batch=2)  # 0.51 s: not a whole number of semantic frames
+    out = model.continue_(prompt, 0.6, seed=0, progress=False)
+    length = prompt.shape[1]
+    assert out.shape == (2, length + round(0.6 * RATE))
+    assert torch.isfinite(out).all()
+    cut = length // model.semantic_hop * model.semantic_hop
+    fade = round(0.005 * RATE)
+    assert torch.equal(out[:, : cut - fade], prompt[:, : cut - fade])  # the original prompt
+    one = model.continue_(prompt[0], 0.6, seed=0, progress=False)  # [T] is a batch of one
+    assert one.shape == (1, length + round(0.6 * RATE))
+
+
+def test_generate_slides_past_the_semantic_context(model, monkeypatch):
+    from segue.lm import stages
+
+    seen = []
+    real = stages.generate
+    monkeypatch.setattr(stages, "generate", lambda *a, **k: seen.append(1) or real(*a, **k))
+    out = model.generate(2.5, batch_size=2, seed=0, progress=False)  # context: 2 s
+    assert out.shape == (2, round(2.5 * RATE)) and torch.isfinite(out).all()
+    assert len(seen) > 3  # several semantic, coarse and fine windows
+
+
+def test_resynthesize_lengths_with_and_without_a_voice(model):
+    audio = speech_like(0.37, batch=2)
+    out = model.resynthesize(audio, seed=0, progress=False)
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+    voice = speech_like(0.3)[0] * 0.5  # [T], used for the whole batch
+    voiced = model.resynthesize(audio, voice, seed=0, progress=False)
+    assert voiced.shape == audio.shape
+    assert not torch.equal(voiced, out)
+    with pytest.raises(ValueError, match="batch 3 does not match"):
+        model.resynthesize(audio, speech_like(0.3, batch=3), progress=False)
+
+
+def test_same_seed_same_audio_other_seed_other_audio(model):
+    prompt = speech_like(0.4)
+    a = model.continue_(prompt, 0.4, seed=7, progress=False)
+    assert torch.equal(a, model.continue_(prompt, 0.4, seed=7, progress=False))
+    assert not torch.equal(a, model.continue_(prompt, 0.4, seed=8, progress=False))
+    g = model.generate(0.4, seed=1, progress=False)
+    assert torch.equal(g, model.generate(0.4, seed=1, progress=False))
+    assert not torch.equal(g, model.generate(0.4, seed=2, progress=False))
+
+
+def test_sampling_settings_reach_every_stage(model):
+    greedy = SamplingConfig(temperature=0.0)
+    sampling = PipelineSampling(greedy, greedy, greedy)
+    a = model.generate(0.3, seed=1, sampling=sampling, progress=False)
+    assert torch.equal(a, model.generate(0.3, seed=2, sampling=sampling, progress=False))
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingConfig(top_p=1.5)
+
+
+def test_progress_bar_names_the_stages(model, capsys):
+    model.generate(0.2, seed=0, progress=True)
+    assert "audiolm" in capsys.readouterr().err
+    model.generate(0.2, seed=0, progress=False)
+    assert "audiolm" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("audio", "message"),
+    [
+        (torch.zeros(0), "empty"),
+        (torch.zeros(1, 8000), "silent"),
+        (torch.full((8000,), 1e-5), "silent"),
+        (speech_like(0.5)[0].index_fill(0, torch.tensor([5]), float("nan")), "NaN"),
+        (speech_like(0.02), "shorter than one semantic frame"),
+        (speech_like(2.5), r"fills the semantic LM's context \(2 s\).*under 1\.96 s"),
+        (torch.ones(2, 2, 800), r"must be audio \[T\] or \[B, T\]"),
+    ],
+)
+def test_bad_prompts_are_refused_clearly(model, audio, message):
+    with pytest.raises(ValueError, match=message):
+        model.continue_(audio, 1.0, progress=False)
+
+
+def test_bad_lengths_and_resynthesis_inputs(model):
+    for seconds in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="seconds must be > 0"):
+            model.continue_(speech_like(0.5), seconds, progress=False)
+        with pytest.raises(ValueError, match="seconds must be > 0"):
+            model.generate(seconds, progress=False)
+    with pytest.raises(ValueError, match="audio is silent"):
+        model.resynthesize(torch.zeros(4000), progress=False)
+    with pytest.raises(ValueError, match="acoustic prompt contains 1 NaN"):
+        voice = speech_like(0.5)[0].index_fill(0, torch.tensor([3]), float("inf"))
+        model.resynthesize(speech_like(0.5), voice, progress=False)
+
+
+def test_a_semantic_context_that_cannot_slide_is_refused_up_front():
+    model = tiny_audiolm()
+    model.semantic_lm.stage.prompt_seconds = 0.0
+    assert model.generate(2.0, seed=0, progress=False).shape == (1, 2 * RATE)  # fits: 2 s
+    with pytest.raises(ValueError, match=r"2\.04 s do not fit .* \(2 s\), and it cannot slide"):
+        model.generate(2.01, progress=False)
+
+
+def test_missing_parts_are_named(bundle, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model bundle"):
+        AudioLM.from_pretrained(tmp_path / "nowhere")
+    broken = shutil.copytree(bundle, tmp_path / "broken")
+    shutil.rmtree(broken / "coarse_lm")
+    (broken / "bundle.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing coarse_lm/ \(the coarse.*bundle\.json"):
+        AudioLM.from_pretrained(broken)
+
+
+def test_mismatched_parts_say_what_differs(bundle, tmp_path):
+    broken = shutil.copytree(bundle, tmp_path / "broken")
+    stage_lm("fine", acoustic_vocab=32).save_pretrained(broken / "fine_lm")
+    with pytest.raises(ValueError, match="codebook size: codec 16 vs fine LM 32"):
+        AudioLM.from_pretrained(broken)
+    stage_lm("fine").save_pretrained(broken / "fine_lm")
+    stage_lm("semantic", semantic_vocab=20).save_pretrained(broken / "semantic_lm")
+    with pytest.raises(ValueError, match="semantic vocabulary: tokenizer 16 vs semantic LM 20"):
+        AudioLM.from_pretrained(broken)
+    stage_lm("coarse").save_pretrained(broken / "semantic_lm")
+    with pytest.raises(ValueError, match="semantic LM slot holds a coarse LM"):
+        AudioLM.from_pretrained(broken)
+    stage_lm("semantic").save_pretrained(broken / "semantic_lm")
+    stage_lm("fine", n_levels=6).save_pretrained(broken / "fine_lm")
+    with pytest.raises(ValueError, match="fine LM models 6, codec has 4"):
+        AudioLM.from_pretrained(broken)
+
+
+def test_plot_spectrogram_writes_a_png(tmp_path):
+    path = plot_spectrogram(
+        speech_like(1.0)[0], RATE, tmp_path / "out" / "x.png", prompt_seconds=0.4, title="t"
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_spectrogram(np.ones(100, dtype=np.float32), RATE, tmp_path / "short.png")  # < 1 window
+    with pytest.raises(ValueError, match="NaN"):
+        plot_spectrogram(torch.tensor([float("nan")] * 2000), RATE, tmp_path / "nan.png")
