@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TORCH_VERSION=2.13.0
+RESEMBLYZER_VERSION=0.1.4
 APT_PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont fluidr3mono-gm-soundfont
@@ -37,9 +38,12 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   .venv/bin/pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 stamp=.venv/.segue-install-stamp
-wanted=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+wanted=$( (cat pyproject.toml requirements/constraints.txt; echo "$RESEMBLYZER_VERSION") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing segue and its pinned dependencies"
   .venv/bin/pip install -q --disable-pip-version-check -e ".[all]" -c requirements/constraints.txt
+  # Speaker similarity (segue eval e2e): resemblyzer's own `webrtcvad` requirement fails to build
+  # here; webrtcvad-wheels (in the eval extra) provides the module, so install it without deps.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps "resemblyzer==$RESEMBLYZER_VERSION"
   echo "$wanted" > "$stamp"
 fi
