@@ -46,14 +46,6 @@ sweep() {  # name, overrides...
     $(sets $COMMON train.keep_last=20 train.valid_every=500 "$@") > /tmp/runs/$name.log 2>&1 &
 }
 mkdir -p /tmp/runs
-sweep base
-sweep nodisc model.loss.discriminator_warmup_steps=100000000
-sweep drop02 model.quantizer_dropout=0.2
-sweep lr1e3 optim.lr=0.001
-sweep c16 model.channels=16
-sweep ema model.quantizer=ema model.loss.residual_weight=0
-sweep ema_nodisc model.quantizer=ema model.loss.residual_weight=0 \
-  model.loss.discriminator_warmup_steps=100000000
 # The bundled codec: same token layout as tiny (8 x 1024 at 50 Hz, 3 coarse), wider, bigger batches.
 bundle() {  # name, overrides...
   local name=$1; shift
@@ -64,8 +56,20 @@ bundle() {  # name, overrides...
   model.loss.discriminator_warmup_steps=2000 train.checkpoint_every=500 train.keep_last=2 \
   train.valid_every=2000 "$@") > /tmp/runs/$name.log 2>&1 &
 }
-bundle bundle_fact
-bundle bundle_ema model.quantizer=ema model.loss.residual_weight=0
+if [ -n "${VARIANTS:-}" ]; then source "$VARIANTS"; else
+# The first sweep (2026-11-26), when `tiny` meant factorized codes and no waveform term.
+F="model.quantizer=factorized model.loss.waveform_weight=0"
+E="model.quantizer=ema model.loss.residual_weight=0 model.loss.waveform_weight=0"
+sweep base $F
+sweep nodisc $F model.loss.discriminator_warmup_steps=100000000
+sweep drop02 $F model.quantizer_dropout=0.2
+sweep lr1e3 $F optim.lr=0.001
+sweep c16 $F model.channels=16
+sweep ema $E
+sweep ema_nodisc $E model.loss.discriminator_warmup_steps=100000000
+bundle bundle_fact $F
+bundle bundle_ema $E
+fi
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 wait
 for f in /tmp/runs/*.log; do echo "== $f"; grep -E "^\[(valid|train [0-9]*000\])" "$f" | cut -c1-160 | tail -6; tail -1 "$f"; done
