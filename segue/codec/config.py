@@ -29,6 +29,9 @@ class LossConfig:
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     residual_weight: float = 1.0  # each RVQ level must approximate its residual (see quantizer)
+    # L1 on the waveform (EnCodec's time-domain term): mel and adversarial losses leave the phase
+    # free, and a codec whose output is uncorrelated with its input scores PESQ ~1.1 at STOI 0.8.
+    waveform_weight: float = 0.0
     discriminator_warmup_steps: int = 0
 
 
@@ -108,6 +111,9 @@ PRESETS: dict[str, CodecConfig] = {
             mel_windows=(64, 128, 256, 512, 1024, 2048),
             mel_bins=(10, 20, 40, 80, 128, 256),
             discriminator_warmup_steps=500,
+            # Held-out SI-SNR -9 dB instead of -46 dB and STOI 0.62 instead of 0.56 after 500
+            # steps (scripts/gpu/codec_sweep.sh, variants w0 / w100); mel distance unchanged.
+            waveform_weight=100.0,
         ),
     ),
 }
