@@ -12,9 +12,16 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data, generate, lm, semantic
+    from segue.commands import codec, data, evaluate, generate, lm, semantic
 
-    return [data.register, codec.register, semantic.register, lm.register, generate.register]
+    return [
+        data.register,
+        codec.register,
+        semantic.register,
+        lm.register,
+        generate.register,
+        evaluate.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
