@@ -143,6 +143,20 @@ def check_compatible(
         raise ValueError("incompatible AudioLM parts: " + "; ".join(problems))
 
 
+def _store_half(path: Path) -> None:
+    """Rewrite every float32 tensor of the bundle's safetensors files as float16 (not k-means)."""
+    from safetensors.torch import load_file, save_file
+
+    for file in sorted(path.rglob("*.safetensors")):
+        if "kmeans" in file.name:
+            continue
+        state = load_file(str(file))
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+        tmp = file.with_name(f".{file.name}.tmp")
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, file)
+
+
 class AudioLM:
     """The codec, the semantic tokenizer and the three stage LMs, sampled as one model."""
 
@@ -268,8 +282,13 @@ class AudioLM:
             )
         return model.to(device)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write the bundle folder; bundle.json last, so a bundle with one is complete."""
+    def save_pretrained(self, directory: str | os.PathLike, *, half: bool = False) -> Path:
+        """Write the bundle folder; bundle.json last, so a bundle with one is complete.
+
+        half=True stores the float weights as float16 (half the size, e.g. for a bundle kept in
+        git); they load back into float32 models. k-means centroids stay float32: token ids
+        must not move.
+        """
         path = Path(directory)
         if not hasattr(self.codec, "save_pretrained"):
             raise ValueError(
@@ -282,6 +301,8 @@ class AudioLM:
         self.semantic_lm.save_pretrained(path / "semantic_lm")
         self.coarse_lm.save_pretrained(path / "coarse_lm")
         self.fine_lm.save_pretrained(path / "fine_lm")
+        if half:
+            _store_half(path)
         meta = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,

@@ -114,6 +114,23 @@ def test_bundle_round_trip_gives_the_same_audio(bundle, model):
     assert torch.equal(again.continue_(prompt, 0.3, seed=3, progress=False), loaded)
 
 
+def test_half_bundle_is_half_the_size_and_loads_as_float32(bundle, model, tmp_path):
+    from safetensors.torch import load_file
+
+    half = model.save_pretrained(tmp_path / "half", half=True)
+    size = lambda root: sum(f.stat().st_size for f in root.rglob("*.safetensors"))  # noqa: E731
+    assert size(half) < 0.6 * size(bundle)
+    for file in half.rglob("*.safetensors"):
+        dtypes = {t.dtype for t in load_file(str(file)).values()}
+        assert torch.float32 not in dtypes or "kmeans" in file.name
+    loaded = AudioLM.from_pretrained(half)
+    assert loaded.fine_lm.model.head.weight.dtype == torch.float32
+    prompt = speech_like(0.5)
+    out = loaded.continue_(prompt, 0.3, seed=3, progress=False)
+    assert out.shape == model.continue_(prompt, 0.3, seed=3, progress=False).shape
+    assert torch.isfinite(out).all()
+
+
 def test_continue_keeps_the_prompt_and_adds_the_seconds(model):
     prompt = speech_like(0.51, batch=2)  # 0.51 s: not a whole number of semantic frames
     out = model.continue_(prompt, 0.6, seed=0, progress=False)

@@ -134,7 +134,7 @@ def _bundle(args: argparse.Namespace) -> None:
     model = AudioLM.from_parts(
         args.codec, args.semantic, args.semantic_lm, args.coarse_lm, args.fine_lm, info=info
     )
-    path = model.save_pretrained(args.out)
+    path = model.save_pretrained(args.out, half=args.half)
     print(
         f"{path}: AudioLM bundle, {model.sample_rate} Hz, {model.n_levels} levels "
         f"({model.n_coarse} coarse) x {model.codec.codebook_size} codes, "
@@ -190,4 +190,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fine-lm", required=True, help=location)
     p.add_argument("--info", nargs="*", metavar="KEY=VALUE", help="free-form notes in bundle.json")
     p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=_bundle)
