@@ -12,7 +12,7 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data, evaluate, generate, lm, semantic
+    from segue.commands import codec, data, evaluate, generate, lm, recipe, semantic
 
     return [
         data.register,
@@ -21,6 +21,7 @@ def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
         lm.register,
         generate.register,
         evaluate.register,
+        recipe.register,
     ]
 
 

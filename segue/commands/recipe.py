@@ -1,0 +1,103 @@
+"""`segue recipe NAME --out DIR`: build an AudioLM bundle end to end, resumably (segue.recipes).
+
+    segue recipe smoke --out runs/smoke                       # a pipeline check, seconds
+    segue recipe speech-tiny --out runs/speech-tiny           # a few hours on a CPU
+    segue recipe speech-tiny --out runs/speech-tiny --until codec
+    segue recipe speech-tiny --out runs/st --set codec.optim.max_steps=500 --force codec
+    segue recipe --out runs/speech-tiny                       # go on with DIR/recipe.json
+
+The recipes, their steps and settings: `segue/recipes/audiolm.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from segue.commands import CommandError
+
+
+def _recipe(args: argparse.Namespace):
+    """(recipe, config): NAME's defaults, or DIR/recipe.json's when NAME is left out; + --set."""
+    from segue.config import apply_overrides, from_dict
+    from segue.recipes import RECIPE_NAME, RECIPES
+
+    saved = Path(args.out) / RECIPE_NAME
+    if args.name is None:
+        if not saved.is_file():
+            raise CommandError(f"{saved}: not found; name a recipe ({', '.join(RECIPES)})")
+        data = json.loads(saved.read_text())
+        recipe = RECIPES.get(data.get("recipe"))
+        if recipe is None:
+            raise CommandError(f"{saved}: unknown recipe {data.get('recipe')!r}")
+        config = from_dict(type(recipe.make_config()), data["config"], where=str(saved))
+    else:
+        recipe = RECIPES[args.name]
+        config = recipe.make_config()
+    return recipe, apply_overrides(config, args.overrides)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from segue.recipes import run_recipe
+
+    recipe, config = _recipe(args)
+    print(f"recipe {recipe.name} -> {args.out}", flush=True)
+    run_recipe(
+        recipe,
+        config,
+        args.out,
+        until=args.until,
+        force=args.force,
+        workers=args.workers,
+        log=lambda line: print(line, flush=True),
+    )
+    bundle = Path(args.out) / "bundle"
+    if (bundle / "bundle.json").is_file():
+        print(f"bundle: {bundle}  (segue continue PROMPT --seconds 5 --model {bundle} --out o.wav)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `segue recipe`."""
+    from segue.recipes import RECIPES
+
+    recipes = "\n".join(f"  {name:<12} {recipe.help}" for name, recipe in RECIPES.items())
+    steps = " -> ".join(next(iter(RECIPES.values())).step_names)
+    p = sub.add_parser(
+        "recipe",
+        help="corpus -> codec -> semantic -> tokens -> LMs -> eval -> bundle (resumable)",
+        description="Run every step that makes an AudioLM bundle into DIR/<step>/, each marked\n"
+        "by DIR/<step>/DONE.json: a re-run skips the done steps, resumes an interrupted one,\n"
+        "and refuses a done step whose settings changed (unless --force STEP).",
+        epilog=f"recipes:\n{recipes}\nsteps: {steps}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "name",
+        nargs="?",
+        choices=sorted(RECIPES),
+        metavar="NAME",
+        help="recipe (default: the one recorded in DIR/recipe.json, with its config)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STEP.KEY=VALUE",
+        help="override a step's setting, e.g. codec.optim.max_steps=500 or corpus.hours=2 "
+        "(repeatable)",
+    )
+    p.add_argument("--until", metavar="STEP", help="stop after this step")
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="redo this step (and the steps that depend on it) from scratch (repeatable)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="corpus building processes (default: all cores)"
+    )
+    p.set_defaults(func=_run)

@@ -1,0 +1,573 @@
+"""The AudioLM recipe: from nothing to a model bundle, in nine resumable steps.
+
+    corpus       speech (TTS voices) or piano (real scores)    OUT/corpus/manifest.jsonl
+    codec        the SoundStream-style codec                   OUT/codec/ (its run folder)
+    semantic     HuBERT iteration 1 (+ 2), then k-means        OUT/semantic/{it1,it2,tokenizer}
+    tokenize     semantic + acoustic shards of the whole corpus OUT/tokenize/{semantic,acoustic}
+    lm_semantic  lm_coarse  lm_fine: the three stage LMs       OUT/lm_*/ (run folders)
+    evaluate     codec and LM numbers (+ end-to-end if any)    OUT/evaluate/report.json
+    bundle       the AudioLM bundle                            OUT/bundle/
+
+The config has one field per step: training steps hold the model's whole run config (so
+`--set codec.optim.max_steps=500` or `--set lm_fine.model.n_layer=2` work), with the paths
+(manifest, shards, teacher) left empty: the recipe fills them in from OUT.
+
+Named recipes (`RECIPES`, bottom of this file); times on this project's 2-core CPU at one torch
+thread, the training ones estimated from the per-step speeds in docs/, not measured end to end:
+
+    smoke        3 min of speech, 3-4 steps per model, K=16, 2 semantic iterations: ~40 s,
+                 ~70 s with the end-to-end evaluation (Whisper + Resemblyzer load). Checks the
+                 pipeline; the bundle it makes babbles.
+    speech-tiny  4 h of speech (~5 min), tiny codec (2400 steps, ~2 h), tiny semantic model
+                 (iteration 1, 8000 steps, ~1.5 h; K=1024 on layer 4), tokenizing (~10 min),
+                 tiny LMs (3000 / 1500 / 1000 steps, ~2.5 h): about 6-7 h.
+    piano-tiny   the same on 4 h of piano (no transcripts: the e2e evaluation only continues).
+    speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
+                 at the presets' step counts: days on one GPU. A starting point, not yet run.
+
+Everything runs in one process, one step after another (not under torchrun): for multi-GPU
+training, run the step's own command (`segue codec train ...`) on the recipe's folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from segue.codec.train import CodecRunConfig, CodecTask
+from segue.codec.train import run_config_for_preset as codec_preset
+from segue.config import apply_overrides, write_atomic
+from segue.data.manifest import MANIFEST_NAME, read_manifest
+from segue.lm.train import LMRunConfig, LMTask, run_config_for
+from segue.recipes.runner import Context, Recipe, RecipeError, Step
+from segue.semantic.train import SemanticRunConfig, SemanticTask
+from segue.semantic.train import run_config_for_preset as semantic_preset
+from segue.train import INTERRUPTED, Trainer
+
+STAGES = ("semantic", "coarse", "fine")
+
+# ----------------------------------------------------------------------------------- config
+
+
+@dataclass
+class CorpusConfig:
+    kind: Literal["speech", "piano"] = "speech"
+    hours: float = 4.0
+    seed: int = 0
+
+
+@dataclass
+class KMeansConfig:
+    """The semantic tokenizer: k-means of a layer of the last iteration's model."""
+
+    k: int = 1024
+    layer: int = -1  # -1: the model's tokenizer_layer
+    max_files: int = 500
+    max_frames: int = 200_000
+    niter: int = 50
+    seed: int = 0
+
+
+def _iteration2(preset: str) -> SemanticRunConfig:
+    config = semantic_preset(preset, iteration=2, teacher="OUT/semantic/it1")
+    config.targets.teacher = ""  # filled in by the recipe
+    return config
+
+
+@dataclass
+class SemanticStepConfig:
+    iterations: int = 1  # 1: MFCC targets only; 2: then a second model on the first's clusters
+    it1: SemanticRunConfig = field(default_factory=lambda: semantic_preset("tiny"))
+    it2: SemanticRunConfig = field(default_factory=lambda: _iteration2("tiny"))
+    tokenizer: KMeansConfig = field(default_factory=KMeansConfig)
+
+    def __post_init__(self) -> None:
+        if self.iterations not in (1, 2):
+            raise ValueError(f"semantic.iterations must be 1 or 2, got {self.iterations}")
+
+
+@dataclass
+class TokenizeConfig:
+    """No settings: the whole manifest, with the codec's and the tokenizer's own rates."""
+
+
+@dataclass
+class EvaluateConfig:
+    split: str = "test"  # falls back to valid, then train, when the corpus has no such files
+    codec_files: int = 50
+    codec_seconds: float = 10.0
+    lm_items: int | None = 256  # windows per LM (None: the whole split)
+    batch_size: int = 8
+    e2e: bool = True  # segue.eval.e2e (speaker similarity, WER), when this segue has it
+    e2e_prompts: int = 8  # continuations scored
+    e2e_resynth: int = 8  # resyntheses transcribed
+    seed: int = 0
+
+
+@dataclass
+class BundleConfig:
+    """The bundle samples as each LM's stage config says."""
+
+    half: bool = False  # store the float weights as float16 (half the size)
+
+
+@dataclass
+class AudioLMRecipeConfig:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    codec: CodecRunConfig = field(default_factory=lambda: codec_preset("tiny", ""))
+    semantic: SemanticStepConfig = field(default_factory=SemanticStepConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    lm_semantic: LMRunConfig = field(default_factory=lambda: run_config_for("semantic", "tiny"))
+    lm_coarse: LMRunConfig = field(default_factory=lambda: run_config_for("coarse", "tiny"))
+    lm_fine: LMRunConfig = field(default_factory=lambda: run_config_for("fine", "tiny"))
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    bundle: BundleConfig = field(default_factory=BundleConfig)
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _manifest(ctx: Context) -> Path:
+    return ctx.dir("corpus") / MANIFEST_NAME
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in values.items() if math.isfinite(float(v))}
+
+
+class _Trainer(Trainer):
+    """The engine's trainer, remembering the last training and validation scalars."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.last_train: dict[str, float] = {}
+        self.last_valid: dict[str, float] = {}
+        super().__init__(*args, **kwargs)
+
+    def train_step(self) -> dict[str, float]:
+        self.last_train = super().train_step()
+        return self.last_train
+
+    def validate(self) -> dict[str, float]:
+        self.last_valid = super().validate()
+        return self.last_valid
+
+
+def _train(task: Any, config: Any, run_dir: Path) -> dict[str, Any]:
+    """Train (or resume) into `run_dir`; the final step and last scalars."""
+    resume = (run_dir / "checkpoints").is_dir()
+    trainer = _Trainer(task, config, run_dir, resume=resume)
+    try:
+        status = trainer.fit()
+    finally:
+        trainer.close()
+    if status == INTERRUPTED:
+        raise KeyboardInterrupt(f"{run_dir}: stopped at step {trainer.step}")
+    keep = {k: v for k, v in trainer.last_train.items() if not k.startswith(("lr", "grad_norm"))}
+    return {"steps": trainer.step, "train": _rounded(keep), "valid": _rounded(trainer.last_valid)}
+
+
+def _lm_config(ctx: Context, stage: str) -> LMRunConfig:
+    """The stage's run config with the shard folders of OUT/tokenize filled in."""
+    config = copy.deepcopy(getattr(ctx.config, f"lm_{stage}"))
+    if config.stage.stage != stage:
+        raise RecipeError(f"lm_{stage}.stage.stage is {config.stage.stage!r}, not {stage!r}")
+    shards = ctx.dir("tokenize")
+    if stage in ("semantic", "coarse"):
+        config.data.semantic_shards = str(shards / "semantic")
+    if stage in ("coarse", "fine"):
+        config.data.acoustic_shards = str(shards / "acoustic")
+    return config
+
+
+def _split_with_files(manifest: Path, wanted: str) -> str:
+    """`wanted`, or the first of valid/train that has files (tiny corpora may lack a test split)."""
+    for split in dict.fromkeys((wanted, "valid", "train")):
+        if read_manifest(manifest, split=split).entries:
+            return split
+    raise RecipeError(f"{manifest}: no files to evaluate on")
+
+
+# ----------------------------------------------------------------------------------- steps
+
+
+def corpus(ctx: Context) -> dict[str, Any]:
+    """Synthesise the corpus (resumable: rendered files are reused)."""
+    cfg = ctx.config.corpus
+    if cfg.kind == "speech":
+        from segue.data.speech import make_speech_corpus as make
+    else:
+        from segue.data.piano import make_piano_corpus as make
+    summary = make(ctx.dir("corpus"), hours=cfg.hours, seed=cfg.seed, workers=ctx.workers)
+    return {
+        "files": summary.files,
+        "hours": round(summary.seconds / 3600, 4),
+        "groups": summary.groups,
+        "failed": summary.failed,
+    }
+
+
+def codec(ctx: Context) -> dict[str, Any]:
+    """Train the codec; OUT/codec is its run folder."""
+    config = copy.deepcopy(ctx.config.codec)
+    config.data.manifest = str(_manifest(ctx))
+    return _train(CodecTask(config), config, ctx.dir("codec"))
+
+
+def semantic(ctx: Context) -> dict[str, Any]:
+    """HuBERT iteration 1 (MFCC targets), optionally 2, then the k-means tokenizer."""
+    from segue.semantic.extractors import ModelExtractor
+    from segue.semantic.fit import fit_tokenizer
+    from segue.semantic.tokenizer import TOKENIZER_NAME, load_tokenizer
+    from segue.semantic.train import load_model_from_run
+
+    cfg, root, manifest = ctx.config.semantic, ctx.dir("semantic"), str(_manifest(ctx))
+    numbers: dict[str, Any] = {}
+    teacher = ""
+    for i in range(1, cfg.iterations + 1):
+        run = root / f"it{i}"
+        config = copy.deepcopy(getattr(cfg, f"it{i}"))
+        config.data.manifest = manifest
+        config.targets.path = str(run / "targets")
+        config.targets.teacher = teacher
+        numbers[f"it{i}"] = _train(SemanticTask(config), config, run)
+        teacher = str(run)
+
+    out, km = root / "tokenizer", cfg.tokenizer
+    if (out / TOKENIZER_NAME).is_file():  # written last: a complete tokenizer
+        tokenizer = load_tokenizer(out)
+    else:
+        model = load_model_from_run(teacher)
+        layer = km.layer if km.layer >= 0 else model.config.tokenizer_layer
+        tokenizer = fit_tokenizer(
+            ModelExtractor(model, layer).to(_device()),
+            read_manifest(manifest, split="train"),
+            km.k,
+            seed=km.seed,
+            niter=km.niter,
+            max_files=km.max_files,
+            max_frames=km.max_frames,
+            source=teacher,
+        )
+        tokenizer.save(out)
+    info = tokenizer.info or {}
+    numbers["tokenizer"] = {
+        "k": tokenizer.vocab_size,
+        "frames": info.get("frames"),
+        "mse": round(float(info.get("mse", math.nan)), 4),
+    }
+    return numbers
+
+
+def tokenize(ctx: Context) -> dict[str, Any]:
+    """Semantic and acoustic token shards of the whole manifest (resumable)."""
+    from segue.codec.load import load_codec
+    from segue.data.shards import TokenShards, tokenize_manifest
+    from segue.semantic.tokenizer import load_tokenizer
+
+    device, out = _device(), ctx.dir("tokenize")
+    manifest = read_manifest(_manifest(ctx))
+    tokenizer_dir = ctx.dir("semantic") / "tokenizer"
+    tokenizer = load_tokenizer(tokenizer_dir).to(device)
+    codec = load_codec(ctx.dir("codec")).to(device)
+
+    def semantic_tokens(audio):
+        return tokenizer.tokenize(torch.from_numpy(audio).to(device)).cpu().numpy()  # [1, F]
+
+    def acoustic_tokens(audio):
+        return codec.encode(torch.from_numpy(audio)[None].to(device))[0].cpu().numpy()  # [Q, F]
+
+    with torch.inference_mode():
+        counts = tokenize_manifest(
+            manifest,
+            out / "semantic",
+            semantic_tokens,
+            kind="semantic",
+            levels=1,
+            vocab_size=tokenizer.vocab_size,
+            frame_rate=tokenizer.frame_rate,
+            sample_rate=tokenizer.sample_rate,
+            extra_meta={
+                "tokenizer": str(tokenizer_dir.resolve()),
+                "tokenizer_kind": tokenizer.kind,
+            },
+            desc="semantic tokens",
+        )
+        failed = counts["failed"]
+        counts = tokenize_manifest(
+            manifest,
+            out / "acoustic",
+            acoustic_tokens,
+            kind="acoustic",
+            levels=codec.n_codebooks,
+            vocab_size=codec.codebook_size,
+            frame_rate=codec.frame_rate,
+            sample_rate=codec.sample_rate,
+            extra_meta={"n_coarse": codec.n_coarse, "tokenizer": str(ctx.dir("codec").resolve())},
+            desc="acoustic tokens",
+        )
+    numbers: dict[str, Any] = {"failed": failed + counts["failed"]}
+    for kind in ("semantic", "acoustic"):
+        shards = TokenShards(out / kind)
+        numbers[kind] = {"utterances": len(shards), "frames": shards.total_frames()}
+    return numbers
+
+
+def _lm_step(stage: str) -> Step:
+    def run(ctx: Context) -> dict[str, Any]:
+        config = _lm_config(ctx, stage)
+        return _train(LMTask(config), config, ctx.dir(f"lm_{stage}"))
+
+    run.__doc__ = f"Train the {stage} LM; OUT/lm_{stage} is its run folder."
+    return Step(f"lm_{stage}", run, ("tokenize",), f"the {stage} LM")
+
+
+def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> dict[str, float]:
+    from segue.lm.evaluate import evaluate_lm
+    from segue.lm.stages import load_lm
+    from segue.lm.train import build_dataset, fill_from_shards
+
+    lm = load_lm(ctx.dir(f"lm_{stage}"), device=_device())
+    config = LMRunConfig(stage=lm.stage, data=_lm_config(ctx, stage).data)
+    fill_from_shards(config)
+    dataset = build_dataset(config, lm.layout, split, seed=1234)
+    batches = None if cfg.lm_items is None else -(-cfg.lm_items // cfg.batch_size)
+    return _rounded(evaluate_lm(lm, dataset, batch_size=cfg.batch_size, max_batches=batches))
+
+
+def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Continuations and resyntheses by the assembled model (`segue.eval.e2e`), when this segue
+    has it; a failure is reported, not raised: the codec and LM numbers and the bundle matter more.
+    """
+    if not cfg.e2e:
+        return {"not_run": "evaluate.e2e is false"}
+    try:
+        from segue.eval.e2e import evaluate_e2e
+    except ImportError as error:
+        return {"not_run": f"no end-to-end evaluation here ({error})"}
+    from segue.pipeline import AudioLM
+
+    d = ctx.dir
+    try:
+        model = AudioLM.from_parts(
+            d("codec"),
+            d("semantic") / "tokenizer",
+            d("lm_semantic"),
+            d("lm_coarse"),
+            d("lm_fine"),
+            info={"recipe": ctx.recipe},
+            device=_device(),
+        )
+        return evaluate_e2e(
+            model,
+            _manifest(ctx),
+            split=split,
+            n_prompts=cfg.e2e_prompts,
+            n_resynth=cfg.e2e_resynth,
+            seed=cfg.seed,
+            out_dir=d("evaluate") / "e2e",
+        )
+    except Exception as error:  # an optional evaluation must not stop the recipe
+        print(f"warning: end-to-end evaluation failed: {type(error).__name__}: {error}")
+        return {"not_run": f"failed: {type(error).__name__}: {error}"}
+
+
+def _e2e_numbers(report: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of an e2e report: speaker similarity, verification, WERs."""
+    if "not_run" in report:
+        return {"e2e": report["not_run"]}
+    numbers: dict[str, Any] = {}
+    cont, res = report.get("continuation") or {}, report.get("resynthesis") or {}
+    if cont:
+        numbers["e2e_speaker_similarity"] = (cont.get("similarity") or {}).get("mean")
+        numbers["e2e_verification"] = cont.get("verification")
+    for system, wer in (res.get("wer") or {}).items():
+        numbers[f"e2e_wer_{system}"] = wer
+    return {k: v for k, v in numbers.items() if v is not None}
+
+
+def evaluate(ctx: Context) -> dict[str, Any]:
+    """Codec reconstruction and LM losses on the eval split -> OUT/evaluate/report.json."""
+    from segue.codec.load import load_codec
+    from segue.eval.codec_eval import evaluate_codec
+
+    cfg = ctx.config.evaluate
+    split = _split_with_files(_manifest(ctx), cfg.split)
+    codec_report = evaluate_codec(
+        load_codec(ctx.dir("codec")),
+        read_manifest(_manifest(ctx), split=split),
+        max_files=cfg.codec_files,
+        max_seconds=cfg.codec_seconds,
+    )
+    codec_report.pop("rows")
+    report = {
+        "split": split,
+        "codec": codec_report,
+        "lm": {stage: _evaluate_lm(ctx, stage, split, cfg) for stage in STAGES},
+        "e2e": _evaluate_e2e(ctx, split, cfg),
+    }
+    write_atomic(
+        ctx.dir("evaluate") / "report.json", (json.dumps(report, indent=1) + "\n").encode()
+    )
+    numbers: dict[str, Any] = {"split": split}
+    numbers.update({f"codec_{k}": v for k, v in codec_report["metrics"].items() if v is not None})
+    for stage, lm in report["lm"].items():
+        numbers[f"lm_{stage}_loss"] = lm["loss"]
+        numbers[f"lm_{stage}_unigram_entropy"] = lm["unigram_entropy"]
+    numbers.update(_e2e_numbers(report["e2e"]))
+    return _round_numbers(numbers)
+
+
+def _round_numbers(numbers: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in numbers.items()}
+
+
+def bundle(ctx: Context) -> dict[str, Any]:
+    """Assemble the AudioLM bundle in OUT/bundle (loads with AudioLM.from_pretrained)."""
+    from segue.pipeline import AudioLM
+
+    d = ctx.dir
+    model = AudioLM.from_parts(
+        d("codec"),
+        d("semantic") / "tokenizer",
+        d("lm_semantic"),
+        d("lm_coarse"),
+        d("lm_fine"),
+        info={"recipe": ctx.recipe},
+    )
+    path = model.save_pretrained(d("bundle"), half=ctx.config.bundle.half)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return {
+        "sample_rate": model.sample_rate,
+        "levels": model.n_levels,
+        "coarse": model.n_coarse,
+        "codebook_size": model.codec.codebook_size,
+        "semantic_vocab": model.tokenizer.vocab_size,
+        "max_prompt_seconds": round(model.max_prompt_seconds, 2),
+        "megabytes": round(size / 2**20, 2),
+    }
+
+
+STEPS: tuple[Step, ...] = (
+    Step("corpus", corpus, (), "synthesise the corpus"),
+    Step("codec", codec, ("corpus",), "train the codec"),
+    Step("semantic", semantic, ("corpus",), "semantic model + k-means tokenizer"),
+    Step("tokenize", tokenize, ("corpus", "codec", "semantic"), "token shards"),
+    _lm_step("semantic"),
+    _lm_step("coarse"),
+    _lm_step("fine"),
+    Step(
+        "evaluate",
+        evaluate,
+        ("corpus", "codec", "semantic", "tokenize", "lm_semantic", "lm_coarse", "lm_fine"),
+        "codec + LM numbers",
+    ),
+    Step(
+        "bundle",
+        bundle,
+        ("codec", "semantic", "lm_semantic", "lm_coarse", "lm_fine"),
+        "the AudioLM bundle",
+    ),
+)
+
+# ----------------------------------------------------------------------------------- recipes
+
+#: Few-step runs: no workers, no bars, no event files, no mid-run checkpoints.
+_QUICK = [
+    "optim.warmup_steps=1",
+    "train.batch_size=2",
+    "train.num_workers=0",
+    "train.checkpoint_every=1000",
+    "train.log_every=1000",
+    "train.progress=false",
+    "train.tensorboard=false",
+]
+
+
+def smoke() -> AudioLMRecipeConfig:
+    """Seconds-scale: 3 minutes of speech, a handful of steps per model, K=16. A pipeline check."""
+    config = AudioLMRecipeConfig(corpus=CorpusConfig("speech", hours=0.05))
+    config.codec = apply_overrides(
+        config.codec,
+        [*_QUICK, "optim.max_steps=4", "data.valid_files=2", "data.valid_crop_seconds=1.0"],
+    )
+    semantic = [
+        *_QUICK,
+        "optim.max_steps=3",
+        "data.crop_seconds=2.0",
+        "data.valid_crop_seconds=2.0",
+        "data.valid_files=2",
+        "targets.k=16",
+        "targets.fit_files=8",
+        "targets.fit_frames=4000",
+        "targets.niter=10",
+    ]
+    config.semantic = SemanticStepConfig(
+        iterations=2,
+        it1=apply_overrides(config.semantic.it1, semantic),
+        it2=apply_overrides(config.semantic.it2, semantic),
+        tokenizer=KMeansConfig(k=16, max_files=8, max_frames=4000, niter=10),
+    )
+    for stage in STAGES:
+        name = f"lm_{stage}"
+        lm = apply_overrides(getattr(config, name), [*_QUICK, "optim.max_steps=3"])
+        lm.data.valid_items = 4
+        setattr(config, name, lm)
+    config.evaluate = EvaluateConfig(
+        codec_files=2, codec_seconds=2.0, lm_items=4, batch_size=2, e2e_prompts=2, e2e_resynth=2
+    )
+    return config
+
+
+def speech_tiny() -> AudioLMRecipeConfig:
+    """A few hours on a 2-core CPU: 4 h of speech, the `tiny` presets, fewer LM steps."""
+    config = AudioLMRecipeConfig(corpus=CorpusConfig("speech", hours=4.0))
+    config.lm_semantic.optim.max_steps = 3000
+    config.lm_coarse.optim.max_steps = 1500
+    config.lm_fine.optim.max_steps = 1000
+    config.evaluate = EvaluateConfig(codec_files=20, lm_items=128)
+    return config
+
+
+def piano_tiny() -> AudioLMRecipeConfig:
+    """`speech-tiny` on 4 h of piano rendered from real scores."""
+    config = speech_tiny()
+    config.corpus = CorpusConfig("piano", hours=4.0)
+    config.evaluate.e2e_resynth = 0  # WER needs transcripts
+    return config
+
+
+def speech_gpu() -> AudioLMRecipeConfig:
+    """The paper-sized presets (`audiolm` codec and LMs, `base` semantic, 2 iterations) on 40 h
+    of speech, for one GPU. Days of training at the presets' step counts."""
+    config = AudioLMRecipeConfig(
+        corpus=CorpusConfig("speech", hours=40.0),
+        codec=codec_preset("audiolm", ""),
+        semantic=SemanticStepConfig(
+            iterations=2, it1=semantic_preset("base"), it2=_iteration2("base")
+        ),
+        lm_semantic=run_config_for("semantic", "audiolm"),
+        lm_coarse=run_config_for("coarse", "audiolm"),
+        lm_fine=run_config_for("fine", "audiolm"),
+    )
+    return config
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("smoke", "about a minute: 3 min of speech, 3-4 steps per model", smoke, STEPS),
+        Recipe("speech-tiny", "a few CPU hours: 4 h of speech, tiny models", speech_tiny, STEPS),
+        Recipe("piano-tiny", "a few CPU hours: 4 h of piano, tiny models", piano_tiny, STEPS),
+        Recipe("speech-gpu", "one GPU, days: 40 h of speech, paper-sized", speech_gpu, STEPS),
+    )
+}

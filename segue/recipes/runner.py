@@ -1,0 +1,253 @@
+"""Run a recipe: an ordered list of steps, each done once into OUT/<step>/.
+
+A step's *record* is its own config section plus a digest of the records of the steps it reads,
+so a step counts as done only while nothing it depends on has changed:
+
+    OUT/recipe.json          the recipe's name and whole config (rewritten at every run)
+    OUT/<step>/STARTED.json  the record, written before the step starts
+    OUT/<step>/DONE.json     the record + a few key numbers, written (atomically) when it ends
+
+On a re-run, a step whose DONE.json holds the current record is skipped; one that was started
+with the current record but not finished runs again and resumes (trainings continue from their
+newest checkpoint, corpus building and tokenizing skip what is on disk). A step done or started
+with another record is refused, before anything runs, unless it is forced: `force` wipes the
+step's folder and those of every step that depends on it, and redoes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segue.config import to_dict, write_atomic
+
+DONE_NAME = "DONE.json"
+STARTED_NAME = "STARTED.json"
+RECIPE_NAME = "recipe.json"
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run as asked (unknown step, changed config, ...)."""
+
+
+@dataclass
+class Context:
+    """What a step function gets: the recipe's name, its whole config and the output folder."""
+
+    out: Path
+    recipe: str
+    config: Any
+    workers: int | None = None  # processes for corpus building (None: all cores)
+
+    def dir(self, step: str) -> Path:
+        """The folder of `step`'s outputs."""
+        return self.out / step
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: `run(ctx)` makes OUT/<name>/ from the folders of `needs`, returns key numbers.
+
+    Its settings are the recipe config's field of the same name.
+    """
+
+    name: str
+    run: Callable[[Context], dict[str, Any]]
+    needs: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named recipe: a config factory (one field per step) and the steps, in order."""
+
+    name: str
+    help: str
+    make_config: Callable[[], Any]
+    steps: tuple[Step, ...]
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+
+@dataclass
+class StepState:
+    """Where a step stands in OUT: "done", "started" (resumable), "new" or "changed"."""
+
+    step: str
+    state: str
+    why: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def records(recipe: Recipe, config: Any) -> dict[str, dict[str, Any]]:
+    """Each step's record: {"config": its section, "inputs": {step it needs: digest of that
+    step's record}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for step in recipe.steps:
+        out[step.name] = {
+            "config": to_dict(getattr(config, step.name)),
+            "inputs": {need: _digest(out[need]) for need in step.needs},
+        }
+    return out
+
+
+def dependents(recipe: Recipe, names: Iterable[str]) -> list[str]:
+    """`names` and every step that needs one of them, directly or not, in recipe order."""
+    chosen = set(names)
+    for step in recipe.steps:  # steps come after the steps they need
+        if chosen & set(step.needs):
+            chosen.add(step.name)
+    return [name for name in recipe.step_names if name in chosen]
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def explain(step: str, old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
+    """What differs between two records, e.g. `codec.optim.max_steps: 4 -> 5`."""
+    before, after = _flatten(old.get("config", {}), step), _flatten(new["config"], step)
+    changes = [
+        f"{key}: {before.get(key, '(none)')} -> {after.get(key, '(none)')}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+    inputs = sorted(
+        k
+        for k in set(old.get("inputs", {})) | set(new["inputs"])
+        if old.get("inputs", {}).get(k) != new["inputs"].get(k)
+    )
+    if inputs:
+        changes.append(f"inputs changed: {', '.join(inputs)}")
+    more = f" (+{len(changes) - limit} more)" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as error:
+        raise RecipeError(f"{path}: unreadable marker ({error}); remove it or --force") from error
+
+
+def step_state(directory: Path, step: str, record: dict[str, Any]) -> StepState:
+    """Compare a step folder's markers with the current record."""
+    for name, state in ((DONE_NAME, "done"), (STARTED_NAME, "started")):
+        marker = _read(directory / name)
+        if marker is None:
+            continue
+        old = {"config": marker.get("config"), "inputs": marker.get("inputs", {})}
+        if old == record:
+            return StepState(step, state, record=record)
+        verb = "done" if state == "done" else "started"
+        return StepState(
+            step, "changed", f"{verb} with another config: {explain(step, old, record)}"
+        )
+    return StepState(step, "new", record=record)
+
+
+def plan(
+    recipe: Recipe,
+    config: Any,
+    out: str | Path,
+    *,
+    until: str | None = None,
+    force: Iterable[str] = (),
+) -> tuple[list[StepState], list[str]]:
+    """The steps to go through (up to `until`) with their states, and the folders to wipe first.
+
+    Raises RecipeError for unknown step names and for changed steps that are not forced.
+    """
+    out, force = Path(out), list(force)
+    names = recipe.step_names
+    for name in [*force, *([until] if until else [])]:
+        if name not in names:
+            raise RecipeError(
+                f"no step {name!r} in recipe {recipe.name}; steps: {', '.join(names)}"
+            )
+    wiped = dependents(recipe, force)
+    last = names.index(until) if until else len(names) - 1
+    states = []
+    for name, record in list(records(recipe, config).items())[: last + 1]:
+        if name in wiped:
+            states.append(StepState(name, "new", "forced", record))
+        else:
+            states.append(step_state(out / name, name, record))
+    changed = [s for s in states if s.state == "changed"]
+    if changed:
+        lines = "\n".join(f"  {out / s.step}: {s.why}" for s in changed)
+        first = changed[0].step
+        redo = dependents(recipe, [first])
+        also = f" and the steps that depend on it ({', '.join(redo[1:])})" if redo[1:] else ""
+        raise RecipeError(
+            f"{len(changed)} step(s) of {out} were made with another config:\n{lines}\n"
+            f"Pass --force {first} to redo it{also}, or choose another --out"
+        )
+    return states, wiped
+
+
+def run_recipe(
+    recipe: Recipe,
+    config: Any,
+    out: str | Path,
+    *,
+    until: str | None = None,
+    force: Iterable[str] = (),
+    workers: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[StepState]:
+    """Run (or resume) `recipe` with `config` into `out`; returns each step's final state.
+
+    Prints one line per step: skipped, running, done in N s. A training stopped by Ctrl-C or
+    SIGTERM checkpoints, then KeyboardInterrupt propagates (the step is not marked done).
+    """
+    out = Path(out)
+    states, wiped = plan(recipe, config, out, until=until, force=force)
+    for name in wiped:
+        if (out / name).exists():
+            log(f"--force: removing {out / name}")
+            shutil.rmtree(out / name)
+    write_atomic(
+        out / RECIPE_NAME,
+        (json.dumps({"recipe": recipe.name, "config": to_dict(config)}, indent=1) + "\n").encode(),
+    )
+    ctx = Context(out, recipe.name, config, workers)
+    steps = {step.name: step for step in recipe.steps}
+    width = max(len(name) for name in steps)
+    for i, state in enumerate(states, 1):
+        tag = f"[{i}/{len(recipe.steps)}] {state.step:<{width}}"
+        if state.state == "done":
+            log(f"{tag} skipped (done)")
+            continue
+        directory = ctx.dir(state.step)
+        marker = {"step": state.step, **state.record}
+        write_atomic(directory / STARTED_NAME, (json.dumps(marker, indent=1) + "\n").encode())
+        log(f"{tag} {'resuming' if state.state == 'started' else 'running'}")
+        start = time.perf_counter()
+        numbers = steps[state.step].run(ctx)
+        seconds = time.perf_counter() - start
+        done = {**marker, "numbers": numbers, "seconds": round(seconds, 1)}
+        write_atomic(directory / DONE_NAME, (json.dumps(done, indent=1) + "\n").encode())
+        log(f"{tag} done in {seconds:.1f} s")
+        state.state = "done"
+    return states

@@ -1,0 +1,334 @@
+"""Recipes: the step runner on a fake recipe (nothing trains), the named configs, and the `smoke`
+recipe end to end through `segue recipe` (corpus -> ... -> a bundle that continues a prompt)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from segue import audio as audio_io
+from segue import cli
+from segue.commands import recipe as recipe_command
+from segue.config import apply_overrides, from_dict, to_dict
+from segue.recipes import (
+    DONE_NAME,
+    RECIPE_NAME,
+    RECIPES,
+    STARTED_NAME,
+    Context,
+    Recipe,
+    RecipeError,
+    Step,
+    plan,
+    run_recipe,
+)
+
+# ------------------------------------------------------------------ a fake recipe: no training
+
+
+@dataclass
+class Knob:
+    n: int = 1
+
+
+@dataclass
+class FakeConfig:
+    first: Knob = field(default_factory=Knob)
+    second: Knob = field(default_factory=Knob)
+    third: Knob = field(default_factory=Knob)
+    last: Knob = field(default_factory=Knob)
+
+
+class Calls:
+    """Step functions that write OUT/<step>/out.txt and remember being called."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.interrupt: set[str] = set()
+
+    def step(self, name: str):
+        def run(ctx: Context) -> dict:
+            self.names.append(name)
+            if name in self.interrupt:
+                self.interrupt.discard(name)
+                raise KeyboardInterrupt
+            ctx.dir(name).mkdir(parents=True, exist_ok=True)
+            (ctx.dir(name) / "out.txt").write_text(str(getattr(ctx.config, name).n))
+            return {"n": getattr(ctx.config, name).n}
+
+        return run
+
+
+@pytest.fixture
+def fake():
+    calls = Calls()
+    needs = {"first": (), "second": ("first",), "third": ("first",), "last": ("second",)}
+    steps = tuple(Step(name, calls.step(name), deps) for name, deps in needs.items())
+    return Recipe("fake", "a test recipe", FakeConfig, steps), calls
+
+
+def quiet_run(recipe, config, out, **kwargs) -> list[str]:
+    lines: list[str] = []
+    run_recipe(recipe, config, out, log=lines.append, **kwargs)
+    return lines
+
+
+def test_runs_every_step_once_then_skips_them(fake, tmp_path):
+    recipe, calls = fake
+    lines = quiet_run(recipe, FakeConfig(), tmp_path)
+    assert calls.names == ["first", "second", "third", "last"]
+    assert [line.split()[-1] for line in lines[::2]] == ["running"] * 4
+    assert all(" done in " in line for line in lines[1::2])
+    done = json.loads((tmp_path / "second" / DONE_NAME).read_text())
+    assert done["config"] == {"n": 1} and done["numbers"] == {"n": 1}
+    assert set(done["inputs"]) == {"first"}
+    saved = json.loads((tmp_path / RECIPE_NAME).read_text())
+    assert saved == {"recipe": "fake", "config": to_dict(FakeConfig())}
+
+    calls.names.clear()
+    lines = quiet_run(recipe, FakeConfig(), tmp_path)
+    assert calls.names == []
+    assert lines == [
+        f"[{i}/4] {name:<6} skipped (done)"
+        for i, name in enumerate(["first", "second", "third", "last"], 1)
+    ]
+
+
+def test_a_changed_config_is_refused_before_anything_runs(fake, tmp_path):
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    calls.names.clear()
+    changed = apply_overrides(FakeConfig(), ["second.n=5"])
+    with pytest.raises(RecipeError) as error:
+        quiet_run(recipe, changed, tmp_path)
+    message = str(error.value)
+    assert "second.n: 1 -> 5" in message
+    assert "last: done with another config: inputs changed: second" in message
+    assert "--force second to redo it and the steps that depend on it (last)" in message
+    assert "third" not in message  # does not read `second`
+    assert calls.names == []
+    assert json.loads((tmp_path / RECIPE_NAME).read_text())["config"]["second"] == {"n": 1}
+
+
+def test_force_redoes_the_step_and_its_dependents_only(fake, tmp_path):
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    (tmp_path / "second" / "stale.txt").write_text("old")
+    calls.names.clear()
+    changed = apply_overrides(FakeConfig(), ["second.n=5"])
+    lines = quiet_run(recipe, changed, tmp_path, force=["second"])
+    assert calls.names == ["second", "last"]
+    assert not (tmp_path / "second" / "stale.txt").exists()  # the folder was wiped
+    assert (tmp_path / "second" / "out.txt").read_text() == "5"
+    assert lines[0] == f"--force: removing {tmp_path / 'second'}"
+    calls.names.clear()
+    quiet_run(recipe, changed, tmp_path)
+    assert calls.names == []
+
+
+def test_until_stops_after_the_step_and_a_later_run_goes_on(fake, tmp_path):
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path, until="second")
+    assert calls.names == ["first", "second"]
+    assert not (tmp_path / "third").exists()
+    states, wiped = plan(recipe, FakeConfig(), tmp_path)
+    assert [s.state for s in states] == ["done", "done", "new", "new"] and wiped == []
+    calls.names.clear()
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    assert calls.names == ["third", "last"]
+
+
+def test_force_wipes_dependents_beyond_until(fake, tmp_path):
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    calls.names.clear()
+    quiet_run(recipe, FakeConfig(), tmp_path, until="second", force=["first"])
+    assert calls.names == ["first", "second"]
+    assert not (tmp_path / "third").exists() and not (tmp_path / "last").exists()
+
+
+def test_an_interrupted_step_resumes_and_keeps_its_config(fake, tmp_path):
+    recipe, calls = fake
+    calls.interrupt.add("second")
+    with pytest.raises(KeyboardInterrupt):
+        quiet_run(recipe, FakeConfig(), tmp_path)
+    assert (tmp_path / "second" / STARTED_NAME).is_file()
+    assert not (tmp_path / "second" / DONE_NAME).exists()
+    with pytest.raises(RecipeError, match=r"started with another config: second\.n: 1 -> 2"):
+        quiet_run(recipe, apply_overrides(FakeConfig(), ["second.n=2"]), tmp_path)
+    calls.names.clear()
+    lines = quiet_run(recipe, FakeConfig(), tmp_path)
+    assert calls.names == ["second", "third", "last"]
+    assert lines[1] == "[2/4] second resuming"
+
+
+def test_unknown_steps_are_refused(fake, tmp_path):
+    recipe, _ = fake
+    with pytest.raises(RecipeError, match=r"no step .nope.*first, second, third, last"):
+        plan(recipe, FakeConfig(), tmp_path, until="nope")
+    with pytest.raises(RecipeError, match="no step 'nope'"):
+        plan(recipe, FakeConfig(), tmp_path, force=["nope"])
+
+
+# ------------------------------------------------------------------ the named recipes
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_named_recipes_are_well_formed(name):
+    recipe = RECIPES[name]
+    config = recipe.make_config()
+    data = to_dict(config)
+    assert to_dict(from_dict(type(config), data)) == data  # a saved config reads back equal
+    assert set(data) == set(recipe.step_names)
+    seen: set[str] = set()
+    for step in recipe.steps:
+        assert set(step.needs) <= seen, f"{step.name} needs a later step"
+        seen.add(step.name)
+    for stage in ("semantic", "coarse", "fine"):
+        assert getattr(config, f"lm_{stage}").stage.stage == stage
+    assert config.codec.data.manifest == "" and config.lm_fine.data.acoustic_shards == ""
+
+
+def test_step_settings_are_overridable_and_type_checked():
+    config = RECIPES["speech-tiny"].make_config()
+    config = apply_overrides(config, ["codec.optim.max_steps=7", "semantic.it1.targets.k=50"])
+    assert config.codec.optim.max_steps == 7
+    assert config.semantic.it1.model.n_classes == 50  # follows targets.k
+    with pytest.raises(ValueError, match="no field 'nope'"):
+        apply_overrides(config, ["codec.nope=1"])
+    with pytest.raises(ValueError, match="iterations must be 1 or 2"):
+        apply_overrides(config, ["semantic.iterations=3"])
+
+
+# ------------------------------------------------------------------ `segue recipe`
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wired():
+    """`segue.cli` with `segue recipe` (a no-op once cli.py registers it); one torch thread."""
+    registered = cli._subcommands
+
+    def subcommands():
+        adds = registered()
+        return adds if recipe_command.register in adds else [*adds, recipe_command.register]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_subcommands", subcommands)
+        yield
+    torch.set_num_threads(threads)
+
+
+def test_help_lists_recipes_and_steps(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["recipe", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in RECIPES)
+    assert "corpus -> codec -> semantic -> tokenize -> lm_semantic" in out
+
+
+def test_command_errors(tmp_path, capsys):
+    assert cli.main(["recipe", "--out", str(tmp_path)]) == 2
+    assert "recipe.json: not found" in capsys.readouterr().err
+    assert cli.main(["recipe", "smoke", "--out", str(tmp_path), "--set", "codec.nope=1"]) == 2
+    assert "no field 'nope'" in capsys.readouterr().err
+    assert cli.main(["recipe", "smoke", "--out", str(tmp_path), "--until", "nope"]) == 2
+    assert "no step 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / RECIPE_NAME).exists()
+
+
+# ------------------------------------------------------------------ `smoke`, end to end
+
+#: Whisper and Resemblyzer take half a minute to load: the e2e glue is checked with a stand-in.
+NO_E2E = ["--set", "evaluate.e2e=false"]
+
+
+def segue_recipe(capsys, *argv: str) -> tuple[int, str, str]:
+    status = cli.main(["recipe", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """OUT of `segue recipe smoke`, first run up to the codec, then to the end."""
+    from segue.data.speech import check_engines
+
+    try:
+        check_engines()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    out = tmp_path_factory.mktemp("recipe") / "smoke"
+    assert cli.main(["recipe", "smoke", "--out", str(out), "--until", "codec", *NO_E2E]) == 0
+    partial = sorted(p.parent.name for p in out.glob(f"*/{DONE_NAME}"))
+    assert cli.main(["recipe", "smoke", "--out", str(out), *NO_E2E]) == 0
+    return out, partial
+
+
+def test_smoke_builds_a_bundle_that_continues_a_prompt(smoke):
+    from segue.data.manifest import read_manifest
+    from segue.pipeline import AudioLM
+
+    out, partial = smoke
+    assert partial == ["codec", "corpus"]  # --until codec
+    steps = RECIPES["smoke"].step_names
+    assert sorted(p.parent.name for p in out.glob(f"*/{DONE_NAME}")) == sorted(steps)
+    report = json.loads((out / "evaluate" / "report.json").read_text())
+    assert report["split"] == "test" and report["codec"]["files"] == 2
+    assert set(report["lm"]) == {"semantic", "coarse", "fine"}
+    assert report["e2e"] == {"not_run": "evaluate.e2e is false"}
+
+    model = AudioLM.from_pretrained(out / "bundle")
+    assert model.info == {"recipe": "smoke"} and model.tokenizer.vocab_size == 16
+    manifest = read_manifest(out / "corpus" / "manifest.jsonl", split="test")
+    prompt = audio_io.load(manifest.resolve(manifest.entries[0]), model.sample_rate, duration=1.0)
+    audio = model.continue_(prompt, 0.5, seed=0, progress=False)
+    assert audio.shape == (1, prompt.shape[0] + model.sample_rate // 2)
+    assert bool(torch.isfinite(audio).all())
+
+
+def test_smoke_rerun_skips_every_step(smoke, capsys):
+    out, _ = smoke
+    start = time.perf_counter()
+    status, printed, _ = segue_recipe(capsys, "smoke", "--out", str(out), *NO_E2E)
+    assert status == 0 and time.perf_counter() - start < 10
+    assert printed.count("skipped (done)") == len(RECIPES["smoke"].steps)
+    # Without NAME, DIR/recipe.json's recipe and config (e2e off) are used: still all done.
+    status, printed, _ = segue_recipe(capsys, "--out", str(out))
+    assert status == 0 and printed.count("skipped (done)") == len(RECIPES["smoke"].steps)
+
+
+def test_smoke_refuses_a_changed_config_of_a_done_step(smoke, capsys):
+    out, _ = smoke
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--set", "codec.optim.max_steps=5"]
+    status, printed, err = segue_recipe(capsys, *argv)
+    assert status == 2 and "running" not in printed
+    assert "codec.optim.max_steps: 4 -> 5" in err and "--force codec" in err
+    assert "(tokenize, lm_semantic, lm_coarse, lm_fine, evaluate, bundle)" in err
+
+
+def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
+    out, _ = smoke
+    seen = {}
+
+    def evaluate_e2e(model, manifest, **kwargs):
+        seen.update(kwargs, sample_rate=model.sample_rate)
+        return {"continuation": {"similarity": {"mean": 0.5}, "verification": 0.75}}
+
+    monkeypatch.setitem(
+        sys.modules, "segue.eval.e2e", types.SimpleNamespace(evaluate_e2e=evaluate_e2e)
+    )
+    status, printed, _ = segue_recipe(capsys, "smoke", "--out", str(out), "--force", "evaluate")
+    assert status == 0
+    assert printed.count("skipped (done)") == len(RECIPES["smoke"].steps) - 1
+    assert seen["n_prompts"] == 2 and seen["split"] == "test" and seen["sample_rate"] == 16000
+    numbers = json.loads((out / "evaluate" / DONE_NAME).read_text())["numbers"]
+    assert numbers["e2e_verification"] == 0.75 and numbers["e2e_speaker_similarity"] == 0.5
+    assert numbers["lm_coarse_loss"] > 0 and "codec_mel_distance" in numbers
