@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 def tone(seconds: float, sample_rate: int = 16000, freq: float = 440.0, channels: int = 1):
@@ -20,6 +21,16 @@ def write(path: Path, data, sample_rate: int = 16000, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), data, sample_rate, **kwargs)
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one torch thread: tiny tensors run fastest so, and tests do not fight a busy
+    machine's other jobs (a test that needs more sets them itself)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

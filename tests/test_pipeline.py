@@ -81,14 +81,6 @@ def speech_like(seconds: float, batch: int = 1) -> torch.Tensor:
     return torch.from_numpy(audio.astype(np.float32))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return tiny_audiolm().save_pretrained(tmp_path_factory.mktemp("bundle") / "tiny")

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from segue.commands import CommandError
 from segue.commands.lm import register
@@ -19,15 +18,6 @@ TRAIN = [
     "--set", "train.checkpoint_every=4", "--set", "train.valid_every=4",
 ]  # fmt: skip
 WINDOWS = {"semantic": ["1.2", "0.6"], "coarse": ["0.4", "0.2"], "fine": ["0.4", "0.2"]}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread (several are much slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(*argv):

@@ -12,7 +12,7 @@ from segue.commands.semantic import register
 from segue.data.shards import TokenShards
 from segue.semantic.tokenizer import load_tokenizer
 from tests.conftest import write
-from tests.semantic.conftest import corpus, one_thread, utterance  # noqa: F401 (fixtures)
+from tests.semantic.conftest import corpus, utterance  # noqa: F401 (fixtures)
 
 TINY_MODEL = [
     "model.n_mels=40",

@@ -29,14 +29,6 @@ pytest.importorskip("jiwer")
 ESPEAK = shutil.which("espeak-ng")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def speaker():
     return SpeakerEncoder()

@@ -4,17 +4,8 @@ several OpenMP threads on a busy machine make small kernels orders of magnitude 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.lm.synthetic import write_shards
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from segue.data.manifest import ManifestEntry, write_manifest
 from segue.semantic.config import SemanticConfig
@@ -41,15 +40,6 @@ def small_model_config(**overrides) -> SemanticConfig:
     )
     fields.update(overrides)
     return SemanticConfig(**fields)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread (and do not fight a busy machine's other jobs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
