@@ -1,0 +1,26 @@
+"""SoundStorm (Borsos et al., 2023): parallel acoustic decoding from semantic tokens.
+
+A bidirectional transformer over acoustic frames predicts masked codes of one level at a time,
+conditioned on semantic tokens and an acoustic prompt; decoding is MaskGIT-style, coarse level
+to fine. It sees only token ids (no codec, no semantic model).
+
+    model = SoundStorm(soundstorm_preset("tiny", n_levels=4, codebook_size=1024,
+                                         semantic_vocab=500))
+    codes = generate(model, semantic [B, Ts], prompt_codes [B, Q, Tp])  # [B, Q, 2 Ts]
+"""
+
+from segue.soundstorm.config import PRESETS, SoundStormConfig, soundstorm_preset
+from segue.soundstorm.decode import generate
+from segue.soundstorm.masking import Masked, mask_codes, mask_ratio
+from segue.soundstorm.model import SoundStorm
+
+__all__ = [
+    "PRESETS",
+    "Masked",
+    "SoundStorm",
+    "SoundStormConfig",
+    "generate",
+    "mask_codes",
+    "mask_ratio",
+    "soundstorm_preset",
+]

@@ -1,0 +1,207 @@
+"""Training SoundStorm through the shared engine, on the coarse LM's token shards.
+
+    config = SoundStormRunConfig(data=SoundStormDataConfig(semantic_shards="shards/sem",
+                                                           acoustic_shards="shards/codec"))
+    Trainer(SoundStormTask(config), config, "runs/soundstorm").fit()
+
+The semantic (25 Hz) and acoustic ([Q, T] at 50 Hz) shards join on the utterance key and align
+as in `segue.lm.data`: Ts = min(semantic frames, ceil(acoustic frames / r)) tokens and
+Ta = min(acoustic frames, r * Ts) frames. An item is a random crop of `window_seconds` (the
+whole utterance when shorter, padded). Each step masks the batch (`masking.mask_codes`) and the
+loss is cross-entropy on the masked frames of each item's level q.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from segue.data.shards import TokenShards
+from segue.lm.data import FirstItems, window_start
+from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
+from segue.soundstorm.masking import mask_codes
+from segue.soundstorm.model import SoundStorm
+from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
+from segue.train.task import MAIN
+
+
+@dataclass
+class SoundStormDataConfig:
+    semantic_shards: str = ""
+    acoustic_shards: str = ""
+    train_split: str = "train"
+    valid_split: str = "valid"
+    valid_items: int | None = 256  # validation crops (the first utterances of the split)
+    window_seconds: float = 4.0  # crop length (the paper: 30 s)
+
+
+@dataclass
+class SoundStormRunConfig(RunConfig):
+    model: SoundStormConfig = field(default_factory=lambda: soundstorm_preset("tiny"))
+    data: SoundStormDataConfig = field(default_factory=SoundStormDataConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            lr=1e-3, warmup_steps=200, max_steps=5000, min_lr_ratio=0.1, grad_clip=1.0
+        )
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=8, num_workers=1, checkpoint_every=500, valid_every=500, log_every=25
+        )
+    )
+
+
+def _meta(path: str, kind: str) -> dict:
+    if not path:
+        raise ValueError(f"SoundStorm needs {kind} token shards (data.{kind}_shards)")
+    meta = TokenShards(path).meta
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
+    return meta
+
+
+def fill_from_shards(config: SoundStormRunConfig) -> int:
+    """Fill the model's token spaces from the shards' meta.json; the crop in semantic tokens."""
+    model, data = config.model, config.data
+    semantic = _meta(data.semantic_shards, "semantic")
+    acoustic = _meta(data.acoustic_shards, "acoustic")
+    found = {
+        "semantic_vocab": int(semantic["vocab_size"]),
+        "codebook_size": int(acoustic["vocab_size"]),
+        "n_levels": int(acoustic["levels"]),
+    }
+    for name, value in found.items():
+        current = getattr(model, name)
+        if current and current != value:
+            raise ValueError(f"model.{name}={current} but the shards say {value}")
+        setattr(model, name, value)
+    ratio = float(acoustic["frame_rate"]) / float(semantic["frame_rate"])
+    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+        raise ValueError(f"acoustic/semantic frame rates {ratio} is not a whole number")
+    model.ratio = round(ratio)
+    window = max(1, round(data.window_seconds * float(semantic["frame_rate"])))
+    if window * model.ratio > model.max_frames:
+        raise ValueError(
+            f"window of {window * model.ratio} frames is past model.max_frames={model.max_frames}"
+        )
+    return window
+
+
+class SoundStormDataset(Dataset):
+    """Random crops of `window` semantic tokens and their r * window acoustic frames.
+
+    Item: semantic [window] (PAD = S past the end), codes [Q, r * window] (0 past the end),
+    length (valid frames). Crops depend only on (seed, epoch, index).
+    """
+
+    def __init__(
+        self,
+        semantic: TokenShards,
+        acoustic: TokenShards,
+        config: SoundStormConfig,
+        window: int,
+        seed: int = 0,
+    ):
+        if acoustic.levels < config.n_levels:
+            raise ValueError(f"{acoustic.root}: {acoustic.levels} levels, need {config.n_levels}")
+        self.semantic, self.acoustic, self.config = semantic, acoustic, config
+        self.window, self.seed, self.epoch = window, seed, 0
+        where = {e.key: i for i, e in enumerate(acoustic.entries) if e.frames > 0}
+        self.pairs = [
+            (where[e.key], j)
+            for j, e in enumerate(semantic.entries)
+            if e.key in where and e.frames > 0
+        ]
+        if not self.pairs:
+            raise ValueError(
+                f"no utterance is in both {semantic.root} and {acoustic.root} "
+                "(they join on the manifest path)"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        a, s = self.pairs[index]
+        r, w = self.config.ratio, self.window
+        semantic = torch.from_numpy(self.semantic.tokens(s)[0]).long()
+        acoustic = torch.from_numpy(self.acoustic.tokens(a)[: self.config.n_levels]).long()
+        ts = min(semantic.shape[0], math.ceil(acoustic.shape[1] / r))
+        ta = min(acoustic.shape[1], r * ts)
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        start = window_start(ts, w, rng, edge_probability=0.0)
+        end = min(start + w, ts)
+        frames = acoustic[:, r * start : min(r * end, ta)]
+        out_semantic = torch.full((w,), self.config.pad_id, dtype=torch.long)
+        out_semantic[: end - start] = semantic[start:end]
+        codes = torch.zeros(self.config.n_levels, r * w, dtype=torch.long)
+        codes[:, : frames.shape[1]] = frames
+        return {"semantic": out_semantic, "codes": codes, "length": torch.tensor(frames.shape[1])}
+
+
+def masked_loss(
+    model: nn.Module, batch: dict, mask_id: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask the batch, predict each item's level q; (loss, correct count, target count)."""
+    masked = mask_codes(batch["codes"], mask_id, batch["length"], generator)
+    logits = model(masked.inputs, batch["semantic"], batch["length"], levels=masked.level)
+    target = batch["codes"].gather(1, masked.level[:, None, None].expand(-1, 1, logits.shape[1]))
+    target = target[:, 0].masked_fill(~masked.loss_mask, -100)  # [B, T]
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
+    correct = ((logits.argmax(-1) == target) & masked.loss_mask).sum()
+    return loss, correct, masked.loss_mask.sum()
+
+
+class SoundStormTask(TrainTask):
+    """One SoundStorm model, one optimizer; masked-token loss on level q."""
+
+    def __init__(self, config: SoundStormRunConfig):
+        self.config = config
+        self.window = fill_from_shards(config)
+
+    def setup(self, device: torch.device) -> None:
+        self.model = SoundStorm(self.config.model)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def _dataset(self, split: str | None, seed: int) -> SoundStormDataset:
+        data = self.config.data
+        semantic = TokenShards(data.semantic_shards, split)
+        acoustic = TokenShards(data.acoustic_shards, split)
+        return SoundStormDataset(semantic, acoustic, self.config.model, self.window, seed)
+
+    def train_dataset(self) -> Dataset:
+        return self._dataset(self.config.data.train_split or None, self.config.train.seed)
+
+    def valid_dataset(self) -> Dataset | None:
+        split = self.config.data.valid_split
+        if not split:
+            return None
+        try:
+            dataset = self._dataset(split, seed=1234)
+        except ValueError:
+            return None  # no utterance in that split
+        return FirstItems(dataset, self.config.data.valid_items)
+
+    def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
+        loss, correct, count = masked_loss(models["model"], batch, self.config.model.mask_id)
+        return Phase(MAIN, loss, {"accuracy": correct / count.clamp(min=1)})
+
+    @torch.no_grad()
+    def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
+        generator = torch.Generator(device=batch["codes"].device).manual_seed(0)
+        loss, correct, count = masked_loss(
+            models["model"], batch, self.config.model.mask_id, generator
+        )
+        return {"loss": float(loss), "accuracy": float(correct) / max(1, int(count))}

@@ -1,0 +1,259 @@
+"""SoundStorm: the training mask, the model's shapes, decoding's invariants, a few train steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from segue.config import apply_overrides
+from segue.soundstorm import SoundStorm, SoundStormConfig, generate, mask_codes, mask_ratio
+from segue.soundstorm.train import (
+    SoundStormDataConfig,
+    SoundStormRunConfig,
+    SoundStormTask,
+    masked_loss,
+)
+from segue.train import Trainer
+from tests.lm.synthetic import K_A, K_S, LEVELS, write_shards
+
+Q, K, S = 3, 8, 10
+
+
+def tiny_model(seed: int = 0, **overrides) -> SoundStorm:
+    torch.manual_seed(seed)
+    config = SoundStormConfig(
+        n_levels=Q, codebook_size=K, semantic_vocab=S, d_model=32, n_layer=2, n_head=2,
+        max_frames=64, steps_first=4, steps_rest=2, **overrides,
+    )  # fmt: skip
+    return SoundStorm(config).eval()
+
+
+def random_batch(batch: int = 2, ts: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    semantic = torch.randint(0, S, (batch, ts), generator=g)
+    codes = torch.randint(0, K, (batch, Q, 2 * ts), generator=g)
+    return semantic, codes
+
+
+# --- masking ------------------------------------------------------------------------------------
+
+
+def test_cosine_mask_ratio_at_known_points():
+    assert float(mask_ratio(0.0)) == pytest.approx(1.0)
+    assert float(mask_ratio(0.5)) == pytest.approx(math.cos(math.pi / 4))
+    assert float(mask_ratio(1.0)) == pytest.approx(0.0, abs=1e-12)
+    ratios = mask_ratio(torch.linspace(0, 1, 11))
+    assert torch.all(ratios[1:] <= ratios[:-1])
+
+
+def test_training_mask_structure():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, K, (64, Q, 20), generator=g)
+    lengths = torch.randint(1, 21, (64,), generator=g)
+    m = mask_codes(codes, K, lengths, g)
+    assert m.inputs.shape == codes.shape and m.loss_mask.shape == (64, 20)
+    hidden = m.inputs == K
+    frames = torch.arange(20)
+    for b in range(64):
+        p, q, n = int(m.prompt[b]), int(m.level[b]), int(lengths[b])
+        assert 0 <= p < n and 0 <= q < Q
+        assert not hidden[b, :, :p].any()  # the prompt is never masked
+        assert not hidden[b, :, n:].any()  # nor the padding
+        assert not hidden[b, :q].any()  # coarser levels are given
+        assert hidden[b, q + 1 :, p:n].all()  # finer levels are all masked past the prompt
+        assert torch.equal(m.loss_mask[b], hidden[b, q])  # loss exactly on level q's masks
+        assert m.loss_mask[b].sum() >= 1
+        assert not m.loss_mask[b, (frames < p) | (frames >= n)].any()
+        assert torch.equal(m.inputs[b][~hidden[b]], codes[b][~hidden[b]])
+    # mask ratios spread over (0, 1]: the cosine schedule, not a fixed fraction
+    fractions = [
+        float(m.loss_mask[b].sum()) / int(lengths[b] - m.prompt[b])
+        for b in range(64)
+        if lengths[b] - m.prompt[b] >= 8
+    ]
+    assert min(fractions) < 0.5 < max(fractions)
+
+
+def test_training_mask_is_deterministic_with_a_generator():
+    codes = torch.randint(0, K, (4, Q, 12))
+    a = mask_codes(codes, K, generator=torch.Generator().manual_seed(3))
+    b = mask_codes(codes, K, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.level, b.level)
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+def test_model_output_shapes_and_levels_argument():
+    model = tiny_model()
+    semantic, codes = random_batch(batch=2, ts=8)
+    logits = model(codes, semantic)
+    assert logits.shape == (2, Q, 16, K)
+    one = model(codes, semantic, levels=1)
+    assert one.shape == (2, 16, K)
+    torch.testing.assert_close(one, logits[:, 1], rtol=1e-4, atol=1e-5)
+    per_item = model(codes, semantic, levels=torch.tensor([2, 0]))
+    torch.testing.assert_close(per_item[0], logits[0, 2], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(per_item[1], logits[1, 0], rtol=1e-4, atol=1e-5)
+    # masked codes and an odd frame count (the last semantic token covers one frame)
+    masked = codes[:, :, :15].clone()
+    masked[:, 1:] = K
+    assert model(masked, semantic).shape == (2, Q, 15, K)
+
+
+def test_attention_is_bidirectional_and_padding_is_ignored():
+    model = tiny_model()
+    semantic, codes = random_batch(batch=1, ts=8)
+    changed = codes.clone()
+    changed[0, 0, -1] = (changed[0, 0, -1] + 1) % K
+    a, b = model(codes, semantic), model(changed, semantic)
+    assert not torch.allclose(a[:, :, 0], b[:, :, 0])  # frame 0 sees the last frame
+    # with lengths, frames past the end change nothing before it
+    lengths = torch.tensor([10])
+    a, b = model(codes, semantic, lengths), model(changed, semantic, lengths)
+    torch.testing.assert_close(a[:, :, :10], b[:, :, :10])
+
+
+def test_save_and_load_pretrained(tmp_path):
+    model = tiny_model()
+    semantic, codes = random_batch()
+    loaded = SoundStorm.from_pretrained(model.save_pretrained(tmp_path / "ss"))
+    torch.testing.assert_close(loaded(codes, semantic), model(codes, semantic))
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+def test_decode_keeps_prompt_and_decided_tokens_and_goes_level_by_level():
+    model = tiny_model()
+    semantic, codes = random_batch(batch=3, ts=10)
+    prompt = codes[:, :, :6]
+    history: list[tuple[int, int, torch.Tensor]] = []
+    out = generate(
+        model,
+        semantic,
+        prompt,
+        n_frames=20,
+        steps_per_level=[5, 2, 1],
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+        on_step=lambda level, step, c: history.append((level, step, c)),
+    )
+    assert out.shape == (3, Q, 20) and out.dtype == torch.long
+    assert ((out >= 0) & (out < K)).all()
+    assert torch.equal(out[:, :, :6], prompt)
+    assert [(lv, s) for lv, s, _ in history] == [(0, s) for s in range(1, 6)] + [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+    ]
+    previous = torch.full_like(out, K)
+    previous[:, :, :6] = prompt
+    n_new = 14
+    for level, step, current in history:
+        decided = previous != K
+        assert torch.equal(current[decided], previous[decided])  # never changed once decided
+        assert torch.equal(current[:, :, :6], prompt)
+        assert (current[:, level + 1 :, 6:] == K).all()  # finer levels untouched
+        assert (current[:, :level] != K).all()  # coarser levels complete
+        steps = [5, 2, 1][level]
+        remain = 0 if step == steps else math.floor(n_new * math.cos(math.pi / 2 * step / steps))
+        assert ((current[:, level] == K).sum(1) == remain).all()  # the cosine schedule
+        previous = current
+    assert torch.equal(history[-1][2], out)
+
+
+def test_decode_is_deterministic_with_a_seed_and_varies_across_seeds():
+    model = tiny_model()
+    semantic, codes = random_batch(batch=2, ts=8)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return generate(model, semantic, codes[:, :, :4], temperature=1.0, generator=g)
+
+    a, b, c = run(1), run(1), run(2)
+    assert a.shape == (2, Q, 16)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_decode_without_prompt_and_greedy_defaults():
+    model = tiny_model()
+    semantic, _ = random_batch(batch=2, ts=5)
+    out = generate(model, semantic, None, n_frames=9, temperature=0.0, noise=0.0)
+    assert out.shape == (2, Q, 9) and ((out >= 0) & (out < K)).all()
+    assert torch.equal(out, generate(model, semantic, None, n_frames=9, temperature=0.0, noise=0.0))
+    assert model.training is False
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("soundstorm_shards"))
+
+
+def tiny_run(shards, steps: int) -> SoundStormRunConfig:
+    config = SoundStormRunConfig(
+        data=SoundStormDataConfig(
+            semantic_shards=str(shards[0]), acoustic_shards=str(shards[1]), window_seconds=0.8
+        )
+    )
+    config.model = SoundStormConfig(d_model=32, n_layer=2, n_head=2, max_frames=64)
+    settings = [
+        f"optim.max_steps={steps}",
+        "optim.warmup_steps=3",
+        "optim.lr=3e-3",
+        "train.batch_size=8",
+        "train.num_workers=0",
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.valid_every={steps}",
+        "train.log_every=10",
+        f"train.checkpoint_every={steps}",
+    ]
+    return apply_overrides(config, settings)
+
+
+def test_dataset_items_align_semantic_and_acoustic(shards):
+    task = SoundStormTask(tiny_run(shards, 1))
+    m = task.config.model
+    assert (m.n_levels, m.codebook_size, m.semantic_vocab, m.ratio) == (LEVELS, K_A, K_S, 2)
+    dataset = task.train_dataset()
+    item = dataset[0]
+    assert item["semantic"].shape == (task.window,) and item["codes"].shape == (LEVELS, 40)
+    n = int(item["length"])
+    frames = torch.arange(n)
+    s = item["semantic"][frames // 2]
+    # the synthetic structure: coarse level 0 = (semantic + frame parity) % K_A
+    assert torch.equal(item["codes"][0, :n], (s + frames % 2) % K_A)
+
+
+def test_training_learns_the_synthetic_structure_and_decodes_it(shards, tmp_path):
+    config = tiny_run(shards, steps=200)
+    task = SoundStormTask(config)
+    trainer = Trainer(task, config, tmp_path / "run")
+    before = trainer.validate()["loss"]
+    trainer.fit()
+    after = trainer.validate()["loss"]
+    trainer.close()
+    assert after < 0.5 * before, (before, after)
+    # decoding a validation utterance from its semantic tokens and a 4-frame prompt
+    model = trainer.raw_modules["model"].eval()
+    item = task.valid_dataset()[0]
+    n = int(item["length"]) // 2 * 2
+    semantic, codes = item["semantic"][None, : n // 2], item["codes"][None, :, :n]
+    out = generate(model, semantic, codes[:, :, :4], temperature=0.0)
+    accuracy = (out[0, :, 4:] == codes[0, :, 4:]).float().mean()
+    assert accuracy > 0.4, accuracy  # chance: 1 / 8
+
+
+def test_masked_loss_is_finite_on_padded_batches():
+    model = tiny_model()
+    semantic, codes = random_batch(batch=3, ts=8)
+    batch = {"semantic": semantic, "codes": codes, "length": torch.tensor([16, 5, 1])}
+    loss, correct, count = masked_loss(model, batch, K, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and 0 <= int(correct) <= int(count) and int(count) >= 3
