@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check segue tests bench
+.venv/bin/ruff check segue tests bench scripts
 exec .venv/bin/pytest "$@"

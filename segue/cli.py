@@ -12,13 +12,14 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data, evaluate, generate, lm, recipe, semantic
+    from segue.commands import codec, data, evaluate, generate, lm, recipe, semantic, soundstorm
 
     return [
         data.register,
         codec.register,
         semantic.register,
         lm.register,
+        soundstorm.register,
         generate.register,
         evaluate.register,
         recipe.register,

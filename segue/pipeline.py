@@ -4,6 +4,7 @@
     audio = model.continue_(prompt, seconds=10.0, seed=0)    # [B, T] -> [B, T + 10 s]
     audio = model.generate(seconds=5.0, batch_size=4)        # [4, 5 s], from nothing
     audio = model.resynthesize(audio, acoustic_prompt=voice)  # [B, T], said in voice's voice
+    audio = model.continue_(prompt, 10.0, acoustic="soundstorm")  # needs a soundstorm/ part
 
 Audio is float32 at the codec's `sample_rate` (16 kHz). Acoustic codes come at the codec's
 frame rate (50 Hz), semantic tokens at the tokenizer's (25 Hz): one semantic token spans `ratio`
@@ -11,11 +12,16 @@ acoustic frames, `semantic_hop` samples. The stage functions of `segue.lm.stages
 (the semantic context slides, the coarse and fine stages run window by window), so outputs may be
 longer than any stage's context.
 
+The acoustic stage is either `acoustic="ar"` (the coarse then the fine LM, AudioLM's) or
+`acoustic="soundstorm"` (one SoundStorm decode of every level from all the semantic tokens, the
+prompt's codes as its acoustic prompt; see `_soundstorm_codes` for outputs past its context).
+
 A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`:
 
     codec/        segue Codec (config.json + model.safetensors)      segue.codec.load.load_codec
     semantic/     semantic tokenizer (tokenizer.json + k-means ...)  segue.semantic.tokenizer
     semantic_lm/  coarse_lm/  fine_lm/   exported StageLMs           segue.lm.stages.load_lm
+    soundstorm/   optional: exported SoundStorm                     segue.soundstorm.load
     bundle.json   format version, rates, default sampling, free-form info
 """
 
@@ -38,6 +44,8 @@ from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, coarse_generate, fine_generate, load_lm, semantic_continue
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
+from segue.soundstorm import SoundStorm, load_soundstorm
+from segue.soundstorm import generate as soundstorm_generate
 
 BUNDLE_NAME = "bundle.json"
 BUNDLE_FORMAT = "segue-audiolm"
@@ -50,6 +58,10 @@ PARTS = {
     "coarse_lm": "the coarse acoustic LM",
     "fine_lm": "the fine acoustic LM",
 }
+#: Optional part folder -> what it holds (bundles without it load fine).
+OPTIONAL_PARTS = {"soundstorm": "the SoundStorm acoustic model"}
+#: The acoustic stages: the coarse + fine LMs, or SoundStorm.
+ACOUSTIC = ("ar", "soundstorm")
 #: Inputs whose peak is below this are refused as silent.
 SILENCE_PEAK = 1e-4
 #: Crossfade (seconds) from the original prompt into the continuation.
@@ -101,9 +113,14 @@ class PipelineSampling:
 
 
 def check_compatible(
-    codec, tokenizer: SemanticTokenizer, semantic_lm: StageLM, coarse_lm: StageLM, fine_lm: StageLM
+    codec,
+    tokenizer: SemanticTokenizer,
+    semantic_lm: StageLM,
+    coarse_lm: StageLM,
+    fine_lm: StageLM,
+    soundstorm: SoundStorm | None = None,
 ) -> None:
-    """Raise ValueError listing every way the five parts do not fit together."""
+    """Raise ValueError listing every way the five (or six) parts do not fit together."""
     kinds = {"semantic": SemanticLayout, "coarse": CoarseLayout, "fine": FineLayout}
     for (name, kind), lm in zip(kinds.items(), (semantic_lm, coarse_lm, fine_lm)):
         if not isinstance(lm.layout, kind):
@@ -135,6 +152,17 @@ def check_compatible(
             f"a semantic frame ({hop:g} samples at {codec.sample_rate} Hz) is not a whole "
             "number of codec frames"
         )
+    if soundstorm is not None:
+        m = soundstorm.config
+        differ("semantic vocabulary", "tokenizer", vocab, "SoundStorm", m.semantic_vocab)
+        differ("codebook size", "codec", size, "SoundStorm", m.codebook_size)
+        differ("levels", "fine LM", f.n_levels, "SoundStorm", m.n_levels)
+        differ("frames per semantic token", "coarse LM", coarse_lm.layout.ratio, "SoundStorm",
+               m.ratio)  # fmt: skip
+        if m.n_levels > codec.n_codebooks:
+            problems.append(
+                f"levels: SoundStorm models {m.n_levels}, codec has {codec.n_codebooks}"
+            )
     if s.dedup:
         problems.append(
             "the semantic LM was trained on deduplicated tokens (the coarse LM needs all)"
@@ -158,7 +186,8 @@ def _store_half(path: Path) -> None:
 
 
 class AudioLM:
-    """The codec, the semantic tokenizer and the three stage LMs, sampled as one model."""
+    """The codec, the semantic tokenizer and the three stage LMs (+ optionally SoundStorm, a
+    parallel acoustic stage), sampled as one model."""
 
     def __init__(
         self,
@@ -169,13 +198,15 @@ class AudioLM:
         fine_lm: StageLM,
         sampling: PipelineSampling | None = None,
         info: dict[str, Any] | None = None,
+        soundstorm: SoundStorm | None = None,
     ):
-        check_compatible(codec, tokenizer, semantic_lm, coarse_lm, fine_lm)
+        check_compatible(codec, tokenizer, semantic_lm, coarse_lm, fine_lm, soundstorm)
         self.codec = codec.eval()
         self.tokenizer = tokenizer.eval()
         self.semantic_lm, self.coarse_lm, self.fine_lm = semantic_lm, coarse_lm, fine_lm
         self.sampling = sampling or PipelineSampling.from_stages(semantic_lm, coarse_lm, fine_lm)
         self.info = dict(info or {})
+        self.soundstorm = None if soundstorm is None else soundstorm.eval()
 
     # ---- rates and limits
     @property
@@ -225,6 +256,8 @@ class AudioLM:
         self.tokenizer.to(device)
         for lm in (self.semantic_lm, self.coarse_lm, self.fine_lm):
             lm.to(device)
+        if self.soundstorm is not None:
+            self.soundstorm.to(device)
         return self
 
     # ---- bundles
@@ -237,13 +270,15 @@ class AudioLM:
         coarse_lm: str | os.PathLike,
         fine_lm: str | os.PathLike,
         *,
+        soundstorm: str | os.PathLike | None = None,
         info: dict[str, Any] | None = None,
         device: torch.device | str = "cpu",
     ) -> AudioLM:
         """Assemble from each part's own location (exported folder or training run folder)."""
         lms = [load_lm(path, device=device) for path in (semantic_lm, coarse_lm, fine_lm)]
         parts = load_codec(codec), load_tokenizer(semantic), *lms
-        return cls(*parts, info=info).to(device)
+        storm = None if soundstorm is None else load_soundstorm(soundstorm, device=device)
+        return cls(*parts, info=info, soundstorm=storm).to(device)
 
     @classmethod
     def from_pretrained(
@@ -274,7 +309,12 @@ class AudioLM:
         lms = [load_lm(path / name, device=device) for name in PARTS if name.endswith("_lm")]
         codec, tokenizer = load_codec(path / "codec"), load_tokenizer(path / "semantic")
         sampling = from_dict(PipelineSampling, meta.get("sampling", {}), where="sampling")
-        model = cls(codec, tokenizer, *lms, sampling=sampling, info=meta.get("info"))
+        storm = None
+        if (path / "soundstorm").is_dir():
+            storm = load_soundstorm(path / "soundstorm", device=device)
+        model = cls(
+            codec, tokenizer, *lms, sampling=sampling, info=meta.get("info"), soundstorm=storm
+        )
         if meta.get("sample_rate", model.sample_rate) != model.sample_rate:
             raise ValueError(
                 f"{path / BUNDLE_NAME}: sample_rate {meta['sample_rate']} but the codec runs at "
@@ -301,6 +341,12 @@ class AudioLM:
         self.semantic_lm.save_pretrained(path / "semantic_lm")
         self.coarse_lm.save_pretrained(path / "coarse_lm")
         self.fine_lm.save_pretrained(path / "fine_lm")
+        if self.soundstorm is not None:
+            self.soundstorm.save_pretrained(path / "soundstorm")
+        elif (path / "soundstorm").is_dir():  # an older bundle's, not this model's
+            import shutil
+
+            shutil.rmtree(path / "soundstorm")
         if half:
             _store_half(path)
         meta = {
@@ -311,6 +357,7 @@ class AudioLM:
             "semantic_rate": self.semantic_rate,
             "n_coarse": self.n_coarse,
             "n_levels": self.n_levels,
+            "soundstorm": self.soundstorm is not None,
             "sampling": to_dict(self.sampling),
             "info": self.info,
         }
@@ -327,6 +374,7 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: bool = True,
+        acoustic: str = "ar",
     ) -> torch.Tensor:
         """Continue prompt [B, T] or [T] (at `sample_rate`) by `seconds`: [B, T + N] audio,
         N = round(seconds * sample_rate).
@@ -336,7 +384,11 @@ class AudioLM:
         T % semantic_hop samples (under one frame, 40 ms at 25 Hz) are regenerated as the start
         of the continuation, and the last 5 ms before that point crossfade from the original
         into the decoded audio. The prompt must be under `max_prompt_seconds`.
+
+        acoustic: "ar" (coarse + fine LMs) or "soundstorm" (the bundle's SoundStorm part; the
+        prompt's codes are its acoustic prompt). `sampling` then sets the semantic stage only.
         """
+        self._check_acoustic(acoustic)
         x = self._audio(prompt, "prompt")
         new = self._samples(seconds)
         hop, length = self.semantic_hop, x.shape[1]
@@ -357,7 +409,8 @@ class AudioLM:
         self._check_semantic_context(known + n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        with _Stages(["tokenize", "semantic", "coarse", "fine", "decode"], progress) as stage:
+        names = ["tokenize", "semantic", *self._acoustic_stages(acoustic), "decode"]
+        with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic, codes = self._tokens(x[:, :cut])
             stage("semantic")
@@ -370,7 +423,7 @@ class AudioLM:
                 **sampling.semantic.kwargs(),
             )
             semantic = torch.cat([semantic, out.tokens], dim=1)
-            decoded = self._acoustic(semantic, codes, sampling, generator, stage)
+            decoded = self._acoustic(semantic, codes, sampling, generator, stage, acoustic)
         audio = torch.cat([x[:, :cut], decoded[:, cut : length + new]], dim=1)
         fade = min(cut, round(CROSSFADE_SECONDS * self.sample_rate))
         if fade:
@@ -388,8 +441,11 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: bool = True,
+        acoustic: str = "ar",
     ) -> torch.Tensor:
-        """Unconditional audio: [batch_size, round(seconds * sample_rate)]."""
+        """Unconditional audio: [batch_size, round(seconds * sample_rate)]; acoustic: "ar" or
+        "soundstorm" (see `continue_`)."""
+        self._check_acoustic(acoustic)
         new = self._samples(seconds)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -397,7 +453,8 @@ class AudioLM:
         self._check_semantic_context(n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        with _Stages(["semantic", "coarse", "fine", "decode"], progress) as stage:
+        names = ["semantic", *self._acoustic_stages(acoustic), "decode"]
+        with _Stages(names, progress) as stage:
             stage("semantic")
             out = semantic_continue(
                 self.semantic_lm,
@@ -408,7 +465,7 @@ class AudioLM:
                 generator=generator,
                 **sampling.semantic.kwargs(),
             )
-            audio = self._acoustic(out.tokens, None, sampling, generator, stage)
+            audio = self._acoustic(out.tokens, None, sampling, generator, stage, acoustic)
         return audio[:, :new]
 
     @torch.inference_mode()
@@ -420,6 +477,7 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: bool = True,
+        acoustic: str = "ar",
     ) -> torch.Tensor:
         """New acoustics for the semantic content of audio [B, T] or [T]: [B, T].
 
@@ -428,8 +486,11 @@ class AudioLM:
         (another speaker), its semantic and acoustic tokens come first, so the output takes its
         voice; only the resynthesized part is returned. The coarse LM sees at most its
         `prompt_seconds` of that prompt (2 s for `tiny`, 5 s for `audiolm`), and later windows
-        keep the voice only through the audio generated so far.
+        keep the voice only through the audio generated so far. With acoustic="soundstorm",
+        SoundStorm decodes every level at once with the voice's codes as its acoustic prompt
+        (at most half its `max_frames` of them when the output needs several windows).
         """
+        self._check_acoustic(acoustic)
         x = self._audio(audio, "audio")
         hop, (batch, length) = self.semantic_hop, x.shape
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
@@ -446,20 +507,73 @@ class AudioLM:
             p = p[:, : p.shape[1] // hop * hop].expand(batch, -1)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        with _Stages(["tokenize", "coarse", "fine", "decode"], progress) as stage:
+        names = ["tokenize", *self._acoustic_stages(acoustic), "decode"]
+        with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic = self._semantic(torch.nn.functional.pad(x, (0, -length % hop)))
             codes, start = None, 0
             if p is not None:  # the voice's tokens first: its codes are the acoustic prompt
                 prompt_semantic, codes = self._tokens(p)
                 semantic, start = torch.cat([prompt_semantic, semantic], dim=1), p.shape[1]
-            out = self._acoustic(semantic, codes, sampling, generator, stage)
+            out = self._acoustic(semantic, codes, sampling, generator, stage, acoustic)
         return out[:, start : start + length]
 
     # ---- helpers
-    def _acoustic(self, semantic, codes, sampling, generator, stage) -> torch.Tensor:
+    def _check_acoustic(self, acoustic: str) -> None:
+        if acoustic not in ACOUSTIC:
+            raise ValueError(f"acoustic must be one of {ACOUSTIC}, got {acoustic!r}")
+        if acoustic == "soundstorm" and self.soundstorm is None:
+            raise ValueError(
+                'acoustic="soundstorm" needs a SoundStorm part, and this bundle has none (add '
+                'one with `segue bundle ... --soundstorm RUN`, or use acoustic="ar")'
+            )
+
+    @staticmethod
+    def _acoustic_stages(acoustic: str) -> list[str]:
+        return ["soundstorm"] if acoustic == "soundstorm" else ["coarse", "fine"]
+
+    def _soundstorm_codes(
+        self, semantic: torch.Tensor, codes: torch.Tensor | None, generator
+    ) -> torch.Tensor:
+        """Semantic [B, Ts] (+ known codes [B, Q, r * Tp]) -> codes [B, Q, r * Ts] by SoundStorm.
+
+        Up to `max_frames` frames: one decode. Longer: windows of W = max_frames // r tokens,
+        each prompted with the last W // 2 tokens' codes known so far (the given prompt's for
+        the first) and seeing only its own semantic tokens; each window adds >= W / 2 tokens.
+        """
+        model = self.soundstorm
+        r, total = model.config.ratio, semantic.shape[1]
+        width = model.config.max_frames // r
+        if width < 2:
+            raise ValueError(
+                f"SoundStorm's max_frames={model.config.max_frames} holds under 2 semantic tokens"
+            )
+        done = 0 if codes is None else codes.shape[2] // r
+        decoded = codes[:, :, : r * done] if codes is not None else None
+        while done < total:
+            start = 0 if total <= width else max(0, done - width // 2)
+            end = min(total, start + width)
+            prompt = None if decoded is None or done == start else decoded[:, :, r * start :]
+            out = soundstorm_generate(
+                model, semantic[:, start:end], prompt, n_frames=r * (end - start),
+                generator=generator,
+            )  # fmt: skip
+            new = out[:, :, r * (done - start) :]
+            decoded = new if decoded is None else torch.cat([decoded, new], dim=2)
+            done = end
+        return decoded
+
+    def _acoustic(
+        self, semantic, codes, sampling, generator, stage, acoustic: str = "ar"
+    ) -> torch.Tensor:
         """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
-        audio [B, Ts * semantic_hop] through the coarse LM, the fine LM and the codec."""
+        audio [B, Ts * semantic_hop] through the coarse LM, the fine LM (or SoundStorm) and the
+        codec."""
+        if acoustic == "soundstorm":
+            stage("soundstorm")
+            codes = self._soundstorm_codes(semantic, codes, generator)
+            stage("decode")
+            return self.codec.decode(codes.to(self.device))
         q = self.n_coarse
         prompt_coarse = prompt_fine = None
         if codes is not None:

@@ -20,6 +20,7 @@ from segue.plot import plot_spectrogram
 from segue.semantic.extractors import MFCCExtractor
 from segue.semantic.kmeans import KMeansCodebook
 from segue.semantic.tokenizer import SemanticTokenizer
+from segue.soundstorm import SoundStorm, SoundStormConfig
 from tests.conftest import tone
 
 RATE = 16000
@@ -259,3 +260,91 @@ def test_plot_spectrogram_writes_a_png(tmp_path):
     plot_spectrogram(np.ones(100, dtype=np.float32), RATE, tmp_path / "short.png")  # < 1 window
     with pytest.raises(ValueError, match="NaN"):
         plot_spectrogram(torch.tensor([float("nan")] * 2000), RATE, tmp_path / "nan.png")
+
+
+# --- SoundStorm as the acoustic stage -----------------------------------------------------------
+
+
+def tiny_soundstorm(seed: int = 0, **overrides) -> SoundStorm:
+    """A random-init SoundStorm for `tiny_audiolm`'s token spaces; 0.8 s of context."""
+    torch.manual_seed(seed)
+    settings = dict(
+        n_levels=4, codebook_size=16, semantic_vocab=16, ratio=2, d_model=16, n_layer=1,
+        n_head=2, max_frames=40, steps_first=3, steps_rest=1,
+    )  # fmt: skip
+    config = SoundStormConfig(**{**settings, **overrides})
+    return SoundStorm(config).eval()
+
+
+@pytest.fixture(scope="module")
+def storm_model(tmp_path_factory):
+    base = tiny_audiolm()
+    parts = (base.codec, base.tokenizer, base.semantic_lm, base.coarse_lm, base.fine_lm)
+    built = AudioLM(*parts, info=base.info, soundstorm=tiny_soundstorm())
+    path = built.save_pretrained(tmp_path_factory.mktemp("storm_bundle") / "tiny")
+    return AudioLM.from_pretrained(path)
+
+
+def test_soundstorm_bundle_round_trip(bundle, storm_model, tmp_path):
+    assert storm_model.soundstorm is not None and not storm_model.soundstorm.training
+    assert AudioLM.from_pretrained(bundle).soundstorm is None  # bundles without one still load
+    prompt = speech_like(0.5)
+    a = storm_model.continue_(prompt, 0.3, seed=3, progress=False, acoustic="soundstorm")
+    again = AudioLM.from_pretrained(storm_model.save_pretrained(tmp_path / "again"))
+    assert json.loads((tmp_path / "again/bundle.json").read_text())["soundstorm"] is True
+    b = again.continue_(prompt, 0.3, seed=3, progress=False, acoustic="soundstorm")
+    assert torch.equal(a, b)
+    # "ar" is untouched by the extra part
+    ar = storm_model.continue_(prompt, 0.3, seed=3, progress=False)
+    assert torch.equal(ar, AudioLM.from_pretrained(bundle).continue_(prompt, 0.3, seed=3,
+                                                                      progress=False))  # fmt: skip
+
+
+def test_soundstorm_continue_shapes_seed_and_kept_prompt(storm_model, monkeypatch):
+    from segue import pipeline
+
+    calls = []
+    real = pipeline.soundstorm_generate
+    monkeypatch.setattr(
+        pipeline, "soundstorm_generate", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k)
+    )
+    prompt = speech_like(0.51, batch=2)
+    out = storm_model.continue_(prompt, 0.2, seed=0, progress=False, acoustic="soundstorm")
+    length = prompt.shape[1]
+    assert out.shape == (2, length + round(0.2 * RATE)) and torch.isfinite(out).all()
+    cut = length // storm_model.semantic_hop * storm_model.semantic_hop
+    fade = round(0.005 * RATE)
+    assert torch.equal(out[:, : cut - fade], prompt[:, : cut - fade])
+    assert len(calls) == 1 and calls[0] == (2, 18)  # 0.72 s: one window of 18 tokens (<= 20)
+    same = storm_model.continue_(prompt, 0.2, seed=0, progress=False, acoustic="soundstorm")
+    other = storm_model.continue_(prompt, 0.2, seed=1, progress=False, acoustic="soundstorm")
+    assert torch.equal(out, same) and not torch.equal(out, other)
+    calls.clear()  # past max_frames (40 frames = 0.8 s): windows of 20 tokens, 10 of prompt
+    long = storm_model.generate(1.5, seed=0, progress=False, acoustic="soundstorm")
+    assert long.shape == (1, round(1.5 * RATE)) and torch.isfinite(long).all()
+    assert calls == [(1, 20), (1, 20), (1, 18)]  # tokens [0, 20), [10, 30), [20, 38)
+
+
+def test_soundstorm_resynthesize_keeps_lengths(storm_model):
+    audio = speech_like(0.37, batch=2)
+    voice = speech_like(0.3)[0] * 0.5
+    out = storm_model.resynthesize(audio, voice, seed=0, progress=False, acoustic="soundstorm")
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+
+
+def test_soundstorm_errors(model, storm_model, bundle, tmp_path):
+    with pytest.raises(ValueError, match="needs a SoundStorm part, and this bundle has none"):
+        model.continue_(speech_like(0.5), 0.2, progress=False, acoustic="soundstorm")
+    with pytest.raises(ValueError, match="needs a SoundStorm part"):
+        model.generate(0.2, progress=False, acoustic="soundstorm")
+    with pytest.raises(ValueError, match="acoustic must be one of"):
+        storm_model.generate(0.2, progress=False, acoustic="fast")
+    broken = shutil.copytree(bundle, tmp_path / "broken")
+    tiny_soundstorm(codebook_size=32).save_pretrained(broken / "soundstorm")
+    with pytest.raises(ValueError, match="codebook size: codec 16 vs SoundStorm 32"):
+        AudioLM.from_pretrained(broken)
+    tiny_soundstorm(ratio=3, n_levels=3).save_pretrained(broken / "soundstorm")
+    with pytest.raises(
+        ValueError, match=r"levels: fine LM 4 vs SoundStorm 3.*token: coarse LM 2 vs SoundStorm 3"
+    ):
+        AudioLM.from_pretrained(broken)

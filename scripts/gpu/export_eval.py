@@ -33,7 +33,11 @@ def export_and_eval(job: tuple[str, str, str, str]) -> str:
     codec = Codec(from_dict(CodecRunConfig, checkpoint.config).model)
     codec.load_state_dict(checkpoint.weights["codec"])
     codec.eval()
-    report = evaluate_codec(codec, read_manifest(manifest_path, split="valid"), max_files=int(os.environ.get("EVAL_FILES", 24)))
+    report = evaluate_codec(
+        codec,
+        read_manifest(manifest_path, split="valid"),
+        max_files=int(os.environ.get("EVAL_FILES", 24)),
+    )
     report["step"] = step_of(Path(checkpoint_dir))
     codec.half().save_pretrained(out_dir)
     (Path(out_dir) / "eval.json").write_text(json.dumps(report, indent=1))

@@ -4,6 +4,7 @@
     segue generate --seconds 5 --out out.wav
     segue resynth in.wav --out out.wav [--voice speaker.wav]
     segue bundle --codec C --semantic S --semantic-lm A --coarse-lm B --fine-lm F --out DIR
+        [--soundstorm RUN]    (then `--acoustic soundstorm` on continue / generate / resynth)
 
 Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) is used.
 """
@@ -93,7 +94,12 @@ def _continue(args: argparse.Namespace) -> None:
     prompt = _read(args.prompt, model)
     sampling = _sampling(args, model, STAGES)
     audio = model.continue_(
-        prompt, args.seconds, seed=args.seed, sampling=sampling, progress=not args.quiet
+        prompt,
+        args.seconds,
+        seed=args.seed,
+        sampling=sampling,
+        progress=not args.quiet,
+        acoustic=args.acoustic,
     )
     seconds = prompt.shape[1] / model.sample_rate
     what = f"{seconds:.2f} s prompt + {args.seconds:g} s continuation"
@@ -104,7 +110,13 @@ def _generate(args: argparse.Namespace) -> None:
     _check_out(args.out)
     model = _model(args)
     sampling = _sampling(args, model, STAGES)
-    audio = model.generate(args.seconds, seed=args.seed, sampling=sampling, progress=not args.quiet)
+    audio = model.generate(
+        args.seconds,
+        seed=args.seed,
+        sampling=sampling,
+        progress=not args.quiet,
+        acoustic=args.acoustic,
+    )
     _write(args, model, audio, "unconditional")
 
 
@@ -115,7 +127,12 @@ def _resynth(args: argparse.Namespace) -> None:
     voice = None if args.voice is None else _read(args.voice, model)
     sampling = _sampling(args, model, STAGES[1:])
     out = model.resynthesize(
-        audio, voice, seed=args.seed, sampling=sampling, progress=not args.quiet
+        audio,
+        voice,
+        seed=args.seed,
+        sampling=sampling,
+        progress=not args.quiet,
+        acoustic=args.acoustic,
     )
     _write(
         args, model, out, "resynthesized" + (f" in the voice of {args.voice}" if args.voice else "")
@@ -132,14 +149,20 @@ def _bundle(args: argparse.Namespace) -> None:
             raise CommandError(f"--info {item!r}: expected KEY=VALUE")
         info[key] = value
     model = AudioLM.from_parts(
-        args.codec, args.semantic, args.semantic_lm, args.coarse_lm, args.fine_lm, info=info
+        args.codec,
+        args.semantic,
+        args.semantic_lm,
+        args.coarse_lm,
+        args.fine_lm,
+        soundstorm=args.soundstorm,
+        info=info,
     )
     path = model.save_pretrained(args.out, half=args.half)
     print(
         f"{path}: AudioLM bundle, {model.sample_rate} Hz, {model.n_levels} levels "
         f"({model.n_coarse} coarse) x {model.codec.codebook_size} codes, "
         f"{model.tokenizer.vocab_size} semantic tokens, prompts up to "
-        f"{model.max_prompt_seconds:.2f} s"
+        f"{model.max_prompt_seconds:.2f} s" + (", with SoundStorm" if model.soundstorm else "")
     )
 
 
@@ -153,6 +176,12 @@ def _add_common(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--acoustic",
+        choices=("ar", "soundstorm"),
+        default="ar",
+        help="acoustic stage: the coarse + fine LMs (ar) or the bundle's SoundStorm",
+    )
     group = p.add_argument_group("sampling (default: the bundle's)")
     for stage in stages:
         group.add_argument(f"--temperature-{stage}", type=float, default=None, metavar="T")
@@ -188,6 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--semantic-lm", required=True, help=location)
     p.add_argument("--coarse-lm", required=True, help=location)
     p.add_argument("--fine-lm", required=True, help=location)
+    p.add_argument("--soundstorm", default=None, help=f"optional SoundStorm: {location}")
     p.add_argument("--info", nargs="*", metavar="KEY=VALUE", help="free-form notes in bundle.json")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")

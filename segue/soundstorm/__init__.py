@@ -7,10 +7,12 @@ to fine. It sees only token ids (no codec, no semantic model).
     model = SoundStorm(soundstorm_preset("tiny", n_levels=4, codebook_size=1024,
                                          semantic_vocab=500))
     codes = generate(model, semantic [B, Ts], prompt_codes [B, Q, Tp])  # [B, Q, 2 Ts]
+    model = load_soundstorm("runs/soundstorm")  # a run folder or an exported folder
 """
 
 from segue.soundstorm.config import PRESETS, SoundStormConfig, soundstorm_preset
 from segue.soundstorm.decode import generate
+from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.masking import Masked, mask_codes, mask_ratio
 from segue.soundstorm.model import SoundStorm
 
@@ -20,6 +22,7 @@ __all__ = [
     "SoundStorm",
     "SoundStormConfig",
     "generate",
+    "load_soundstorm",
     "mask_codes",
     "mask_ratio",
     "soundstorm_preset",

@@ -16,21 +16,6 @@ from tests.test_pipeline import RATE, speech_like, tiny_audiolm
 QUIET = ["--quiet", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def wired(monkeypatch):
-    """`segue.cli` with the generation commands (a no-op once cli.py registers them)."""
-    registered = cli._subcommands
-
-    def subcommands():
-        adds = registered()
-        return adds if generate.register in adds else [*adds, generate.register]
-
-    monkeypatch.setattr(cli, "_subcommands", subcommands)
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return tiny_audiolm().save_pretrained(tmp_path_factory.mktemp("cli_bundle") / "tiny")
@@ -145,3 +130,28 @@ def test_bad_options_exit_2(bundle, prompt, tmp_path, capsys):
     broken = tmp_path / "broken"
     assert cli.main(["generate", "--seconds", "1", "--out", out, "--model", str(broken)]) == 2
     assert "no model bundle there (--model)" in capsys.readouterr().err
+
+
+def test_bundle_with_soundstorm_and_acoustic_option(bundle, prompt, tmp_path, capsys):
+    from tests.test_pipeline import tiny_soundstorm
+
+    parts = AudioLM.from_pretrained(bundle)
+    tiny_soundstorm().save_pretrained(tmp_path / "storm")
+    argv = ["bundle", "--codec", str(bundle / "codec"), "--semantic", str(bundle / "semantic")]
+    for name in ("semantic", "coarse", "fine"):
+        argv += [f"--{name}-lm", str(bundle / f"{name}_lm")]
+    out = tmp_path / "storm_bundle"
+    assert cli.main([*argv, "--soundstorm", str(tmp_path / "storm"), "--out", str(out)]) == 0
+    assert "with SoundStorm" in capsys.readouterr().out
+    assert parts.soundstorm is None and AudioLM.from_pretrained(out).soundstorm is not None
+    model = ["--model", str(out), "--acoustic", "soundstorm", *QUIET]
+    wav = tmp_path / "c.wav"
+    assert cli.main(["continue", str(prompt), "--seconds", "0.2", "--out", str(wav), *model]) == 0
+    assert seconds_of(wav) == pytest.approx(0.7)
+    assert cli.main(["generate", "--seconds", "0.3", "--out", str(wav), *model]) == 0
+    assert seconds_of(wav) == pytest.approx(0.3)
+    assert cli.main(["resynth", str(prompt), "--out", str(wav), *model]) == 0
+    assert seconds_of(wav) == pytest.approx(0.5)
+    without = ["--model", str(bundle), "--acoustic", "soundstorm", *QUIET]
+    assert cli.main(["generate", "--seconds", "0.3", "--out", str(wav), *without]) == 2
+    assert "needs a SoundStorm part" in capsys.readouterr().err

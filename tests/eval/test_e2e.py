@@ -9,11 +9,9 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 from segue import audio as audio_io
 from segue import cli
-from segue.commands import evaluate
 from segue.data.manifest import ManifestEntry, write_manifest
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
 from segue.eval.e2e import SYSTEMS, evaluate_e2e, format_e2e_report, round_robin
@@ -229,29 +227,14 @@ def test_e2e_refuses_a_prompt_longer_than_the_context(corpus, speaker, transcrib
 # ---- the command
 
 
-@pytest.fixture
-def wired(monkeypatch):
-    """`segue.cli` with `segue eval` (a no-op once cli.py registers it)."""
-    registered = cli._subcommands
-
-    def subcommands():
-        adds = registered()
-        return adds if evaluate.register in adds else [*adds, evaluate.register]
-
-    monkeypatch.setattr(cli, "_subcommands", subcommands)
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_cli_missing_model_is_exit_2(wired, corpus, tmp_path, capsys):
+def test_cli_missing_model_is_exit_2(corpus, tmp_path, capsys):
     argv = ["eval", "e2e", "--model", str(tmp_path / "nowhere"), "--manifest", str(corpus)]
     assert cli.main(argv) == 2
     assert "no model bundle there (--model)" in capsys.readouterr().err
     assert cli.main(["eval", "e2e", "--manifest", str(tmp_path / "none.jsonl")]) == 2
 
 
-def test_cli_runs_and_writes_the_report(wired, corpus, tmp_path, capsys):
+def test_cli_runs_and_writes_the_report(corpus, tmp_path, capsys):
     bundle = tiny_audiolm().save_pretrained(tmp_path / "bundle")
     report_path = tmp_path / "r" / "report.json"
     argv = ["eval", "e2e", "--model", str(bundle), "--manifest", str(corpus), "--quiet"]

@@ -14,7 +14,6 @@ import torch
 
 from segue import audio as audio_io
 from segue import cli
-from segue.commands import recipe as recipe_command
 from segue.config import apply_overrides, from_dict, to_dict
 from segue.recipes import (
     DONE_NAME,
@@ -207,23 +206,6 @@ def test_step_settings_are_overridable_and_type_checked():
 
 
 # ------------------------------------------------------------------ `segue recipe`
-
-
-@pytest.fixture(scope="module", autouse=True)
-def wired():
-    """`segue.cli` with `segue recipe` (a no-op once cli.py registers it); one torch thread."""
-    registered = cli._subcommands
-
-    def subcommands():
-        adds = registered()
-        return adds if recipe_command.register in adds else [*adds, recipe_command.register]
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "_subcommands", subcommands)
-        yield
-    torch.set_num_threads(threads)
 
 
 def test_help_lists_recipes_and_steps(capsys):

@@ -1,0 +1,109 @@
+"""The acoustic stage's wall time: AR coarse + fine LMs vs one SoundStorm decode, random weights.
+
+    .venv/bin/python bench/soundstorm_vs_ar.py [--seconds 10] [--threads 1] [--repeats 3]
+
+Both get the same semantic tokens (25 Hz, 512 clusters) and produce every acoustic code of
+`--seconds` of audio (8 levels x 1024 codes at 50 Hz, 3 coarse) at batch 1: the `tiny` coarse
+and fine LM presets through `coarse_generate` + `fine_generate` (their own windows), vs the
+`tiny` SoundStorm (16 iterations for level 0, 1 for each finer level: 23 forward passes).
+Prints the best of `--repeats` runs of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from segue.lm.config import model_preset, stage_preset
+from segue.lm.layout import layout_for
+from segue.lm.model import Transformer
+from segue.lm.stages import StageLM, coarse_generate, fine_generate
+from segue.soundstorm import SoundStorm, soundstorm_preset
+from segue.soundstorm import generate as soundstorm_generate
+
+
+def build_lm(stage: str, args) -> StageLM:
+    config = stage_preset(
+        "tiny",
+        stage,
+        semantic_vocab=args.semantic_vocab,
+        acoustic_vocab=args.acoustic_vocab,
+        n_coarse=args.n_coarse,
+        n_levels=args.levels,
+    )
+    layout = layout_for(config)
+    model = Transformer(
+        model_preset("tiny", vocab_size=layout.vocab_size, max_seq_len=layout.max_length)
+    )
+    return StageLM(model.eval(), config, layout)
+
+
+def best_of(repeats: int, run) -> float:
+    """The shortest of `repeats` wall times of run() (seconds)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps-first", type=int, default=16)
+    parser.add_argument("--semantic-vocab", type=int, default=512)
+    parser.add_argument("--acoustic-vocab", type=int, default=1024)
+    parser.add_argument("--n-coarse", type=int, default=3)
+    parser.add_argument("--levels", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    coarse_lm, fine_lm = build_lm("coarse", args), build_lm("fine", args)
+    n_semantic = round(args.seconds * coarse_lm.stage.semantic_rate)
+    ratio = coarse_lm.layout.ratio
+    storm = SoundStorm(
+        soundstorm_preset(
+            "tiny",
+            n_levels=args.levels,
+            codebook_size=args.acoustic_vocab,
+            semantic_vocab=args.semantic_vocab,
+            ratio=ratio,
+            max_frames=max(500, ratio * n_semantic),
+            steps_first=args.steps_first,
+            steps_rest=1,
+        )
+    ).eval()
+    for name, model in (("coarse LM", coarse_lm.model), ("fine LM", fine_lm.model)):
+        print(f"{name:10s} {model.num_params() / 1e6:5.2f} M params")
+    print(f"SoundStorm {storm.num_params() / 1e6:5.2f} M params")
+    semantic = torch.randint(0, args.semantic_vocab, (1, n_semantic), generator=torch.Generator())
+    gen = torch.Generator().manual_seed(0)
+
+    def ar() -> torch.Tensor:
+        return fine_generate(
+            fine_lm, coarse_generate(coarse_lm, semantic, generator=gen), generator=gen
+        )
+
+    def parallel() -> torch.Tensor:
+        return soundstorm_generate(storm, semantic, generator=gen)
+
+    with torch.inference_mode():
+        assert ar().shape == parallel().shape == (1, args.levels, ratio * n_semantic)
+        ar_time = best_of(args.repeats, ar)
+        storm_time = best_of(args.repeats, parallel)
+    print(
+        f"threads {torch.get_num_threads()}, {args.seconds:g} s of audio ({n_semantic} semantic "
+        f"tokens, {args.levels} x {ratio * n_semantic} codes), best of {args.repeats}"
+    )
+    print(f"AR coarse + fine  {ar_time:7.2f} s")
+    print(f"SoundStorm        {storm_time:7.2f} s  ({args.steps_first} + {args.levels - 1} passes)")
+    print(f"ratio AR / SoundStorm {ar_time / storm_time:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

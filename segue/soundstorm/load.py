@@ -1,0 +1,45 @@
+"""Load a SoundStorm from an exported folder or a training run folder.
+
+    model = load_soundstorm("runs/soundstorm")        # newest valid checkpoint (EMA if any)
+    model = load_soundstorm("exported/soundstorm")    # config.json + model.safetensors
+
+`segue soundstorm export` writes the second from the first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from segue.config import from_dict
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from segue.soundstorm.model import SoundStorm
+
+
+def load_soundstorm(
+    location: str | os.PathLike, *, prefer_ema: bool = True, device: str | torch.device = "cpu"
+) -> SoundStorm:
+    """A SoundStorm in eval mode from an exported folder (`SoundStorm.save_pretrained`) or a
+    training run folder (newest valid checkpoint; EMA weights when there are some)."""
+    path = Path(location)
+    if (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
+        model = SoundStorm.from_pretrained(path)
+    elif (path / "checkpoints").is_dir():
+        from segue.soundstorm.train import SoundStormRunConfig
+        from segue.train.checkpoint import load_latest
+
+        checkpoint = load_latest(path / "checkpoints")
+        if checkpoint is None:
+            raise FileNotFoundError(f"{path}: no checkpoint yet (is it a SoundStorm run folder?)")
+        config = from_dict(SoundStormRunConfig, checkpoint.config)
+        model = SoundStorm(config.model)
+        name = "model.ema" if prefer_ema and "model.ema" in checkpoint.weights else "model"
+        model.load_state_dict(checkpoint.weights[name])
+    else:
+        raise FileNotFoundError(
+            f"{path}: neither an exported SoundStorm ({CONFIG_NAME} + {WEIGHTS_NAME}) "
+            "nor a SoundStorm run folder (checkpoints/)"
+        )
+    return model.eval().to(device)

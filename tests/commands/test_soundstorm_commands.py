@@ -1,0 +1,67 @@
+"""`segue soundstorm train|export` on synthetic token shards, through `segue.cli.main`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from segue import cli
+from segue.soundstorm import generate, load_soundstorm
+from tests.lm.synthetic import K_A, K_S, LEVELS, write_shards
+
+TRAIN = [
+    "--max-steps", "3",
+    "--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.d_model=16",
+    "--set", "model.max_frames=64", "--set", "data.window_seconds=0.8",
+    "--set", "train.batch_size=4", "--set", "train.num_workers=0",
+    "--set", "train.progress=false", "--set", "train.tensorboard=false",
+    "--set", "train.checkpoint_every=3", "--set", "train.valid_every=3",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("soundstorm_cli")
+    semantic, acoustic = write_shards(root / "shards")
+    out = root / "run"
+    argv = ["soundstorm", "train", "--shards", str(acoustic), str(semantic), "--out", str(out)]
+    assert cli.main([*argv, *TRAIN]) == 0
+    return out
+
+
+def test_train_writes_a_run_that_resumes(run):
+    config = json.loads((run / "config.json").read_text())
+    model = config["model"]
+    assert (model["n_levels"], model["codebook_size"], model["semantic_vocab"]) == (
+        LEVELS,
+        K_A,
+        K_S,
+    )
+    assert model["ratio"] == 2 and model["d_model"] == 16
+    assert (run / "checkpoints/latest").is_file()
+    assert cli.main(["soundstorm", "train", "--out", str(run), "--resume", "--max-steps", "4"]) == 0
+    assert (run / "checkpoints/step_000004").is_dir()
+
+
+def test_export_and_load_give_the_same_model(run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert cli.main(["soundstorm", "export", "--checkpoint", str(run), "--out", str(out)]) == 0
+    assert "config.json + model.safetensors" in capsys.readouterr().out
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    from_run, exported = load_soundstorm(run), load_soundstorm(out)
+    assert not exported.training and exported.config == from_run.config
+    semantic = torch.randint(0, K_S, (1, 6))
+    a = generate(from_run, semantic, generator=torch.Generator().manual_seed(0))
+    b = generate(exported, semantic, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (1, LEVELS, 12) and torch.equal(a, b)
+
+
+def test_clear_errors(run, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="neither an exported SoundStorm"):
+        load_soundstorm(tmp_path)
+    shards = run.parent / "shards"
+    argv = ["soundstorm", "train", "--shards", str(shards / "semantic"), "--out", str(tmp_path)]
+    assert cli.main([*argv, *TRAIN]) == 2
+    assert "semantic and an acoustic" in capsys.readouterr().err
