@@ -2,7 +2,8 @@
 # One GPU lease: codec recipe sweep at the CPU budget + a larger codec for the bundled model.
 #
 # Run through the `device` tool from the repo root, with `.device` (the speech corpus, train and
-# valid splits, as Opus) and `.whl` (soundfile, cffi, pycparser, soxr) carried. Every run stops on
+# valid splits, as Opus: scripts/gpu/pack_corpus.py corpora/speech .device/speech) and `.whl`
+# (soundfile, cffi, pycparser, soxr wheels; see ../.library/device/README.md) carried. Every run stops on
 # its own timeout with a checkpoint (SIGTERM), so a slow machine still returns comparable runs.
 #   SWEEP_SECONDS  wall-clock cap of each sweep run      (default 360)
 #   BUNDLE_SECONDS wall-clock cap of the bundle codec    (default 420)
