@@ -45,6 +45,23 @@ def window_start(n: int, length: int, rng: np.random.Generator, edge_probability
     return int(rng.integers(0, n - length + 1))
 
 
+def join_utterances(semantic: TokenShards, acoustic: TokenShards) -> list[tuple[int, int]]:
+    """(acoustic index, semantic index) of every non-empty utterance in both shard sets.
+
+    They join on the utterance key (the manifest path); no common utterance is an error.
+    """
+    where = {e.key: i for i, e in enumerate(acoustic.entries) if e.frames > 0}
+    pairs = [
+        (where[e.key], j) for j, e in enumerate(semantic.entries) if e.key in where and e.frames > 0
+    ]
+    if not pairs:
+        raise ValueError(
+            f"no utterance is in both {semantic.root} and {acoustic.root} "
+            "(they join on the manifest path)"
+        )
+    return pairs
+
+
 class _Windows(Dataset):
     """Shared machinery: epoch-seeded randomness, padding, loss mask."""
 
@@ -125,17 +142,7 @@ class CoarseDataset(_Windows):
                 f"{layout.n_target_levels}"
             )
         self.semantic, self.acoustic = semantic, acoustic
-        where = {e.key: i for i, e in enumerate(acoustic.entries) if e.frames > 0}
-        self.pairs = [
-            (where[e.key], j)
-            for j, e in enumerate(semantic.entries)
-            if e.key in where and e.frames > 0
-        ]
-        if not self.pairs:
-            raise ValueError(
-                f"no utterance is in both {semantic.root} and {acoustic.root} "
-                "(they join on the manifest path)"
-            )
+        self.pairs = join_utterances(semantic, acoustic)
 
     def __len__(self) -> int:
         return len(self.pairs)

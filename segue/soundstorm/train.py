@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
-from segue.lm.data import FirstItems, window_start
+from segue.lm.data import FirstItems, join_utterances, window_start
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
 from segue.soundstorm.masking import mask_codes
 from segue.soundstorm.model import SoundStorm
@@ -113,17 +113,7 @@ class SoundStormDataset(Dataset):
             raise ValueError(f"{acoustic.root}: {acoustic.levels} levels, need {config.n_levels}")
         self.semantic, self.acoustic, self.config = semantic, acoustic, config
         self.window, self.seed, self.epoch = window, seed, 0
-        where = {e.key: i for i, e in enumerate(acoustic.entries) if e.frames > 0}
-        self.pairs = [
-            (where[e.key], j)
-            for j, e in enumerate(semantic.entries)
-            if e.key in where and e.frames > 0
-        ]
-        if not self.pairs:
-            raise ValueError(
-                f"no utterance is in both {semantic.root} and {acoustic.root} "
-                "(they join on the manifest path)"
-            )
+        self.pairs = join_utterances(semantic, acoustic)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
