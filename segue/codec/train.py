@@ -221,13 +221,9 @@ class CodecTask(TrainTask):
 def load_codec_from_run(run_dir: str | Path, prefer_ema: bool = True) -> Codec:
     """The codec of a training run's newest valid checkpoint (EMA weights when there are some)."""
     from segue.config import from_dict
-    from segue.train.checkpoint import load_latest
+    from segue.train.checkpoint import load_run_weights
 
-    checkpoint = load_latest(Path(run_dir) / "checkpoints")
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: no checkpoint found (is it a codec run folder?)")
-    config = from_dict(CodecRunConfig, checkpoint.config)
-    codec = Codec(config.model)
-    name = "codec.ema" if prefer_ema and "codec.ema" in checkpoint.weights else "codec"
-    codec.load_state_dict(checkpoint.weights[name])
+    config, weights = load_run_weights(run_dir, "codec", prefer_ema=prefer_ema, what="codec")
+    codec = Codec(from_dict(CodecRunConfig, config).model)
+    codec.load_state_dict(weights)
     return codec.eval()

@@ -64,16 +64,13 @@ def load_lm(
         model = Transformer.from_pretrained(path)
     elif (path / "checkpoints").is_dir():
         from segue.lm.train import LMRunConfig
-        from segue.train.checkpoint import load_latest
+        from segue.train.checkpoint import load_run_weights
 
-        checkpoint = load_latest(path / "checkpoints")
-        if checkpoint is None:
-            raise FileNotFoundError(f"{path}: no checkpoint yet (is it an LM run folder?)")
-        config = from_dict(LMRunConfig, checkpoint.config)
+        raw, weights = load_run_weights(path, "model", prefer_ema=prefer_ema, what="language-model")
+        config = from_dict(LMRunConfig, raw)
         stage = config.stage
         model = Transformer(config.model)
-        name = "model.ema" if prefer_ema and "model.ema" in checkpoint.weights else "model"
-        model.load_state_dict(checkpoint.weights[name])
+        model.load_state_dict(weights)
     else:
         raise FileNotFoundError(
             f"{path}: neither an exported LM ({WEIGHTS_NAME} + {STAGE_NAME}) "

@@ -292,18 +292,12 @@ class SemanticTask(TrainTask):
 def load_model_from_run(run_dir: str | Path, prefer_ema: bool = True) -> SemanticModel:
     """The model of a training run's newest valid checkpoint (EMA weights when there are some)."""
     from segue.config import from_dict
-    from segue.train.checkpoint import load_latest
+    from segue.train.checkpoint import load_run_weights
 
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoints").is_dir():
         raise FileNotFoundError(f"{run_dir}: not a semantic training run (no checkpoints/)")
-    checkpoint = load_latest(run_dir / "checkpoints")
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
-    config = from_dict(SemanticRunConfig, checkpoint.config)
-    if "model" not in checkpoint.weights:
-        raise FileNotFoundError(f"{run_dir}: the checkpoint holds no semantic model")
-    model = SemanticModel(config.model)
-    name = "model.ema" if prefer_ema and "model.ema" in checkpoint.weights else "model"
-    model.load_state_dict(checkpoint.weights[name])
+    config, weights = load_run_weights(run_dir, "model", prefer_ema=prefer_ema, what="semantic")
+    model = SemanticModel(from_dict(SemanticRunConfig, config).model)
+    model.load_state_dict(weights)
     return model.eval()

@@ -28,15 +28,11 @@ def load_soundstorm(
         model = SoundStorm.from_pretrained(path)
     elif (path / "checkpoints").is_dir():
         from segue.soundstorm.train import SoundStormRunConfig
-        from segue.train.checkpoint import load_latest
+        from segue.train.checkpoint import load_run_weights
 
-        checkpoint = load_latest(path / "checkpoints")
-        if checkpoint is None:
-            raise FileNotFoundError(f"{path}: no checkpoint yet (is it a SoundStorm run folder?)")
-        config = from_dict(SoundStormRunConfig, checkpoint.config)
-        model = SoundStorm(config.model)
-        name = "model.ema" if prefer_ema and "model.ema" in checkpoint.weights else "model"
-        model.load_state_dict(checkpoint.weights[name])
+        config, weights = load_run_weights(path, "model", prefer_ema=prefer_ema, what="SoundStorm")
+        model = SoundStorm(from_dict(SoundStormRunConfig, config).model)
+        model.load_state_dict(weights)
     else:
         raise FileNotFoundError(
             f"{path}: neither an exported SoundStorm ({CONFIG_NAME} + {WEIGHTS_NAME}) "

@@ -285,3 +285,18 @@ def load_latest(root: str | os.PathLike) -> Checkpoint | None:
     """Load the newest valid checkpoint under `root` (see `find_valid_checkpoint`)."""
     path = find_valid_checkpoint(root)
     return None if path is None else load_checkpoint(path)
+
+
+def load_run_weights(
+    run_dir: str | os.PathLike, name: str, *, prefer_ema: bool = True, what: str = "training"
+) -> tuple[dict, dict]:
+    """(run config dict, weights of module `name`) from the newest valid checkpoint of a run
+    folder; the EMA copy (`name.ema`) when there is one and `prefer_ema`."""
+    run_dir = Path(run_dir)
+    checkpoint = load_latest(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint yet (is it a {what} run folder?)")
+    if name not in checkpoint.weights:
+        raise FileNotFoundError(f"{run_dir}: the checkpoint holds no {name!r} weights")
+    key = f"{name}.ema" if prefer_ema and f"{name}.ema" in checkpoint.weights else name
+    return checkpoint.config, checkpoint.weights[key]
