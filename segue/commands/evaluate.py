@@ -2,6 +2,7 @@
 
     segue eval e2e --manifest M [--model DIR] [--split test] [--prompts 8] [--prompt-seconds 3]
                    [--seconds 4] [--resynth 8] [--seed 0] [--out DIR] [--json PATH]
+                   [--acoustic ar|soundstorm]
 
 Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) is used.
 """
@@ -36,6 +37,7 @@ def _e2e(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             n_reference_pairs=args.reference_pairs,
             max_resynth_seconds=args.max_resynth_seconds,
+            acoustic=args.acoustic,
         )
     except ImportError as error:
         raise CommandError(str(error)) from error
@@ -73,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-resynth-seconds", type=float, default=20.0, help="skip longer files")
     p.add_argument("--reference-pairs", type=int, default=32, help="real pairs per reference")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--acoustic",
+        choices=("ar", "soundstorm"),
+        default="ar",
+        help="acoustic tokens by the coarse + fine LMs (ar) or the bundle's SoundStorm",
+    )
     p.add_argument("--out", default=None, help="folder: WAVs, spectrograms, index.html, report")
     p.add_argument("--json", default=None, help="also write the full report here")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the AudioLM's)")

@@ -70,6 +70,7 @@ def evaluate_e2e(
     max_resynth_seconds: float = 20.0,
     speaker: SpeakerEncoder | None = None,
     transcriber: Transcriber | None = None,
+    acoustic: str = "ar",
 ) -> dict[str, Any]:
     """Continuations and resyntheses of a manifest split by an `AudioLM`; returns the report.
 
@@ -77,6 +78,8 @@ def evaluate_e2e(
     "resynthesis" (None when n_resynth is 0), "skipped" [{"path", "reason"}], "seconds"}; see
     `format_e2e_report` for what the numbers are. Files that cannot be read, or are silent, are
     skipped (and listed). speaker / transcriber: loaded encoders to reuse (default: new ones).
+    acoustic: the model's acoustic path, "ar" (coarse + fine LMs) or "soundstorm"; the same
+    seed gives the same prompts and files, so two reports compare the paths.
     """
     started = time.perf_counter()
     manifest = _split(manifest, split)
@@ -101,6 +104,7 @@ def evaluate_e2e(
         "seed": seed,
         "n_reference_pairs": n_reference_pairs,
         "max_resynth_seconds": max_resynth_seconds,
+        "acoustic": acoustic,
     }
     report: dict[str, Any] = {
         "split": split,
@@ -160,7 +164,13 @@ def _continuations(model, manifest, settings, speaker, skipped, out, progress) -
             skipped.append({"path": entry.path, "reason": "shorter than the prompt"})
             continue
         i = len(rows)
-        full = model.continue_(prompt, new_s, seed=seed + i, progress=False)[0].float().cpu()
+        full = (
+            model.continue_(
+                prompt, new_s, seed=seed + i, progress=False, acoustic=settings["acoustic"]
+            )[0]
+            .float()
+            .cpu()
+        )
         full = full.numpy()
         new = full[length:]
         e_prompt, e_new = speaker.embed(prompt, rate), speaker.embed(new, rate)
@@ -263,10 +273,13 @@ def _resyntheses(model, manifest, settings, transcriber, skipped, out, progress)
         i = len(rows)
         x = torch.from_numpy(audio)[None].to(model.device)
         codes = model.codec.encode(x)[:, : model.n_levels]
+        resynthesis = model.resynthesize(
+            x, seed=seed + i, progress=False, acoustic=settings["acoustic"]
+        )
         sounds = {
             "original": audio,
             "codec": _fit(model.codec.decode(codes)[0], len(audio)),
-            "semantic": _fit(model.resynthesize(x, seed=seed + i, progress=False)[0], len(audio)),
+            "semantic": _fit(resynthesis[0], len(audio)),
         }
         text = str(entry.extra["text"])
         heard = {key: transcriber.transcribe(wav, rate) for key, wav in sounds.items()}
@@ -384,7 +397,11 @@ def _num(value: float | None) -> str:
 def format_e2e_report(report: dict[str, Any]) -> str:
     """The report as small plain-text tables (markdown-compatible)."""
     s = report["settings"]
-    lines = [f"end-to-end evaluation, split {report['split']}, seed {s['seed']}"]
+    path = {"ar": "coarse + fine LMs", "soundstorm": "SoundStorm"}.get(s.get("acoustic", "ar"), "?")
+    lines = [
+        f"end-to-end evaluation, split {report['split']}, seed {s['seed']}, acoustic tokens by "
+        f"{path} ({s.get('acoustic', 'ar')})"
+    ]
     cont = report.get("continuation")
     if cont:
         lines += [
@@ -468,7 +485,7 @@ def listening_page(report: dict[str, Any]) -> str:
     cont = report.get("continuation")
     if cont:
         parts += [
-            f"<h2>Speech continuation ({s['prompt_seconds']:g} s prompt, "
+            f"<h2>Continuation ({s['prompt_seconds']:g} s prompt, "
             f"{s['continuation_seconds']:g} s generated)</h2>",
             "<p>The dashed line marks where the prompt ends. Original: the same file, as long.</p>",
             "<table><tr><th>voice</th><th>prompt</th><th>continuation</th><th>original</th></tr>",

@@ -1,10 +1,11 @@
-"""The AudioLM recipe: from nothing to a model bundle, in nine resumable steps.
+"""The AudioLM recipe: from nothing to a model bundle, in ten resumable steps.
 
     corpus       speech (TTS voices) or piano (real scores)    OUT/corpus/manifest.jsonl
     codec        the SoundStream-style codec                   OUT/codec/ (its run folder)
     semantic     HuBERT iteration 1 (+ 2), then k-means        OUT/semantic/{it1,it2,tokenizer}
     tokenize     semantic + acoustic shards of the whole corpus OUT/tokenize/{semantic,acoustic}
     lm_semantic  lm_coarse  lm_fine: the three stage LMs       OUT/lm_*/ (run folders)
+    soundstorm   the parallel acoustic model (optional path)   OUT/soundstorm/ (its run folder)
     evaluate     codec and LM numbers (+ end-to-end if any)    OUT/evaluate/report.json
     bundle       the AudioLM bundle                            OUT/bundle/
 
@@ -48,6 +49,8 @@ from segue.lm.train import LMRunConfig, LMTask, run_config_for
 from segue.recipes.runner import Context, Recipe, RecipeError, Step
 from segue.semantic.train import SemanticRunConfig, SemanticTask
 from segue.semantic.train import run_config_for_preset as semantic_preset
+from segue.soundstorm.config import soundstorm_preset
+from segue.soundstorm.train import SoundStormRunConfig, SoundStormTask
 from segue.train import INTERRUPTED, Trainer
 
 STAGES = ("semantic", "coarse", "fine")
@@ -126,6 +129,7 @@ class AudioLMRecipeConfig:
     lm_semantic: LMRunConfig = field(default_factory=lambda: run_config_for("semantic", "tiny"))
     lm_coarse: LMRunConfig = field(default_factory=lambda: run_config_for("coarse", "tiny"))
     lm_fine: LMRunConfig = field(default_factory=lambda: run_config_for("fine", "tiny"))
+    soundstorm: SoundStormRunConfig = field(default_factory=SoundStormRunConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     bundle: BundleConfig = field(default_factory=BundleConfig)
 
@@ -331,6 +335,32 @@ def _lm_step(stage: str) -> Step:
     return Step(f"lm_{stage}", run, ("tokenize",), f"the {stage} LM")
 
 
+def soundstorm(ctx: Context) -> dict[str, Any]:
+    """Train SoundStorm on the same shards as the coarse LM; OUT/soundstorm is its run folder."""
+    config = copy.deepcopy(ctx.config.soundstorm)
+    shards = ctx.dir("tokenize")
+    config.data.semantic_shards = str(shards / "semantic")
+    config.data.acoustic_shards = str(shards / "acoustic")
+    return _train(SoundStormTask(config), config, ctx.dir("soundstorm"))
+
+
+def _assemble(ctx: Context, device: torch.device | str = "cpu") -> Any:
+    """The AudioLM of the recipe's parts (SoundStorm included)."""
+    from segue.pipeline import AudioLM
+
+    d = ctx.dir
+    return AudioLM.from_parts(
+        d("codec"),
+        d("semantic") / "tokenizer",
+        d("lm_semantic"),
+        d("lm_coarse"),
+        d("lm_fine"),
+        soundstorm=d("soundstorm"),
+        info={"recipe": ctx.recipe},
+        device=device,
+    )
+
+
 def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> dict[str, float]:
     from segue.lm.evaluate import evaluate_lm
     from segue.lm.stages import load_lm
@@ -345,53 +375,53 @@ def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> d
 
 
 def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, Any]:
-    """Continuations and resyntheses by the assembled model (`segue.eval.e2e`), when this segue
-    has it; a failure is reported, not raised: the codec and LM numbers and the bundle matter more.
+    """Continuations and resyntheses by the assembled model (`segue.eval.e2e`), once per acoustic
+    path ("ar", then "soundstorm"; same prompts and seeds): {path: report}. A failure is
+    reported, not raised: the codec and LM numbers and the bundle matter more.
     """
     if not cfg.e2e:
         return {"not_run": "evaluate.e2e is false"}
     try:
-        from segue.eval.e2e import evaluate_e2e
+        from segue.eval import e2e
     except ImportError as error:
         return {"not_run": f"no end-to-end evaluation here ({error})"}
-    from segue.pipeline import AudioLM
-
-    d = ctx.dir
     try:
-        model = AudioLM.from_parts(
-            d("codec"),
-            d("semantic") / "tokenizer",
-            d("lm_semantic"),
-            d("lm_coarse"),
-            d("lm_fine"),
-            info={"recipe": ctx.recipe},
-            device=_device(),
-        )
-        return evaluate_e2e(
-            model,
-            _manifest(ctx),
-            split=split,
-            n_prompts=cfg.e2e_prompts,
-            n_resynth=cfg.e2e_resynth,
-            seed=cfg.seed,
-            out_dir=d("evaluate") / "e2e",
-        )
+        model = _assemble(ctx, _device())
+        speaker = e2e.SpeakerEncoder()
+        transcriber = e2e.Transcriber(threads=torch.get_num_threads())
+        return {
+            path: e2e.evaluate_e2e(
+                model,
+                _manifest(ctx),
+                split=split,
+                n_prompts=cfg.e2e_prompts,
+                n_resynth=cfg.e2e_resynth,
+                seed=cfg.seed,
+                out_dir=ctx.dir("evaluate") / ("e2e" if path == "ar" else f"e2e-{path}"),
+                speaker=speaker,
+                transcriber=transcriber,
+                acoustic=path,
+            )
+            for path in ("ar", "soundstorm")
+        }
     except Exception as error:  # an optional evaluation must not stop the recipe
         print(f"warning: end-to-end evaluation failed: {type(error).__name__}: {error}")
         return {"not_run": f"failed: {type(error).__name__}: {error}"}
 
 
-def _e2e_numbers(report: dict[str, Any]) -> dict[str, Any]:
-    """Headline numbers of an e2e report: speaker similarity, verification, WERs."""
-    if "not_run" in report:
-        return {"e2e": report["not_run"]}
+def _e2e_numbers(reports: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of each path's e2e report: speaker similarity, verification, WERs."""
+    if "not_run" in reports:
+        return {"e2e": reports["not_run"]}
     numbers: dict[str, Any] = {}
-    cont, res = report.get("continuation") or {}, report.get("resynthesis") or {}
-    if cont:
-        numbers["e2e_speaker_similarity"] = (cont.get("similarity") or {}).get("mean")
-        numbers["e2e_verification"] = cont.get("verification")
-    for system, wer in (res.get("wer") or {}).items():
-        numbers[f"e2e_wer_{system}"] = wer
+    for path, report in reports.items():
+        cont, res = report.get("continuation") or {}, report.get("resynthesis") or {}
+        if cont:
+            numbers[f"e2e_{path}_speaker_similarity"] = (cont.get("similarity") or {}).get("mean")
+            numbers[f"e2e_{path}_verification"] = cont.get("verification")
+        for system, wer in (res.get("wer") or {}).items():
+            if path == "ar" or system == "semantic":  # original and codec: the same for both
+                numbers[f"e2e_{path}_wer_{system}"] = wer
     return {k: v for k, v in numbers.items() if v is not None}
 
 
@@ -433,18 +463,8 @@ def _round_numbers(numbers: dict[str, Any]) -> dict[str, Any]:
 
 def bundle(ctx: Context) -> dict[str, Any]:
     """Assemble the AudioLM bundle in OUT/bundle (loads with AudioLM.from_pretrained)."""
-    from segue.pipeline import AudioLM
-
-    d = ctx.dir
-    model = AudioLM.from_parts(
-        d("codec"),
-        d("semantic") / "tokenizer",
-        d("lm_semantic"),
-        d("lm_coarse"),
-        d("lm_fine"),
-        info={"recipe": ctx.recipe},
-    )
-    path = model.save_pretrained(d("bundle"), half=ctx.config.bundle.half)
+    model = _assemble(ctx)
+    path = model.save_pretrained(ctx.dir("bundle"), half=ctx.config.bundle.half)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return {
         "sample_rate": model.sample_rate,
@@ -457,6 +477,7 @@ def bundle(ctx: Context) -> dict[str, Any]:
     }
 
 
+_MODELS = ("lm_semantic", "lm_coarse", "lm_fine", "soundstorm")
 STEPS: tuple[Step, ...] = (
     Step("corpus", corpus, (), "synthesise the corpus"),
     Step("codec", codec, ("corpus",), "train the codec"),
@@ -465,18 +486,14 @@ STEPS: tuple[Step, ...] = (
     _lm_step("semantic"),
     _lm_step("coarse"),
     _lm_step("fine"),
+    Step("soundstorm", soundstorm, ("tokenize",), "SoundStorm"),
     Step(
         "evaluate",
         evaluate,
-        ("corpus", "codec", "semantic", "tokenize", "lm_semantic", "lm_coarse", "lm_fine"),
+        ("corpus", "codec", "semantic", "tokenize", *_MODELS),
         "codec + LM numbers",
     ),
-    Step(
-        "bundle",
-        bundle,
-        ("codec", "semantic", "lm_semantic", "lm_coarse", "lm_fine"),
-        "the AudioLM bundle",
-    ),
+    Step("bundle", bundle, ("codec", "semantic", *_MODELS), "the AudioLM bundle"),
 )
 
 # ----------------------------------------------------------------------------------- recipes
@@ -522,6 +539,8 @@ def smoke() -> AudioLMRecipeConfig:
         lm = apply_overrides(getattr(config, name), [*_QUICK, "optim.max_steps=3"])
         lm.data.valid_items = 4
         setattr(config, name, lm)
+    config.soundstorm = apply_overrides(config.soundstorm, [*_QUICK, "optim.max_steps=3"])
+    config.soundstorm.data.valid_items = 4
     config.evaluate = EvaluateConfig(
         codec_files=2, codec_seconds=2.0, lm_items=4, batch_size=2, e2e_prompts=2, e2e_resynth=2
     )
@@ -534,6 +553,7 @@ def speech_tiny() -> AudioLMRecipeConfig:
     config.lm_semantic.optim.max_steps = 3000
     config.lm_coarse.optim.max_steps = 1500
     config.lm_fine.optim.max_steps = 1000
+    config.soundstorm.optim.max_steps = 2000
     config.evaluate = EvaluateConfig(codec_files=20, lm_items=128)
     return config
 
@@ -558,6 +578,7 @@ def speech_gpu() -> AudioLMRecipeConfig:
         lm_semantic=run_config_for("semantic", "audiolm"),
         lm_coarse=run_config_for("coarse", "audiolm"),
         lm_fine=run_config_for("fine", "audiolm"),
+        soundstorm=SoundStormRunConfig(model=soundstorm_preset("base")),
     )
     return config
 

@@ -16,8 +16,9 @@ from segue.data.manifest import ManifestEntry, write_manifest
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
 from segue.eval.e2e import SYSTEMS, evaluate_e2e, format_e2e_report, round_robin
 from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
+from segue.pipeline import AudioLM
 from tests.conftest import tone, write
-from tests.test_pipeline import RATE, tiny_audiolm
+from tests.test_pipeline import RATE, tiny_audiolm, tiny_soundstorm
 
 pytest.importorskip("resemblyzer")
 pytest.importorskip("faster_whisper")
@@ -245,3 +246,28 @@ def test_cli_runs_and_writes_the_report(corpus, tmp_path, capsys):
     assert report["split"] == "test" and report["continuation"]["n"] == 2
     assert report["resynthesis"]["n"] == 1
     assert "speaker similarity" in capsys.readouterr().out
+
+
+def test_cli_soundstorm_path(corpus, tmp_path, capsys):
+    parts = tiny_audiolm()
+    model = AudioLM(
+        parts.codec,
+        parts.tokenizer,
+        parts.semantic_lm,
+        parts.coarse_lm,
+        parts.fine_lm,
+        soundstorm=tiny_soundstorm(),
+    )
+    bundle = model.save_pretrained(tmp_path / "bundle")
+    report_path = tmp_path / "r" / "report.json"
+    argv = ["eval", "e2e", "--model", str(bundle), "--manifest", str(corpus), "--quiet"]
+    argv += ["--prompts", "2", "--prompt-seconds", "0.5", "--seconds", "0.3", "--resynth", "1"]
+    argv += ["--reference-pairs", "2", "--threads", "1", "--json", str(report_path)]
+    assert cli.main([*argv, "--acoustic", "soundstorm"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["acoustic"] == "soundstorm" and report["continuation"]["n"] == 2
+    assert "acoustic tokens by SoundStorm" in capsys.readouterr().out
+    plain = tiny_audiolm().save_pretrained(tmp_path / "plain")  # no SoundStorm part: a clear error
+    argv[argv.index(str(bundle))] = str(plain)
+    assert cli.main([*argv, "--acoustic", "soundstorm"]) == 2
+    assert "needs a SoundStorm part" in capsys.readouterr().err

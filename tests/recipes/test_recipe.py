@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+import segue.eval
 from segue import audio as audio_io
 from segue import cli
 from segue.config import apply_overrides, from_dict, to_dict
@@ -293,7 +294,7 @@ def test_smoke_refuses_a_changed_config_of_a_done_step(smoke, capsys):
     status, printed, err = segue_recipe(capsys, *argv)
     assert status == 2 and "running" not in printed
     assert "codec.optim.max_steps: 4 -> 5" in err and "--force codec" in err
-    assert "(tokenize, lm_semantic, lm_coarse, lm_fine, evaluate, bundle)" in err
+    assert "(tokenize, lm_semantic, lm_coarse, lm_fine, soundstorm, evaluate, bundle)" in err
 
 
 def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
@@ -301,16 +302,24 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
     seen = {}
 
     def evaluate_e2e(model, manifest, **kwargs):
-        seen.update(kwargs, sample_rate=model.sample_rate)
-        return {"continuation": {"similarity": {"mean": 0.5}, "verification": 0.75}}
+        seen[kwargs["acoustic"]] = dict(kwargs, sample_rate=model.sample_rate)
+        score = 0.5 if kwargs["acoustic"] == "ar" else 0.25
+        return {"continuation": {"similarity": {"mean": score}, "verification": 0.75}}
 
-    monkeypatch.setitem(
-        sys.modules, "segue.eval.e2e", types.SimpleNamespace(evaluate_e2e=evaluate_e2e)
+    stand_in = types.SimpleNamespace(
+        evaluate_e2e=evaluate_e2e, SpeakerEncoder=object, Transcriber=lambda threads: None
     )
+    monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
+    monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
     status, printed, _ = segue_recipe(capsys, "smoke", "--out", str(out), "--force", "evaluate")
     assert status == 0
     assert printed.count("skipped (done)") == len(RECIPES["smoke"].steps) - 1
-    assert seen["n_prompts"] == 2 and seen["split"] == "test" and seen["sample_rate"] == 16000
+    assert sorted(seen) == ["ar", "soundstorm"]  # both acoustic paths, same prompts
+    for kwargs in seen.values():
+        assert kwargs["n_prompts"] == 2 and kwargs["split"] == "test"
+        assert kwargs["sample_rate"] == 16000 and kwargs["seed"] == seen["ar"]["seed"]
+    assert seen["soundstorm"]["out_dir"].name == "e2e-soundstorm"
     numbers = json.loads((out / "evaluate" / DONE_NAME).read_text())["numbers"]
-    assert numbers["e2e_verification"] == 0.75 and numbers["e2e_speaker_similarity"] == 0.5
+    assert numbers["e2e_ar_verification"] == 0.75 and numbers["e2e_ar_speaker_similarity"] == 0.5
+    assert numbers["e2e_soundstorm_speaker_similarity"] == 0.25
     assert numbers["lm_coarse_loss"] > 0 and "codec_mel_distance" in numbers
