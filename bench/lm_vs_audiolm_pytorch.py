@@ -14,7 +14,7 @@ Method:
   bench/lm_audiolm_pytorch_worker.py in its venv), with the same number of torch threads.
 - Sampling: tokens generated per second, KV cache on both sides, batch 1 and 8, the fastest of
   `--repeats` generations after a short warm-up one (other load on the machine only slows a run
-  down): the semantic stage 250 tokens (10 s) from nothing, the coarse stage
+  down): the semantic stage 250 tokens (10 s; `--semantic-seconds`) from nothing, the coarse stage
   250 frames x 3 levels (5 s) from 125 semantic tokens, the fine stage 200 frames x 5 levels
   (4 s) from coarse codes (the lengths the anchor in ../shared/README.md was measured at). Both
   sample with temperature 1 and top-k keeping 10 % of the legal logits (theirs by default). EOS
@@ -69,9 +69,13 @@ def _our_lm(spec: dict):
     from segue.lm.model import Transformer
     from segue.lm.stages import StageLM
 
+    # The semantic window covers the whole sampling (theirs has no window): 10 s in `tiny`, the
+    # audiolm preset's 30 s with --semantic-seconds 30.
+    window = {"window_seconds": max(10.0, spec["semantic_tokens"] / 25)}
     stage = stage_preset(
         "tiny",
         spec["stage"],
+        **(window if spec["stage"] == "semantic" else {}),
         semantic_vocab=spec["semantic_vocab"],
         acoustic_vocab=spec["acoustic_vocab"],
         n_coarse=spec["n_coarse"],
@@ -236,8 +240,9 @@ def specs(args) -> list[dict]:
         "levels": 8,
     }
     q = 0.1 if args.quick else 1.0
+    semantic = round(25 * args.semantic_seconds * q)
     sample_len = {
-        "semantic": {"semantic_tokens": round(250 * q), "frames": 0},
+        "semantic": {"semantic_tokens": semantic, "frames": 0},
         "coarse": {"semantic_tokens": (round(250 * q) + 1) // 2, "frames": round(250 * q)},
         "fine": {"semantic_tokens": 0, "frames": round(200 * q)},
     }
@@ -272,6 +277,13 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per measurement")
+    parser.add_argument(
+        "--semantic-seconds",
+        type=float,
+        default=10.0,
+        help="semantic sampling length in seconds of audio (25 tokens/s; the audiolm preset's "
+        "semantic context is 30 s)",
+    )
     parser.add_argument("--quick", action="store_true", help="10 %% lengths, 1 step: a smoke test")
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
     args = parser.parse_args()
