@@ -16,13 +16,8 @@ The acoustic stage is either `acoustic="ar"` (the coarse then the fine LM, Audio
 `acoustic="soundstorm"` (one SoundStorm decode of every level from all the semantic tokens, the
 prompt's codes as its acoustic prompt; see `_soundstorm_codes` for outputs past its context).
 
-A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`:
-
-    codec/        segue Codec (config.json + model.safetensors)      segue.codec.load.load_codec
-    semantic/     semantic tokenizer (tokenizer.json + k-means ...)  segue.semantic.tokenizer
-    semantic_lm/  coarse_lm/  fine_lm/   exported StageLMs           segue.lm.stages.load_lm
-    soundstorm/   optional: exported SoundStorm                     segue.soundstorm.load
-    bundle.json   format version, rates, default sampling, free-form info
+A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`
+(the format, and the checks that parts fit together: `segue.bundle`).
 """
 
 from __future__ import annotations
@@ -38,28 +33,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from segue.bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_NAME,
+    BUNDLE_VERSION,
+    PARTS,
+    check_compatible,
+    read_bundle_meta,
+    store_half,
+)
 from segue.codec.load import load_codec
 from segue.config import from_dict, to_dict, write_atomic
-from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, coarse_generate, fine_generate, load_lm, semantic_continue
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
 from segue.soundstorm import SoundStorm, load_soundstorm
 from segue.soundstorm import generate as soundstorm_generate
 
-BUNDLE_NAME = "bundle.json"
-BUNDLE_FORMAT = "segue-audiolm"
-BUNDLE_VERSION = 1
-#: Part folder -> what it holds (for error messages).
-PARTS = {
-    "codec": "the codec",
-    "semantic": "the semantic tokenizer",
-    "semantic_lm": "the semantic LM",
-    "coarse_lm": "the coarse acoustic LM",
-    "fine_lm": "the fine acoustic LM",
-}
-#: Optional part folder -> what it holds (bundles without it load fine).
-OPTIONAL_PARTS = {"soundstorm": "the SoundStorm acoustic model"}
 #: The acoustic stages: the coarse + fine LMs, or SoundStorm.
 ACOUSTIC = ("ar", "soundstorm")
 #: Inputs whose peak is below this are refused as silent.
@@ -110,79 +100,6 @@ class PipelineSampling:
             return SamplingConfig(lm.stage.temperature, lm.stage.top_k, lm.stage.top_p)
 
         return cls(of(semantic), of(coarse), of(fine))
-
-
-def check_compatible(
-    codec,
-    tokenizer: SemanticTokenizer,
-    semantic_lm: StageLM,
-    coarse_lm: StageLM,
-    fine_lm: StageLM,
-    soundstorm: SoundStorm | None = None,
-) -> None:
-    """Raise ValueError listing every way the five (or six) parts do not fit together."""
-    kinds = {"semantic": SemanticLayout, "coarse": CoarseLayout, "fine": FineLayout}
-    for (name, kind), lm in zip(kinds.items(), (semantic_lm, coarse_lm, fine_lm)):
-        if not isinstance(lm.layout, kind):
-            raise ValueError(f"the {name} LM slot holds a {lm.stage.stage} LM")
-    s, c, f = semantic_lm.stage, coarse_lm.stage, fine_lm.stage
-    problems = []
-
-    def differ(what: str, a: str, x, b: str, y, close: bool = False) -> None:
-        same = abs(x - y) < 1e-6 if close else x == y
-        if not same:
-            problems.append(f"{what}: {a} {x:g} vs {b} {y:g}")
-
-    vocab, size = tokenizer.vocab_size, codec.codebook_size
-    differ("semantic vocabulary", "tokenizer", vocab, "semantic LM", s.semantic_vocab)
-    differ("semantic vocabulary", "tokenizer", vocab, "coarse LM", c.semantic_vocab)
-    differ("codebook size", "codec", size, "coarse LM", c.acoustic_vocab)
-    differ("codebook size", "codec", size, "fine LM", f.acoustic_vocab)
-    differ("coarse levels", "coarse LM", c.n_coarse, "fine LM", f.n_coarse)
-    if f.n_levels > codec.n_codebooks:
-        problems.append(f"levels: fine LM models {f.n_levels}, codec has {codec.n_codebooks}")
-    rate = tokenizer.frame_rate
-    differ("semantic rate (Hz)", "tokenizer", rate, "semantic LM", s.semantic_rate, True)
-    differ("semantic rate (Hz)", "tokenizer", rate, "coarse LM", c.semantic_rate, True)
-    differ("acoustic rate (Hz)", "codec", codec.frame_rate, "coarse LM", c.acoustic_rate, True)
-    differ("acoustic rate (Hz)", "codec", codec.frame_rate, "fine LM", f.acoustic_rate, True)
-    hop = codec.sample_rate / rate
-    if abs(hop - round(hop)) > 1e-6 or round(hop) % round(codec.sample_rate / codec.frame_rate):
-        problems.append(
-            f"a semantic frame ({hop:g} samples at {codec.sample_rate} Hz) is not a whole "
-            "number of codec frames"
-        )
-    if soundstorm is not None:
-        m = soundstorm.config
-        differ("semantic vocabulary", "tokenizer", vocab, "SoundStorm", m.semantic_vocab)
-        differ("codebook size", "codec", size, "SoundStorm", m.codebook_size)
-        differ("levels", "fine LM", f.n_levels, "SoundStorm", m.n_levels)
-        differ("frames per semantic token", "coarse LM", coarse_lm.layout.ratio, "SoundStorm",
-               m.ratio)  # fmt: skip
-        if m.n_levels > codec.n_codebooks:
-            problems.append(
-                f"levels: SoundStorm models {m.n_levels}, codec has {codec.n_codebooks}"
-            )
-    if s.dedup:
-        problems.append(
-            "the semantic LM was trained on deduplicated tokens (the coarse LM needs all)"
-        )
-    if problems:
-        raise ValueError("incompatible AudioLM parts: " + "; ".join(problems))
-
-
-def _store_half(path: Path) -> None:
-    """Rewrite every float32 tensor of the bundle's safetensors files as float16 (not k-means)."""
-    from safetensors.torch import load_file, save_file
-
-    for file in sorted(path.rglob("*.safetensors")):
-        if "kmeans" in file.name:
-            continue
-        state = load_file(str(file))
-        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
-        tmp = file.with_name(f".{file.name}.tmp")
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, file)
 
 
 class AudioLM:
@@ -286,26 +203,7 @@ class AudioLM:
     ) -> AudioLM:
         """Load a bundle folder written by `save_pretrained` (see the module docstring)."""
         path = Path(directory)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such model bundle folder")
-        missing = [
-            f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()
-        ]
-        if not (path / BUNDLE_NAME).is_file():
-            missing.append(BUNDLE_NAME)
-        if missing:
-            raise FileNotFoundError(
-                f"{path}: incomplete model bundle, missing {', '.join(missing)}"
-            )
-        try:
-            meta = json.loads((path / BUNDLE_NAME).read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path / BUNDLE_NAME}: unreadable ({error})") from error
-        if meta.get("format") != BUNDLE_FORMAT or meta.get("version", 0) > BUNDLE_VERSION:
-            raise ValueError(
-                f"{path / BUNDLE_NAME}: format {meta.get('format')!r} version "
-                f"{meta.get('version')}; this segue reads {BUNDLE_FORMAT!r} up to {BUNDLE_VERSION}"
-            )
+        meta = read_bundle_meta(path)
         lms = [load_lm(path / name, device=device) for name in PARTS if name.endswith("_lm")]
         codec, tokenizer = load_codec(path / "codec"), load_tokenizer(path / "semantic")
         sampling = from_dict(PipelineSampling, meta.get("sampling", {}), where="sampling")
@@ -348,7 +246,7 @@ class AudioLM:
 
             shutil.rmtree(path / "soundstorm")
         if half:
-            _store_half(path)
+            store_half(path)
         meta = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,

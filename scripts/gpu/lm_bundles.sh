@@ -76,7 +76,7 @@ python3 - "$RUNS" /tmp/export <<'PY'
 import sys
 from pathlib import Path
 from segue.lm.stages import load_lm
-from segue.pipeline import _store_half
+from segue.bundle import store_half
 from segue.soundstorm import load_soundstorm
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 for corpus in ("speech", "piano"):
@@ -87,7 +87,7 @@ for corpus in ("speech", "piano"):
         except Exception as error:
             print(f"{corpus}-{run}: not exported ({type(error).__name__}: {error})"); continue
         model.save_pretrained(out / f"{corpus}-tiny" / part)
-        _store_half(out / f"{corpus}-tiny" / part)
+        store_half(out / f"{corpus}-tiny" / part)
 PY
 du -sh /tmp/export/*
 tar cf - -C /tmp export | split -b 15m - "$OUT/export.tar.part-"
