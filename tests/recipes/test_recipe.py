@@ -272,9 +272,11 @@ def test_smoke_builds_a_bundle_that_continues_a_prompt(smoke):
     assert model.info == {"recipe": "smoke"} and model.tokenizer.vocab_size == 16
     manifest = read_manifest(out / "corpus" / "manifest.jsonl", split="test")
     prompt = audio_io.load(manifest.resolve(manifest.entries[0]), model.sample_rate, duration=1.0)
-    audio = model.continue_(prompt, 0.5, seed=0, progress=False)
-    assert audio.shape == (1, prompt.shape[0] + model.sample_rate // 2)
-    assert bool(torch.isfinite(audio).all())
+    assert model.soundstorm is not None  # the recipe trains it and bundles it
+    for acoustic in ("ar", "soundstorm"):
+        audio = model.continue_(prompt, 0.5, seed=0, progress=False, acoustic=acoustic)
+        assert audio.shape == (1, prompt.shape[0] + model.sample_rate // 2)
+        assert bool(torch.isfinite(audio).all())
 
 
 def test_smoke_rerun_skips_every_step(smoke, capsys):
