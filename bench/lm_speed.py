@@ -15,9 +15,7 @@ import time
 
 import torch
 
-from segue.lm.config import model_preset, stage_preset
-from segue.lm.layout import layout_for
-from segue.lm.model import Transformer
+from segue.lm.config import stage_preset
 from segue.lm.stages import StageLM, coarse_generate, fine_generate, semantic_continue
 
 
@@ -30,11 +28,7 @@ def build(preset: str, stage: str, args) -> StageLM:
         n_coarse=args.n_coarse,
         n_levels=args.levels,
     )
-    layout = layout_for(config)
-    model = Transformer(
-        model_preset(preset, vocab_size=layout.vocab_size, max_seq_len=layout.max_length)
-    )
-    return StageLM(model.eval(), config, layout)
+    return StageLM.random(config, preset)
 
 
 def run_all(lms, seconds: float, batch: int, gen: torch.Generator) -> dict[str, tuple[int, float]]:

@@ -15,29 +15,11 @@ import argparse
 import time
 
 import torch
+from lm_speed import build  # bench/lm_speed.py: the same random tiny stage LMs
 
-from segue.lm.config import model_preset, stage_preset
-from segue.lm.layout import layout_for
-from segue.lm.model import Transformer
-from segue.lm.stages import StageLM, coarse_generate, fine_generate
+from segue.lm.stages import coarse_generate, fine_generate
 from segue.soundstorm import SoundStorm, soundstorm_preset
 from segue.soundstorm import generate as soundstorm_generate
-
-
-def build_lm(stage: str, args) -> StageLM:
-    config = stage_preset(
-        "tiny",
-        stage,
-        semantic_vocab=args.semantic_vocab,
-        acoustic_vocab=args.acoustic_vocab,
-        n_coarse=args.n_coarse,
-        n_levels=args.levels,
-    )
-    layout = layout_for(config)
-    model = Transformer(
-        model_preset("tiny", vocab_size=layout.vocab_size, max_seq_len=layout.max_length)
-    )
-    return StageLM(model.eval(), config, layout)
 
 
 def best_of(repeats: int, run) -> float:
@@ -63,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    coarse_lm, fine_lm = build_lm("coarse", args), build_lm("fine", args)
+    coarse_lm, fine_lm = build("tiny", "coarse", args), build("tiny", "fine", args)
     n_semantic = round(args.seconds * coarse_lm.stage.semantic_rate)
     ratio = coarse_lm.layout.ratio
     storm = SoundStorm(

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from segue.config import from_dict, load_config, save_config
-from segue.lm.config import StageConfig
+from segue.lm.config import StageConfig, model_preset
 from segue.lm.layout import CoarseLayout, FineLayout, Layout, SemanticLayout, layout_for
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.model import Transformer
@@ -51,6 +51,20 @@ class StageLM:
     def to(self, device: torch.device | str) -> StageLM:
         self.model.to(device)
         return self
+
+    @classmethod
+    def random(
+        cls, stage: StageConfig, preset: str = "tiny", *, seed: int | None = None, **model
+    ) -> StageLM:
+        """A randomly initialised stage (benchmarks, tests): the transformer preset `preset`
+        with `model` fields overridden, its vocabulary and length from the stage's layout."""
+        layout = layout_for(stage)
+        config = model_preset(
+            preset, vocab_size=layout.vocab_size, max_seq_len=layout.max_length, **model
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(Transformer(config).eval(), stage, layout)
 
 
 def load_lm(

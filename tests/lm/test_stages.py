@@ -167,3 +167,16 @@ def test_export_and_load(tmp_path):
         torch.testing.assert_close(loaded.model(ids), lm.model(ids))
     with pytest.raises(FileNotFoundError, match="neither"):
         load_lm(tmp_path)
+
+
+def test_random_stage_lm_takes_its_sizes_from_the_layout():
+    config = StageConfig(stage="coarse", window_seconds=1.0, prompt_seconds=0.5, **SPACES)
+    lm = StageLM.random(config, seed=3, n_layer=1, d_model=32, n_head=2)
+    layout = layout_for(config)
+    assert lm.layout == layout and not lm.model.training
+    assert lm.model.config.vocab_size == layout.vocab_size
+    assert lm.model.config.max_seq_len == layout.max_length and lm.model.config.n_layer == 1
+    again = StageLM.random(config, seed=3, n_layer=1, d_model=32, n_head=2)
+    assert torch.equal(lm.model.head.weight, again.model.head.weight)  # seeded
+    out = coarse_generate(lm, torch.zeros(1, 2, dtype=torch.long), generator=torch.Generator())
+    assert out.shape == (1, SPACES["n_coarse"], 2 * layout.ratio)
