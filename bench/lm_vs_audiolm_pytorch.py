@@ -62,11 +62,7 @@ def _rss_mb() -> float:
 
 
 def _our_lm(spec: dict):
-    import torch
-
-    from segue.lm.config import model_preset, stage_preset
-    from segue.lm.layout import layout_for
-    from segue.lm.model import Transformer
+    from segue.lm.config import stage_preset
     from segue.lm.stages import StageLM
 
     # The semantic window covers the whole sampling (theirs has no window): 10 s in `tiny`, the
@@ -82,18 +78,15 @@ def _our_lm(spec: dict):
         n_levels=spec["levels"],
         temperature=1.0,
     )
-    layout = layout_for(stage)
-    config = model_preset(
+    return StageLM.random(
+        stage,
         "tiny",
-        vocab_size=layout.vocab_size,
-        max_seq_len=layout.max_length,
+        seed=spec["seed"],
         d_model=spec["dim"],
         n_layer=spec["depth"],
         n_head=spec["heads"],
         dropout=0.0,
     )
-    torch.manual_seed(spec["seed"])
-    return StageLM(Transformer(config), stage, layout)
 
 
 def _our_train(spec: dict, lm) -> tuple[int, float, float]:
