@@ -2,7 +2,7 @@
 
     segue eval e2e --manifest M [--model DIR] [--split test] [--prompts 8] [--prompt-seconds 3]
                    [--seconds 4] [--resynth 8] [--seed 0] [--out DIR] [--json PATH]
-                   [--acoustic ar|soundstorm]
+                   [--acoustic ar|soundstorm] [--similarity speaker|chroma]
 
 Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) is used.
 """
@@ -38,6 +38,7 @@ def _e2e(args: argparse.Namespace) -> None:
             n_reference_pairs=args.reference_pairs,
             max_resynth_seconds=args.max_resynth_seconds,
             acoustic=args.acoustic,
+            speaker=_similarity(args.similarity),
         )
     except ImportError as error:
         raise CommandError(str(error)) from error
@@ -49,6 +50,15 @@ def _e2e(args: argparse.Namespace) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
         print(f"-> {args.json}")
+
+
+def _similarity(name: str):
+    """The continuation's similarity encoder: Resemblyzer (speech) or pitch classes (music)."""
+    if name == "chroma":
+        from segue.eval.chroma import ChromaEncoder
+
+        return ChromaEncoder()
+    return None  # evaluate_e2e's default, the speaker encoder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("ar", "soundstorm"),
         default="ar",
         help="acoustic tokens by the coarse + fine LMs (ar) or the bundle's SoundStorm",
+    )
+    p.add_argument(
+        "--similarity",
+        choices=("speaker", "chroma"),
+        default="speaker",
+        help="continuation vs prompt: speaker embedding (speech) or pitch classes (music)",
     )
     p.add_argument("--out", default=None, help="folder: WAVs, spectrograms, index.html, report")
     p.add_argument("--json", default=None, help="also write the full report here")

@@ -77,7 +77,9 @@ def evaluate_e2e(
     Report: {"split", "settings", "model", "continuation" (None when n_prompts is 0),
     "resynthesis" (None when n_resynth is 0), "skipped" [{"path", "reason"}], "seconds"}; see
     `format_e2e_report` for what the numbers are. Files that cannot be read, or are silent, are
-    skipped (and listed). speaker / transcriber: loaded encoders to reuse (default: new ones).
+    skipped (and listed). speaker / transcriber: loaded encoders to reuse (default: new ones);
+    speaker may be any encoder with `embed(audio, rate)` and a `label`, e.g. `ChromaEncoder`
+    (pitch classes) for music.
     acoustic: the model's acoustic path, "ar" (coarse + fine LMs) or "soundstorm"; the same
     seed gives the same prompts and files, so two reports compare the paths.
     """
@@ -105,6 +107,7 @@ def evaluate_e2e(
         "n_reference_pairs": n_reference_pairs,
         "max_resynth_seconds": max_resynth_seconds,
         "acoustic": acoustic,
+        "similarity": getattr(speaker, "label", SpeakerEncoder.label),
     }
     report: dict[str, Any] = {
         "split": split,
@@ -406,7 +409,7 @@ def format_e2e_report(report: dict[str, Any]) -> str:
     if cont:
         lines += [
             "",
-            f"speaker similarity (Resemblyzer cosine): {cont['n']} prompts of "
+            f"{s.get('similarity', SpeakerEncoder.label)}: {cont['n']} prompts of "
             f"{s['prompt_seconds']:g} s from {cont['voices']} voices, continued by "
             f"{s['continuation_seconds']:g} s",
             "",

@@ -43,6 +43,8 @@ def _require(module: str, package: str, install: str | None = None):
 class SpeakerEncoder:
     """Resemblyzer's VoiceEncoder, loaded on first use (weights ship inside its wheel)."""
 
+    label = "speaker similarity (Resemblyzer cosine)"
+
     def __init__(self, device: str = "cpu"):
         self.device = device
         self._encoder = None

@@ -387,7 +387,12 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
         return {"not_run": f"no end-to-end evaluation here ({error})"}
     try:
         model = _assemble(ctx, _device())
-        speaker = e2e.SpeakerEncoder()
+        if ctx.config.corpus.kind == "piano":  # pitch classes: Resemblyzer is a speech model
+            from segue.eval.chroma import ChromaEncoder
+
+            speaker = ChromaEncoder()
+        else:
+            speaker = e2e.SpeakerEncoder()
         transcriber = e2e.Transcriber(threads=torch.get_num_threads())
         return {
             path: e2e.evaluate_e2e(

@@ -14,6 +14,7 @@ from segue import audio as audio_io
 from segue import cli
 from segue.data.manifest import ManifestEntry, write_manifest
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
+from segue.eval.chroma import ChromaEncoder
 from segue.eval.e2e import SYSTEMS, evaluate_e2e, format_e2e_report, round_robin
 from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
 from segue.pipeline import AudioLM
@@ -271,3 +272,16 @@ def test_cli_soundstorm_path(corpus, tmp_path, capsys):
     argv[argv.index(str(bundle))] = str(plain)
     assert cli.main([*argv, "--acoustic", "soundstorm"]) == 2
     assert "needs a SoundStorm part" in capsys.readouterr().err
+
+
+def test_cli_chroma_similarity(corpus, tmp_path, capsys):
+    bundle = tiny_audiolm().save_pretrained(tmp_path / "bundle")
+    report_path = tmp_path / "report.json"
+    argv = ["eval", "e2e", "--model", str(bundle), "--manifest", str(corpus), "--quiet"]
+    argv += ["--prompts", "2", "--prompt-seconds", "0.5", "--seconds", "0.3", "--resynth", "0"]
+    argv += ["--reference-pairs", "2", "--threads", "1", "--similarity", "chroma"]
+    assert cli.main([*argv, "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["similarity"] == ChromaEncoder.label
+    assert all(-1.0 <= r["similarity"] <= 1.0 + 1e-6 for r in report["continuation"]["rows"])
+    assert ChromaEncoder.label in capsys.readouterr().out
