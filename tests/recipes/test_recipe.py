@@ -325,3 +325,26 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
     assert numbers["e2e_ar_verification"] == 0.75 and numbers["e2e_ar_speaker_similarity"] == 0.5
     assert numbers["e2e_soundstorm_speaker_similarity"] == 0.25
     assert numbers["lm_coarse_loss"] > 0 and "codec_mel_distance" in numbers
+
+
+@pytest.mark.parametrize("kind", ["speech", "piano"])
+def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
+    """Piano continuations are scored by pitch classes, speech ones by speaker embeddings."""
+    from segue.eval.chroma import ChromaEncoder
+    from segue.recipes import audiolm
+
+    seen = []
+    stand_in = types.SimpleNamespace(
+        evaluate_e2e=lambda model, manifest, **kw: seen.append(kw) or {"continuation": None},
+        SpeakerEncoder=lambda: "speaker encoder",
+        Transcriber=lambda threads: None,
+    )
+    monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
+    monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
+    monkeypatch.setattr(audiolm, "_assemble", lambda ctx, device: "model")
+    config = audiolm.AudioLMRecipeConfig(corpus=audiolm.CorpusConfig(kind))
+    ctx = Context(tmp_path, f"{kind}-tiny", config)
+    reports = audiolm._evaluate_e2e(ctx, "test", config.evaluate)
+    assert sorted(reports) == ["ar", "soundstorm"] and len(seen) == 2
+    speaker = seen[0]["speaker"]
+    assert isinstance(speaker, ChromaEncoder) if kind == "piano" else speaker == "speaker encoder"
