@@ -54,16 +54,26 @@ def audio_dir(tmp_path: Path) -> Path:
     return root
 
 
-def quick_run_overrides(steps: int) -> list[str]:
-    """`--set` overrides for a few-step, silent training run through the engine in a test."""
+def quick_run_overrides(
+    steps: int,
+    *,
+    batch_size: int = 2,
+    every: int = 3,
+    warmup: int = 1,
+    log_every: int = 1,
+    lr: float | None = None,
+) -> list[str]:
+    """`--set` overrides for a few-step, silent training run through the engine in a test
+    (checkpoint and validation every `every` steps)."""
     return [
         f"optim.max_steps={steps}",
-        "optim.warmup_steps=1",
-        "train.batch_size=2",
+        f"optim.warmup_steps={warmup}",
+        *([f"optim.lr={lr}"] if lr is not None else []),
+        f"train.batch_size={batch_size}",
         "train.num_workers=0",
-        "train.checkpoint_every=3",
-        "train.valid_every=3",
-        "train.log_every=1",
+        f"train.checkpoint_every={every}",
+        f"train.valid_every={every}",
+        f"train.log_every={log_every}",
         "train.progress=false",
         "train.tensorboard=false",
     ]

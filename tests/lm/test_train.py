@@ -9,6 +9,7 @@ from segue.lm.evaluate import evaluate_lm
 from segue.lm.stages import load_lm
 from segue.lm.train import LMRunConfig, LMTask, build_dataset, run_config_for
 from segue.train import Trainer
+from tests.conftest import quick_run_overrides
 
 WINDOWS = {"semantic": (1.2, 0.6), "coarse": (0.4, 0.2), "fine": (0.4, 0.2)}
 
@@ -17,18 +18,9 @@ def tiny_run(stage, shards, steps=80, **overrides) -> LMRunConfig:
     config = run_config_for(stage, semantic_shards=str(shards[0]), acoustic_shards=str(shards[1]))
     config.model = LMConfig(n_layer=2, n_head=2, d_model=32)
     config.stage.window_seconds, config.stage.prompt_seconds = WINDOWS[stage]
-    settings = [
-        f"optim.max_steps={steps}",
-        "optim.warmup_steps=3",
-        "optim.lr=3e-3",
-        "train.batch_size=8",
-        "train.num_workers=0",
-        "train.progress=false",
-        "train.tensorboard=false",
-        f"train.valid_every={steps}",
-        "train.log_every=10",
-        f"train.checkpoint_every={steps}",
-    ]
+    settings = quick_run_overrides(
+        steps, batch_size=8, every=steps, warmup=3, log_every=10, lr=3e-3
+    )
     return apply_overrides(config, settings + [f"{k}={v}" for k, v in overrides.items()])
 
 

@@ -16,6 +16,7 @@ from segue.soundstorm.train import (
     masked_loss,
 )
 from segue.train import Trainer
+from tests.conftest import quick_run_overrides
 from tests.lm.synthetic import K_A, K_S, LEVELS, write_shards
 
 Q, K, S = 3, 8, 10
@@ -203,18 +204,9 @@ def tiny_run(shards, steps: int) -> SoundStormRunConfig:
         )
     )
     config.model = SoundStormConfig(d_model=32, n_layer=2, n_head=2, max_frames=64)
-    settings = [
-        f"optim.max_steps={steps}",
-        "optim.warmup_steps=3",
-        "optim.lr=3e-3",
-        "train.batch_size=8",
-        "train.num_workers=0",
-        "train.progress=false",
-        "train.tensorboard=false",
-        f"train.valid_every={steps}",
-        "train.log_every=10",
-        f"train.checkpoint_every={steps}",
-    ]
+    settings = quick_run_overrides(
+        steps, batch_size=8, every=steps, warmup=3, log_every=10, lr=3e-3
+    )
     return apply_overrides(config, settings)
 
 
