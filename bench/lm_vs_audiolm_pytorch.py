@@ -5,9 +5,11 @@
     .venv/bin/python bench/lm_vs_audiolm_pytorch.py --quick      # a tiny check of the harness
 
 Method:
-- Models: ours at the `tiny` preset (d 256, 6 layers, 4 heads of 64 sharing one key/value head),
-  theirs with the same dim, depth, heads and head size (its defaults otherwise: GEGLU, relative
-  position bias, 4 residual streams, one shared key/value head); parameter counts are printed.
+- Models (`--size`): `anchor` (default), d 256, 6 layers, 4 heads of 64, the size the anchor in
+  ../shared/README.md was measured at; `tiny`, our `tiny` preset as shipped (d 192, 4 layers, 3
+  heads of 64). Ours shares one key/value head (the preset's); theirs gets the same dim, depth,
+  heads and head size (its defaults otherwise: GEGLU, relative position bias, 4 residual streams,
+  one shared key/value head); parameter counts are printed.
   Token spaces: a 512-code semantic tokenizer at 25 Hz, 8 x 1024 acoustic codes at 50 Hz,
   3 coarse (the tiny codec).
 - Each measurement runs in its own process (ours: this script with --worker; theirs:
@@ -49,6 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 THEIR_PYTHON = ROOT / ".bench/audiolm-venv/bin/python"
 THEIR_WORKER = ROOT / "bench/lm_audiolm_pytorch_worker.py"
 STAGES = ("semantic", "coarse", "fine")
+SIZES = {  # transformer sizes both sides are built at (see --size)
+    "anchor": {"dim": 256, "depth": 6, "heads": 4},
+    "tiny": {"dim": 192, "depth": 4, "heads": 3},
+}
 
 
 # ---------------------------------------------------------------- our side (worker process)
@@ -224,9 +230,7 @@ def specs(args) -> list[dict]:
     base = {
         "threads": args.threads,
         "seed": 0,
-        "dim": 256,
-        "depth": 6,
-        "heads": 4,
+        **SIZES[args.size],
         "semantic_vocab": 512,
         "acoustic_vocab": 1024,
         "n_coarse": 3,
@@ -260,6 +264,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="anchor",
+        help="anchor: d 256 x 6 layers (the shared README's anchor); tiny: our tiny preset",
+    )
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument(
         "--modes", nargs="+", default=["train", "sample"], choices=["train", "sample"]
