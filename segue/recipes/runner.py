@@ -4,8 +4,10 @@ A step's *record* is its own config section plus a digest of the records of the 
 so a step counts as done only while nothing it depends on has changed:
 
     OUT/recipe.json          the recipe's name and whole config (rewritten at every run)
-    OUT/<step>/STARTED.json  the record, written before the step starts
-    OUT/<step>/DONE.json     the record + a few key numbers, written (atomically) when it ends
+    OUT/<step>/STARTED.json  the record, written before the step starts (and, with the time
+                             spent, when an attempt is interrupted)
+    OUT/<step>/DONE.json     the record + a few key numbers + `seconds`, the step's time over
+                             all its attempts, written (atomically) when it ends
 
 On a re-run, a step whose DONE.json holds the current record is skipped; one that was started
 with the current record but not finished runs again and resumes (trainings continue from their
@@ -241,13 +243,27 @@ def run_recipe(
             continue
         directory = ctx.dir(state.step)
         marker = {"step": state.step, **state.record}
-        write_atomic(directory / STARTED_NAME, (json.dumps(marker, indent=1) + "\n").encode())
+        earlier = 0.0
+        if state.state == "started":  # time spent in the earlier attempts
+            earlier = float((_read(directory / STARTED_NAME) or {}).get("seconds", 0.0))
+        _write_marker(directory / STARTED_NAME, marker, earlier)
         log(f"{tag} {'resuming' if state.state == 'started' else 'running'}")
         start = time.perf_counter()
-        numbers = steps[state.step].run(ctx)
-        seconds = time.perf_counter() - start
-        done = {**marker, "numbers": numbers, "seconds": round(seconds, 1)}
-        write_atomic(directory / DONE_NAME, (json.dumps(done, indent=1) + "\n").encode())
-        log(f"{tag} done in {seconds:.1f} s")
+        try:
+            numbers = steps[state.step].run(ctx)
+        except BaseException:  # interrupted or failed: keep the time spent for the next attempt
+            _write_marker(directory / STARTED_NAME, marker, earlier + time.perf_counter() - start)
+            raise
+        this_run = time.perf_counter() - start
+        seconds = earlier + this_run
+        _write_marker(directory / DONE_NAME, {**marker, "numbers": numbers}, seconds)
+        runs = f" ({this_run:.1f} s in this run)" if earlier else ""
+        log(f"{tag} done in {seconds:.1f} s{runs}")
         state.state = "done"
     return states
+
+
+def _write_marker(path: Path, marker: dict[str, Any], seconds: float) -> None:
+    """A marker with `seconds`: the step's time so far, over every attempt (resumes add up)."""
+    body = {**marker, "seconds": round(seconds, 1)}
+    write_atomic(path, (json.dumps(body, indent=1) + "\n").encode())

@@ -168,6 +168,38 @@ def test_an_interrupted_step_resumes_and_keeps_its_config(fake, tmp_path):
     assert lines[1] == "[2/4] second resuming"
 
 
+def test_a_resumed_step_counts_the_time_of_every_attempt(fake, tmp_path, monkeypatch):
+    import segue.recipes.runner as runner
+
+    recipe, calls = fake
+    clock = [0.0]
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    step = calls.step
+
+    def slow(name: str, seconds: dict[str, float]):
+        run = step(name)
+
+        def timed(ctx: Context) -> dict:
+            clock[0] += seconds.pop(name, 0.0)
+            return run(ctx)
+
+        return timed
+
+    seconds = {"second": 5.0}
+    steps = tuple(Step(s.name, slow(s.name, seconds), s.needs) for s in recipe.steps)
+    recipe = Recipe(recipe.name, recipe.help, recipe.make_config, steps)
+    calls.interrupt.add("second")
+    with pytest.raises(KeyboardInterrupt):
+        quiet_run(recipe, FakeConfig(), tmp_path)
+    assert json.loads((tmp_path / "second" / STARTED_NAME).read_text())["seconds"] == 5.0
+
+    seconds["second"] = 3.0
+    lines = quiet_run(recipe, FakeConfig(), tmp_path)
+    assert lines[2] == "[2/4] second done in 8.0 s (3.0 s in this run)"
+    assert json.loads((tmp_path / "second" / DONE_NAME).read_text())["seconds"] == 8.0
+    assert json.loads((tmp_path / "third" / DONE_NAME).read_text())["seconds"] == 0.0
+
+
 def test_unknown_steps_are_refused(fake, tmp_path):
     recipe, _ = fake
     with pytest.raises(RecipeError, match=r"no step .nope.*first, second, third, last"):
