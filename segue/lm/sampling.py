@@ -124,7 +124,7 @@ def generate(
     for i in range(n):
         token = sample(logits, temperature, top_k, top_p, generator) + lo
         tokens[:, i] = token
-        if eos is not None:
+        if eos is not None and lo <= eos < hi:  # else EOS could not be sampled: no check, no sync
             ended |= token == eos
             if bool(ended.all()):
                 steps = i + 1
