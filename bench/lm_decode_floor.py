@@ -23,11 +23,10 @@ import math
 import time
 
 import torch
+from lm_vs_audiolm_pytorch import SIZES  # the sizes of the comparison (bench/ is on sys.path)
 
 from segue.lm.config import stage_preset
 from segue.lm.stages import StageLM, semantic_continue
-
-SIZES = {"anchor": {"d_model": 256, "n_layer": 6, "n_head": 4}, "tiny": {}}
 
 
 def semantic_lm(size: str, **overrides) -> StageLM:
@@ -35,7 +34,9 @@ def semantic_lm(size: str, **overrides) -> StageLM:
         "tiny", "semantic", semantic_vocab=512, acoustic_vocab=1024, n_coarse=3, n_levels=8,
         temperature=1.0,
     )  # fmt: skip
-    return StageLM.random(stage, "tiny", seed=0, dropout=0.0, **{**SIZES[size], **overrides})
+    size_fields = {"d_model": SIZES[size]["dim"], "n_layer": SIZES[size]["depth"],
+                   "n_head": SIZES[size]["heads"]}  # fmt: skip
+    return StageLM.random(stage, "tiny", seed=0, dropout=0.0, **{**size_fields, **overrides})
 
 
 def best_of(fn, repeats: int) -> float:
