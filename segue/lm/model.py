@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segue.lm.config import LMConfig
+from segue.lm.fused import FusedDecoder, FusedWeights
+from segue.lm.fused import library as fused_library
 from segue.pretrained import PretrainedMixin
 
 
@@ -51,6 +53,7 @@ class KVCache:
         self.rope: tuple[torch.Tensor, ...] = ()  # see Transformer.step_rope
         self.weights: list[tuple[torch.Tensor, ...]] = []  # per layer, see Block.step_weights
         self.head: torch.Tensor | None = None  # [D, V], the output layer transposed
+        self.fused: FusedDecoder | None = None  # batch-1 steps in one C call (segue.lm.fused)
 
     @property
     def batch(self) -> int:
@@ -197,6 +200,7 @@ class Transformer(nn.Module, PretrainedMixin):
         table = rotary_table(config.max_seq_len, config.head_dim, config.rope_base)
         self.register_buffer("rope", table, persistent=False)
         self._step_rope: dict = {}
+        self._fused: tuple[tuple, FusedWeights] | None = None
         self.apply(self._init)
         for block in self.blocks:  # GPT-2: residual projections scaled by depth
             for linear in (block.proj, block.down):
@@ -225,9 +229,18 @@ class Transformer(nn.Module, PretrainedMixin):
         return self.head(self.norm(x))
 
     def new_cache(
-        self, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None
+        self,
+        batch: int,
+        max_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        fused: bool = True,
     ) -> KVCache:
-        """An empty cache for `batch` sequences of up to `max_len` (default max_seq_len)."""
+        """An empty cache for `batch` sequences of up to `max_len` (default max_seq_len).
+
+        fused: single-token steps of a batch-1 float32 CPU cache go through the C step
+        (`segue.lm.fused`) when it is available.
+        """
         weight = self.head.weight
         max_len = max_len or self.config.max_seq_len
         if max_len > self.config.max_seq_len:
@@ -244,7 +257,18 @@ class Transformer(nn.Module, PretrainedMixin):
         cache.rope = self.step_rope(cache.kv.dtype)
         cache.weights = [block.step_weights() for block in self.blocks]
         cache.head = self.head.weight.t()
+        if fused and batch == 1 and cache.kv.dtype == weight.dtype == torch.float32:
+            lib = fused_library() if weight.device.type == "cpu" else None
+            if lib is not None:
+                cache.fused = FusedDecoder(lib, self.fused_weights(), self, cache)
         return cache
+
+    def fused_weights(self) -> FusedWeights:
+        """The weights as the C step reads them, remade when a parameter has changed."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._fused is None or self._fused[0] != key:
+            self._fused = (key, FusedWeights(self))
+        return self._fused[1]
 
     def step_rope(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotary positions over a whole fused qkv row, for `Block.step`: cos, sin
@@ -275,6 +299,10 @@ class Transformer(nn.Module, PretrainedMixin):
         start, length = cache.length, ids.shape[1]
         if start + length > cache.max_len:
             raise ValueError(f"cache of {cache.max_len} positions cannot take {start + length}")
+        if length == 1 and cache.fused is not None and not torch.is_grad_enabled():
+            logits = cache.fused.step(ids, lo, self.config.vocab_size if hi is None else hi)
+            cache.length = start + 1
+            return logits
         if length == 1:
             x = F.embedding(ids[:, 0], self.embed.weight)
             cos, sin, swap = cache.rope
