@@ -3,29 +3,36 @@
     .venv/bin/python bench/lm_decode_floor.py [--size anchor|tiny] [--threads 1] [--theirs 103]
 
 At batch 1 a decoding step reads every weight once. This bench times, in one process:
-- `step`: one whole token through `semantic_continue` (model step + sampling), 250 tokens;
+- `step`: one whole token through `semantic_continue` (model step + sampling), 250 tokens,
+  three ways: the PyTorch step (`Block.step`), the fused C step (`segue.lm.fused`) on float32
+  weights, and the fused step on weights rounded to float16 values (what the shipped bundle
+  holds: the C step then reads them as float16, half the bytes);
 - `products`: only the step's matrix products (qkv, proj, up, down per layer, and the head) on
   the same weights, fp32 `torch.mm`, and the same products as int8 weight-only
   (`torch._weight_int8pack_mm`, bf16 activations), the one reduced-precision kernel here that
   reads fewer bytes faster (bf16 / fp16 `torch.mm` are printed beside it);
 - `overhead`: a step of a model with the same layers and heads of size 4, whose products cost
-  next to nothing: the per-kernel cost of the step's ~100 small calls plus sampling.
+  next to nothing: the per-kernel cost of the step's ~100 small calls plus sampling (PyTorch
+  step), or the cost of sampling and the C call (fused step).
 
 With `--theirs T` (audiolm-pytorch's tokens/s at the same size, from
 bench/lm_vs_audiolm_pytorch.py), it prints the per-token budget of a 10x speed-up next to the
-fp32 products' time: the products alone are a floor no fp32 decoding step on this CPU goes under.
+fp32 products' time, and the speed-up of each way of stepping.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 
 import torch
 from lm_vs_audiolm_pytorch import SIZES  # the sizes of the comparison (bench/ is on sys.path)
 
+from segue.lm import fused
 from segue.lm.config import stage_preset
+from segue.lm.model import Transformer
 from segue.lm.stages import StageLM, semantic_continue
 
 
@@ -49,12 +56,36 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
+@contextlib.contextmanager
+def pytorch_step():
+    """Caches made inside use the PyTorch step, not the fused one."""
+    original = Transformer.new_cache
+    Transformer.new_cache = lambda self, *a, **k: original(self, *a, **k, fused=False)
+    try:
+        yield
+    finally:
+        Transformer.new_cache = original
+
+
 def step_ms(lm: StageLM, repeats: int, tokens: int = 250) -> float:
     """ms per token of `semantic_continue` from nothing, top-k 10 % (the comparison's setting)."""
     gen = torch.Generator().manual_seed(0)
     k = math.ceil(0.1 * (lm.layout.n_codes + 1))
     run = lambda: semantic_continue(lm, None, tokens, eos=False, top_k=k, generator=gen)  # noqa: E731
     return 1000 * best_of(run, repeats) / tokens
+
+
+def step_ways_ms(lm: StageLM, repeats: int) -> dict[str, float]:
+    """ms per token: PyTorch step, fused fp32, fused on float16 values (weights rounded)."""
+    with pytorch_step():
+        out = {"pytorch": step_ms(lm, repeats)}
+    if fused.library() is None:
+        return out
+    out["fused fp32"] = step_ms(lm, repeats)
+    for param in lm.model.parameters():
+        param.copy_(param.half().float())
+    out["fused fp16 values"] = step_ms(lm, repeats)
+    return out
 
 
 def products_ms(lm: StageLM, repeats: int) -> dict[str, float]:
@@ -89,16 +120,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference mode: fused weights are kept while unchanged
         lm = semantic_lm(args.size)
-        step = step_ms(lm, args.repeats)
         prod = products_ms(lm, args.repeats)
+        ways = step_ways_ms(lm, args.repeats)
         narrow = semantic_lm(args.size, d_model=4 * lm.model.config.n_head)  # head size 4
-        overhead = step_ms(narrow, args.repeats)
+        overheads = step_ways_ms(narrow, args.repeats)
     c = lm.model.config
+    step, overhead = ways["pytorch"], overheads["pytorch"]
     print(f"semantic LM d {c.d_model} x {c.n_layer} layers, {lm.model.num_params() / 1e6:.2f} M "
           f"params, {args.threads} thread(s), batch 1")  # fmt: skip
-    print(f"step (model + sampling)       {step:6.3f} ms/token = {1000 / step:6.0f} tok/s")
+    for way, ms in ways.items():
+        print(
+            f"step, {way:17s}       {ms:6.3f} ms/token = {1000 / ms:6.0f} tok/s "
+            f"= {step / ms:.2f}x the PyTorch step (heads of size 4: {overheads[way]:.3f} ms)"
+        )
     print(
         f"products, fp32 ({prod['fp32_mb']:.1f} MB)     {prod['fp32']:6.3f} ms "
         f"= {prod['fp32_mb'] / prod['fp32']:.1f} GB/s, {prod['fp32'] / step:.0%} of the step"
@@ -110,9 +146,12 @@ def main() -> None:
     print(f"overhead (heads of size 4)    {overhead:6.3f} ms/token, {share:.0%} of the step")
     if args.theirs:
         budget = 1000 / (10 * args.theirs)
-        print(f"10x over {args.theirs:.0f} tok/s needs <= {budget:.3f} ms/token; the fp32 products "
-              f"alone take {prod['fp32']:.3f} ms ({prod['fp32'] / budget:.0%} of that budget); "
-              f"now {1000 / step / args.theirs:.1f}x")  # fmt: skip
+        print(
+            f"10x over {args.theirs:.0f} tok/s needs <= {budget:.3f} ms/token; the fp32 products "
+            f"alone take {prod['fp32']:.3f} ms ({prod['fp32'] / budget:.0%} of that budget)"
+        )
+        for way, ms in ways.items():
+            print(f"  {way}: {1000 / ms / args.theirs:.1f}x")
 
 
 if __name__ == "__main__":

@@ -158,12 +158,16 @@ class FusedDecoder:
         self.vocab = weights.head.shape[1]
 
     def step(self, ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        pos, w = self.cache.length, self.weights
+        pos, w, token = self.cache.length, self.weights, int(ids)
+        if not 0 <= token < w.embed.shape[0]:  # the C step reads the row unchecked
+            raise IndexError(f"token id {token} is outside the vocabulary [0, {w.embed.shape[0]})")
+        if not 0 <= lo < hi <= self.vocab:
+            raise ValueError(f"logit range [{lo}, {hi}) is not inside [0, {self.vocab})")
         logits = torch.empty(1, hi - lo)
         status = self.call(
             self.dims,
             w.embed.data_ptr(),
-            int(ids),
+            token,
             w.layers,
             self.cache.kv.data_ptr(),
             self.cos.data_ptr() + pos * self.row_bytes,

@@ -265,8 +265,11 @@ class Transformer(nn.Module, PretrainedMixin):
 
     def fused_weights(self) -> FusedWeights:
         """The weights as the C step reads them, remade when a parameter has changed."""
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if self._fused is None or self._fused[0] != key:
+        try:
+            key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        except RuntimeError:  # inference tensors keep no version counter: remade every time
+            key = None
+        if key is None or self._fused is None or self._fused[0] != key:
             self._fused = (key, FusedWeights(self))
         return self._fused[1]
 

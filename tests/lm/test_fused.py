@@ -125,3 +125,28 @@ def test_a_build_is_cached_by_source_and_flags(fresh_library, tmp_path):
     fused.library.cache_clear()
     assert fused.library() is not None
     assert built[0].stat().st_mtime_ns == mtime  # found, not rebuilt
+
+
+@needs_compiler
+def test_a_model_made_in_inference_mode_gets_fresh_fused_weights():
+    with torch.inference_mode():
+        model = small()
+        first = model.fused_weights()
+        model.head.weight.mul_(2.0)  # no version counter to tell: remade every time
+        assert model.fused_weights() is not first
+        ids = torch.randint(0, 300, (1, 10))
+        want, _ = steps(model, ids, fused=False)
+        got, _ = steps(model, ids, fused=True)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+
+
+@needs_compiler
+def test_the_fused_step_refuses_out_of_range_ids_and_logit_ranges():
+    model = small()
+    cache = model.new_cache(1, 8)
+    with torch.no_grad():
+        model.extend(torch.tensor([[1, 2]]), cache)
+        with pytest.raises(IndexError, match="outside the vocabulary"):
+            model.extend(torch.tensor([[300]]), cache)
+        with pytest.raises(ValueError, match="logit range"):
+            model.extend(torch.tensor([[3]]), cache, 10, 301)
