@@ -13,8 +13,8 @@ The config has one field per step: training steps hold the model's whole run con
 `--set codec.optim.max_steps=500` or `--set lm_fine.model.n_layer=2` work), with the paths
 (manifest, shards, teacher) left empty: the recipe fills them in from OUT.
 
-Named recipes (`RECIPES`, bottom of this file); times on this project's 2-core CPU at one torch
-thread, the training ones estimated from the per-step speeds in docs/, not measured end to end:
+Named recipes (`RECIPES`, bottom of this file); times on this project's 2-core CPU, at one torch
+thread estimated from the per-step speeds in docs/, except piano-tiny's, measured end to end:
 
     smoke        3 min of speech, 3-4 steps per model, K=16, 2 semantic iterations: ~40 s,
                  ~70 s with the end-to-end evaluation (Whisper + Resemblyzer load). Checks the
@@ -23,6 +23,10 @@ thread, the training ones estimated from the per-step speeds in docs/, not measu
                  (iteration 1, 8000 steps, ~1.5 h; K=1024 on layer 4), tokenizing (~10 min),
                  tiny LMs (3000 / 1500 / 1000 steps, ~2.5 h): about 6-7 h.
     piano-tiny   the same on 4 h of piano (no transcripts: the e2e evaluation only continues).
+                 Run here at 2 threads, measured: corpus 47 min, codec 1.4 h, semantic
+                 model 57 min, tokenizing 7 min, LMs 25 + 61 + 33 min, SoundStorm 10 min,
+                 evaluation 1 min: about 5.4 h (docs/results.md; the codec time is from its
+                 logs over two sessions, mostly at 1 thread).
     speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
                  at the presets' step counts: days on one GPU. A starting point, not yet run.
 
