@@ -163,7 +163,7 @@ class FusedDecoder:
             raise IndexError(f"token id {token} is outside the vocabulary [0, {w.embed.shape[0]})")
         if not 0 <= lo < hi <= self.vocab:
             raise ValueError(f"logit range [{lo}, {hi}) is not inside [0, {self.vocab})")
-        logits = torch.empty(1, hi - lo)
+        logits = torch.empty(1, hi - lo, dtype=torch.float32)
         status = self.call(
             self.dims,
             w.embed.data_ptr(),
