@@ -25,8 +25,8 @@ thread estimated from the per-step speeds in docs/, except piano-tiny's, measure
                  about 6.5-7.5 h.
     piano-tiny   the same on 4 h of piano (no transcripts: the e2e evaluation only continues).
                  Run here at 2 threads, measured: corpus 47 min, codec 1.4 h, semantic
-                 model 57 min, tokenizing 7 min, LMs 25 + 61 + 33 min, SoundStorm 10 min,
-                 evaluation 1 min: about 5.4 h (docs/results.md; the codec time is from its
+                 model 57 min, tokenizing 7 min, LMs 25 + 61 + 33 min, SoundStorm 33 min,
+                 evaluation 1 min: about 5.8 h (docs/results.md; the codec time is from its
                  logs over two sessions, mostly at 1 thread).
     speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
                  at the presets' step counts: days on one GPU. A starting point, not yet run.
@@ -563,9 +563,8 @@ def speech_tiny() -> AudioLMRecipeConfig:
     config.lm_semantic.optim.max_steps = 3000
     config.lm_coarse.optim.max_steps = 1500
     config.lm_fine.optim.max_steps = 1000
-    # SoundStorm is cheap here (~3.4 steps/s at 2 threads) and still learning at 2,000 steps:
-    # on piano-tiny, 6,000 steps gave valid loss 5.87 (6.04 at 2,000) and continuations'
-    # chroma correlation with the prompt 0.132 (0.072), docs/results.md.
+    # SoundStorm is cheap here (~3 steps/s at 2 threads) and still learning at 2,000 steps:
+    # on piano-tiny, valid loss 5.87 at 6,000 steps against 6.04 at 2,000 (docs/results.md).
     config.soundstorm.optim.max_steps = 6000
     config.evaluate = EvaluateConfig(codec_files=20, lm_items=128)
     return config
