@@ -24,6 +24,7 @@ import platform
 import subprocess
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,6 +140,24 @@ class FusedWeights:
         self.embed = vector(model.embed.weight)
         self.norm = vector(model.norm.weight)
         self.head = matrix(model.head)  # [D, V]
+
+
+_MADE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (key, FusedWeights)
+
+
+def weights_for(model: Transformer) -> FusedWeights:
+    """`model`'s FusedWeights, made again when a parameter has changed (or been replaced).
+
+    Kept here, not on the model: ctypes pointer arrays cannot be deep-copied or pickled.
+    """
+    try:
+        key = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    except RuntimeError:  # inference tensors keep no version counter: made every time
+        return FusedWeights(model)
+    made = _MADE.get(model)
+    if made is None or made[0] != key:
+        made = _MADE[model] = (key, FusedWeights(model))
+    return made[1]
 
 
 class FusedDecoder:

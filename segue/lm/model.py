@@ -8,7 +8,8 @@ to a `KVCache` and get the logits of the last one; a step costs one position).
 Rotary positions are complex multiplies over the fused qkv projection (k and v in one, v's
 factor being 1), and a decoding step (`Block.step`) calls a dozen kernels per layer on weight
 views made once per cache: on a CPU, a step is bound by reading the weights and by per-call
-overhead, not by arithmetic.
+overhead, not by arithmetic. At batch 1 on the CPU, the whole step is one C call instead
+(`segue.lm.fused`), with the same logits to float32 rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segue.lm.config import LMConfig
-from segue.lm.fused import FusedDecoder, FusedWeights
+from segue.lm.fused import FusedDecoder, FusedWeights, weights_for
 from segue.lm.fused import library as fused_library
 from segue.pretrained import PretrainedMixin
 
@@ -200,7 +201,6 @@ class Transformer(nn.Module, PretrainedMixin):
         table = rotary_table(config.max_seq_len, config.head_dim, config.rope_base)
         self.register_buffer("rope", table, persistent=False)
         self._step_rope: dict = {}
-        self._fused: tuple[tuple, FusedWeights] | None = None
         self.apply(self._init)
         for block in self.blocks:  # GPT-2: residual projections scaled by depth
             for linear in (block.proj, block.down):
@@ -265,13 +265,7 @@ class Transformer(nn.Module, PretrainedMixin):
 
     def fused_weights(self) -> FusedWeights:
         """The weights as the C step reads them, remade when a parameter has changed."""
-        try:
-            key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        except RuntimeError:  # inference tensors keep no version counter: remade every time
-            key = None
-        if key is None or self._fused is None or self._fused[0] != key:
-            self._fused = (key, FusedWeights(self))
-        return self._fused[1]
+        return weights_for(self)
 
     def step_rope(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotary positions over a whole fused qkv row, for `Block.step`: cos, sin

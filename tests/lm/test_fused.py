@@ -150,3 +150,18 @@ def test_the_fused_step_refuses_out_of_range_ids_and_logit_ranges():
             model.extend(torch.tensor([[300]]), cache)
         with pytest.raises(ValueError, match="logit range"):
             model.extend(torch.tensor([[3]]), cache, 10, 301)
+
+
+@needs_compiler
+def test_a_model_that_has_decoded_can_still_be_copied_and_pickled():
+    import copy
+    import pickle
+
+    model = small()
+    with torch.no_grad():
+        steps(model, torch.randint(0, 300, (1, 8)), fused=True)
+    twin = copy.deepcopy(model)  # e.g. an EMA copy of a model that sampled during training
+    assert pickle.loads(pickle.dumps(model)).config == model.config
+    with torch.no_grad():
+        got, _ = steps(twin, torch.randint(0, 300, (1, 8)), fused=True)
+    assert got.shape == (3, 300)
