@@ -13,23 +13,8 @@ The config has one field per step: training steps hold the model's whole run con
 `--set codec.optim.max_steps=500` or `--set lm_fine.model.n_layer=2` work), with the paths
 (manifest, shards, teacher) left empty: the recipe fills them in from OUT.
 
-Named recipes (`RECIPES`, bottom of this file); times on this project's 2-core CPU, at one torch
-thread estimated from the per-step speeds in docs/, except piano-tiny's, measured end to end:
-
-    smoke        3 min of speech, 3-4 steps per model, K=16, 2 semantic iterations: ~40 s,
-                 ~70 s with the end-to-end evaluation (Whisper + Resemblyzer load). Checks the
-                 pipeline; the bundle it makes babbles.
-    speech-tiny  4 h of speech (~5 min), tiny codec (2400 steps, ~2 h), tiny semantic model
-                 (iteration 1, 8000 steps, ~1.5 h; K=1024 on layer 4), tokenizing (~10 min),
-                 tiny LMs (3000 / 1500 / 1000 steps, ~2.5 h), SoundStorm (6000 steps, ~30 min):
-                 about 6.5-7.5 h.
-    piano-tiny   the same on 4 h of piano (no transcripts: the e2e evaluation only continues).
-                 Run here at 2 threads, measured: corpus 47 min, codec 1.4 h, semantic
-                 model 57 min, tokenizing 7 min, LMs 25 + 61 + 33 min, SoundStorm 33 min,
-                 evaluation 1 min: about 5.8 h (docs/results.md; the codec time is from its
-                 logs over two sessions, mostly at 1 thread).
-    speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
-                 at the presets' step counts: days on one GPU. A starting point, not yet run.
+The named recipes that fill this config (smoke, speech-tiny, piano-tiny, speech-gpu) are in
+`named.py`.
 
 Everything runs in one process, one step after another (not under torchrun): for multi-GPU
 training, run the step's own command (`segue codec train ...`) on the recipe's folders.
@@ -48,13 +33,12 @@ import torch
 
 from segue.codec.train import CodecRunConfig, CodecTask
 from segue.codec.train import run_config_for_preset as codec_preset
-from segue.config import apply_overrides, write_atomic
+from segue.config import write_atomic
 from segue.data.manifest import MANIFEST_NAME, read_manifest
 from segue.lm.train import LMRunConfig, LMTask, run_config_for
-from segue.recipes.runner import Context, Recipe, RecipeError, Step
+from segue.recipes.runner import Context, RecipeError, Step
 from segue.semantic.train import SemanticRunConfig, SemanticTask
 from segue.semantic.train import run_config_for_preset as semantic_preset
-from segue.soundstorm.config import soundstorm_preset
 from segue.soundstorm.train import SoundStormRunConfig, SoundStormTask
 from segue.train import INTERRUPTED, Trainer
 
@@ -82,7 +66,8 @@ class KMeansConfig:
     seed: int = 0
 
 
-def _iteration2(preset: str) -> SemanticRunConfig:
+def iteration2_config(preset: str) -> SemanticRunConfig:
+    """HuBERT iteration 2 of a semantic preset (the recipe fills in its teacher)."""
     config = semantic_preset(preset, iteration=2, teacher="OUT/semantic/it1")
     config.targets.teacher = ""  # filled in by the recipe
     return config
@@ -92,7 +77,7 @@ def _iteration2(preset: str) -> SemanticRunConfig:
 class SemanticStepConfig:
     iterations: int = 1  # 1: MFCC targets only; 2: then a second model on the first's clusters
     it1: SemanticRunConfig = field(default_factory=lambda: semantic_preset("tiny"))
-    it2: SemanticRunConfig = field(default_factory=lambda: _iteration2("tiny"))
+    it2: SemanticRunConfig = field(default_factory=lambda: iteration2_config("tiny"))
     tokenizer: KMeansConfig = field(default_factory=KMeansConfig)
 
     def __post_init__(self) -> None:
@@ -505,102 +490,3 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("bundle", bundle, ("codec", "semantic", *_MODELS), "the AudioLM bundle"),
 )
-
-# ----------------------------------------------------------------------------------- recipes
-
-#: Few-step runs: no workers, no bars, no event files, no mid-run checkpoints.
-_QUICK = [
-    "optim.warmup_steps=1",
-    "train.batch_size=2",
-    "train.num_workers=0",
-    "train.checkpoint_every=1000",
-    "train.log_every=1000",
-    "train.progress=false",
-    "train.tensorboard=false",
-]
-
-
-def smoke() -> AudioLMRecipeConfig:
-    """Seconds-scale: 3 minutes of speech, a handful of steps per model, K=16. A pipeline check."""
-    config = AudioLMRecipeConfig(corpus=CorpusConfig("speech", hours=0.05))
-    config.codec = apply_overrides(
-        config.codec,
-        [*_QUICK, "optim.max_steps=4", "data.valid_files=2", "data.valid_crop_seconds=1.0"],
-    )
-    semantic = [
-        *_QUICK,
-        "optim.max_steps=3",
-        "data.crop_seconds=2.0",
-        "data.valid_crop_seconds=2.0",
-        "data.valid_files=2",
-        "targets.k=16",
-        "targets.fit_files=8",
-        "targets.fit_frames=4000",
-        "targets.niter=10",
-    ]
-    config.semantic = SemanticStepConfig(
-        iterations=2,
-        it1=apply_overrides(config.semantic.it1, semantic),
-        it2=apply_overrides(config.semantic.it2, semantic),
-        tokenizer=KMeansConfig(k=16, max_files=8, max_frames=4000, niter=10),
-    )
-    for stage in STAGES:
-        name = f"lm_{stage}"
-        lm = apply_overrides(getattr(config, name), [*_QUICK, "optim.max_steps=3"])
-        lm.data.valid_items = 4
-        setattr(config, name, lm)
-    config.soundstorm = apply_overrides(config.soundstorm, [*_QUICK, "optim.max_steps=3"])
-    config.soundstorm.data.valid_items = 4
-    config.evaluate = EvaluateConfig(
-        codec_files=2, codec_seconds=2.0, lm_items=4, batch_size=2, e2e_prompts=2, e2e_resynth=2
-    )
-    return config
-
-
-def speech_tiny() -> AudioLMRecipeConfig:
-    """A few hours on a 2-core CPU: 4 h of speech, the `tiny` presets, fewer LM steps."""
-    config = AudioLMRecipeConfig(corpus=CorpusConfig("speech", hours=4.0))
-    config.lm_semantic.optim.max_steps = 3000
-    config.lm_coarse.optim.max_steps = 1500
-    config.lm_fine.optim.max_steps = 1000
-    # SoundStorm is cheap here (~3 steps/s at 2 threads) and still learning at 2,000 steps:
-    # on piano-tiny, valid loss 5.87 at 6,000 steps against 6.04 at 2,000 (docs/results.md).
-    config.soundstorm.optim.max_steps = 6000
-    config.evaluate = EvaluateConfig(codec_files=20, lm_items=128)
-    return config
-
-
-def piano_tiny() -> AudioLMRecipeConfig:
-    """`speech-tiny` on 4 h of piano rendered from real scores."""
-    config = speech_tiny()
-    config.corpus = CorpusConfig("piano", hours=4.0)
-    config.evaluate.e2e_resynth = 0  # WER needs transcripts
-    return config
-
-
-def speech_gpu() -> AudioLMRecipeConfig:
-    """The paper-sized presets (`audiolm` codec and LMs, `base` semantic, 2 iterations) on 40 h
-    of speech, for one GPU. Days of training at the presets' step counts."""
-    config = AudioLMRecipeConfig(
-        corpus=CorpusConfig("speech", hours=40.0),
-        codec=codec_preset("audiolm", ""),
-        semantic=SemanticStepConfig(
-            iterations=2, it1=semantic_preset("base"), it2=_iteration2("base")
-        ),
-        lm_semantic=run_config_for("semantic", "audiolm"),
-        lm_coarse=run_config_for("coarse", "audiolm"),
-        lm_fine=run_config_for("fine", "audiolm"),
-        soundstorm=SoundStormRunConfig(model=soundstorm_preset("base")),
-    )
-    return config
-
-
-RECIPES: dict[str, Recipe] = {
-    recipe.name: recipe
-    for recipe in (
-        Recipe("smoke", "about a minute: 3 min of speech, 3-4 steps per model", smoke, STEPS),
-        Recipe("speech-tiny", "a few CPU hours: 4 h of speech, tiny models", speech_tiny, STEPS),
-        Recipe("piano-tiny", "a few CPU hours: 4 h of piano, tiny models", piano_tiny, STEPS),
-        Recipe("speech-gpu", "one GPU, days: 40 h of speech, paper-sized", speech_gpu, STEPS),
-    )
-}
