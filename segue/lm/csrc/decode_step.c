@@ -73,6 +73,26 @@ static inline float half_to_float(uint16_t h) {
 #endif
 }
 
+/* The float32 vector the float16 loop uses: 16 lanes with AVX-512, 8 with AVX2 + F16C + FMA,
+ * none (scalar loop only) otherwise. VEC_LOAD_HALF converts HALF_LANES float16 values. */
+#if defined(__AVX512F__)
+#define HALF_LANES 16
+#define VEC __m512
+#define VEC_SET1 _mm512_set1_ps
+#define VEC_LOAD _mm512_loadu_ps
+#define VEC_STORE _mm512_storeu_ps
+#define VEC_FMA _mm512_fmadd_ps
+#define VEC_LOAD_HALF(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#define HALF_LANES 8
+#define VEC __m256
+#define VEC_SET1 _mm256_set1_ps
+#define VEC_LOAD _mm256_loadu_ps
+#define VEC_STORE _mm256_storeu_ps
+#define VEC_FMA _mm256_fmadd_ps
+#define VEC_LOAD_HALF(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#endif
+
 /* matvec_f32 with float16 weights (GCC does not vectorize the conversion by itself). */
 static void matvec_f16(const float *restrict x, const uint16_t *restrict w, int64_t in,
                        int64_t ld, int64_t n, float *restrict y, int accumulate) {
@@ -82,32 +102,16 @@ static void matvec_f16(const float *restrict x, const uint16_t *restrict w, int6
         const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
         const uint16_t *w0 = w + i * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
         int64_t j = 0;
-#if defined(__AVX512F__)
-        const __m512 v0 = _mm512_set1_ps(x0), v1 = _mm512_set1_ps(x1);
-        const __m512 v2 = _mm512_set1_ps(x2), v3 = _mm512_set1_ps(x3);
-#define LOAD16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-        for (; j + 16 <= n; j += 16) {
-            __m512 acc = _mm512_loadu_ps(y + j);
-            acc = _mm512_fmadd_ps(v0, LOAD16(w0 + j), acc);
-            acc = _mm512_fmadd_ps(v1, LOAD16(w1 + j), acc);
-            acc = _mm512_fmadd_ps(v2, LOAD16(w2 + j), acc);
-            acc = _mm512_fmadd_ps(v3, LOAD16(w3 + j), acc);
-            _mm512_storeu_ps(y + j, acc);
+#ifdef HALF_LANES
+        const VEC v0 = VEC_SET1(x0), v1 = VEC_SET1(x1), v2 = VEC_SET1(x2), v3 = VEC_SET1(x3);
+        for (; j + HALF_LANES <= n; j += HALF_LANES) {
+            VEC acc = VEC_LOAD(y + j);
+            acc = VEC_FMA(v0, VEC_LOAD_HALF(w0 + j), acc);
+            acc = VEC_FMA(v1, VEC_LOAD_HALF(w1 + j), acc);
+            acc = VEC_FMA(v2, VEC_LOAD_HALF(w2 + j), acc);
+            acc = VEC_FMA(v3, VEC_LOAD_HALF(w3 + j), acc);
+            VEC_STORE(y + j, acc);
         }
-#undef LOAD16
-#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-        const __m256 v0 = _mm256_set1_ps(x0), v1 = _mm256_set1_ps(x1);
-        const __m256 v2 = _mm256_set1_ps(x2), v3 = _mm256_set1_ps(x3);
-#define LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-        for (; j + 8 <= n; j += 8) {
-            __m256 acc = _mm256_loadu_ps(y + j);
-            acc = _mm256_fmadd_ps(v0, LOAD8(w0 + j), acc);
-            acc = _mm256_fmadd_ps(v1, LOAD8(w1 + j), acc);
-            acc = _mm256_fmadd_ps(v2, LOAD8(w2 + j), acc);
-            acc = _mm256_fmadd_ps(v3, LOAD8(w3 + j), acc);
-            _mm256_storeu_ps(y + j, acc);
-        }
-#undef LOAD8
 #endif
         for (; j < n; j++)
             y[j] += x0 * half_to_float(w0[j]) + x1 * half_to_float(w1[j]) +
