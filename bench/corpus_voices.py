@@ -1,16 +1,21 @@
-"""Can a speaker-embedding model tell the speech corpus's voices apart?
+"""Can a speaker-embedding model tell a corpus's voices apart?
 
-Embeds two utterances of each of 40 random voices with resemblyzer (weights ship in its wheel)
-and prints the mean same-voice and different-voice cosine similarity and 1-nearest-neighbour
-speaker identification. Needs `pip install librosa webrtcvad-wheels` and
-`pip install --no-deps resemblyzer`.
+Embeds `--per-voice` utterances (of at least `--min-seconds`) of up to `--voices` random voices
+(groups) with resemblyzer (weights ship in its wheel) and prints the mean same-voice and
+different-voice cosine similarity and 1-nearest-neighbour speaker identification, overall and,
+for a corpus whose rows carry `source` (the real-speech corpus), per source. Needs the eval
+extra (`bash scripts/setup.sh` installs it).
 
-    .venv/bin/python bench/corpus_voices.py [corpora/speech/manifest.jsonl]
+    .venv/bin/python bench/corpus_voices.py corpora/speech/manifest.jsonl
+    .venv/bin/python bench/corpus_voices.py corpora/real/manifest.jsonl --voices 60 --per-voice 3
 """
 
+from __future__ import annotations
+
+import argparse
 import itertools
 import random
-import sys
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -19,30 +24,59 @@ from resemblyzer import VoiceEncoder
 from segue import audio
 from segue.data.manifest import read_manifest
 
-torch.set_num_threads(1)
-m = read_manifest(sys.argv[1] if len(sys.argv) > 1 else "corpora/speech/manifest.jsonl")
-by = {}
-for e in m.entries:
-    by.setdefault(e.group, []).append(e)
-rng = random.Random(0)
-groups = sorted(g for g in by if len(by[g]) >= 2)
-rng.shuffle(groups)
-groups = groups[:40]
-enc = VoiceEncoder("cpu", verbose=False)
-emb = {}
-for g in groups:
-    for e in by[g][:2]:
-        emb[(g, e.path)] = enc.embed_utterance(audio.load(m.resolve(e), 16000))
-keys = list(emb)
-same = [float(emb[a] @ emb[b]) for a, b in itertools.combinations(keys, 2) if a[0] == b[0]]
-diff = [float(emb[a] @ emb[b]) for a, b in itertools.combinations(keys, 2) if a[0] != b[0]]
-# speaker ID: nearest other utterance is from the same voice
-correct = 0
-for a in keys:
-    best = max((b for b in keys if b != a), key=lambda b: emb[a] @ emb[b])
-    correct += best[0] == a[0]
-print(
-    f"{len(groups)} voices: same-voice cosine {np.mean(same):.3f}, "
-    f"different-voice {np.mean(diff):.3f} (max {np.max(diff):.3f}), "
-    f"1-NN speaker ID {correct / len(keys):.1%}"
-)
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifest", nargs="?", default="corpora/speech/manifest.jsonl")
+    parser.add_argument("--voices", type=int, default=40, help="voices (groups) sampled")
+    parser.add_argument("--per-voice", type=int, default=2, help="utterances per voice")
+    parser.add_argument("--min-seconds", type=float, default=1.5, help="shortest utterance")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    manifest = read_manifest(args.manifest)
+    rng = random.Random(args.seed)
+    by_group = defaultdict(list)
+    for entry in manifest.entries:
+        if entry.duration >= args.min_seconds:
+            by_group[entry.group].append(entry)
+    groups = sorted(g for g in by_group if len(by_group[g]) >= args.per_voice)
+    rng.shuffle(groups)
+    groups = sorted(groups[: args.voices])
+    encoder = VoiceEncoder("cpu", verbose=False)
+    keys, embeddings, source = [], [], {}
+    for group in groups:
+        for entry in rng.sample(by_group[group], args.per_voice):
+            wav = audio.load(manifest.resolve(entry), 16000)
+            keys.append(group)
+            embeddings.append(encoder.embed_utterance(wav))
+            source[group] = str(entry.extra.get("source", "all")).split("-")[0]
+    emb = np.stack(embeddings)
+    sim = emb @ emb.T
+
+    def report(name: str, chosen: list[int]) -> None:
+        same = [sim[a, b] for a, b in itertools.combinations(chosen, 2) if keys[a] == keys[b]]
+        diff = [sim[a, b] for a, b in itertools.combinations(chosen, 2) if keys[a] != keys[b]]
+        # 1-NN speaker ID against every other embedding of the sample (all sources).
+        correct = sum(
+            keys[max((b for b in range(len(keys)) if b != a), key=lambda b: sim[a, b])] == keys[a]
+            for a in chosen
+        )
+        voices = len({keys[i] for i in chosen})
+        print(
+            f"{name:10s} {voices:3d} voices, {len(chosen):4d} utterances: same-voice cosine "
+            f"{np.mean(same):.3f}, different-voice {np.mean(diff) if diff else float('nan'):.3f}"
+            f" (max {np.max(diff) if diff else float('nan'):.3f}), "
+            f"1-NN speaker ID {correct / len(chosen):.1%}"
+        )
+
+    report("all", list(range(len(keys))))
+    sources = sorted(set(source.values()))
+    if len(sources) > 1:
+        for name in sources:
+            report(name, [i for i, g in enumerate(keys) if source[g] == name])
+
+
+if __name__ == "__main__":
+    main()

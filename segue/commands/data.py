@@ -32,9 +32,14 @@ def _data_split(args: argparse.Namespace) -> None:
 
 
 def _data_stats(args: argparse.Namespace) -> None:
-    from segue.data.manifest import describe, read_manifest
+    from segue.data.manifest import BREAKDOWN_FIELDS, describe, describe_by, read_manifest
 
-    print(describe(read_manifest(args.manifest)))
+    manifest = read_manifest(args.manifest)
+    print(describe(manifest))
+    for field in args.by or BREAKDOWN_FIELDS:
+        table = describe_by(manifest, field)
+        if table:
+            print(f"\nby {field}:\n{table}")
 
 
 def _data_make_speech(args: argparse.Namespace) -> None:
@@ -53,6 +58,31 @@ def _data_make_piano(args: argparse.Namespace) -> None:
     summary = make_piano_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers)
     print(summary)
     print(describe(read_manifest(summary.out_dir / "manifest.jsonl")))
+
+
+def _data_make_real_speech(args: argparse.Namespace) -> None:
+    from segue.data.manifest import describe, read_manifest
+    from segue.data.real_speech import make_real_speech_corpus
+
+    summary = make_real_speech_corpus(
+        args.out, hours=args.hours, workers=args.workers, cache=args.cache
+    )
+    print(summary)
+    print(describe(read_manifest(summary.build.out_dir / "manifest.jsonl")))
+    if summary.package_errors:
+        raise SystemExit(1)
+
+
+def _data_mix(args: argparse.Namespace) -> None:
+    from segue.data.manifest import describe, describe_by, read_manifest
+    from segue.data.mix import mix_manifests, parse_part, parts_path_for
+
+    parts = [parse_part(text) for text in args.parts]
+    out = mix_manifests(parts, args.out)
+    manifest = read_manifest(out)
+    print(f"{out}: {len(manifest)} files; weights -> {parts_path_for(out)}")
+    print(describe(manifest))
+    print(describe_by(manifest, "part"))
 
 
 def _add_split_fractions(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +125,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_split_fractions(p)
     p.set_defaults(func=_data_split)
 
-    p = data_sub.add_parser("stats", help="files, hours and groups per split")
+    p = data_sub.add_parser(
+        "stats", help="files, hours and groups per split, part, source, language and group"
+    )
     p.add_argument("manifest")
+    p.add_argument(
+        "--by",
+        action="append",
+        metavar="FIELD",
+        help="tabulate by this row field (repeatable; default: part, source, language, group "
+        "where the rows have them)",
+    )
     p.set_defaults(func=_data_stats)
+
+    p = data_sub.add_parser(
+        "mix",
+        help="one manifest over several corpora, training crops drawn by part weight",
+        description="Write a manifest mixing corpora: rows keep their splits and gain `part`; "
+        "the weights go to NAME.parts.json, which training crops follow (a part's share of "
+        "crops is its weight, not its share of hours).",
+    )
+    p.add_argument(
+        "parts",
+        nargs="+",
+        metavar="[NAME=]MANIFEST[:WEIGHT]",
+        help="a part (name: the manifest's folder; weight: 1), e.g. "
+        "speech=corpora/speech/manifest.jsonl:0.5 real=corpora/real/manifest.jsonl:0.5",
+    )
+    p.add_argument("--out", required=True, help="mixed manifest to write")
+    p.set_defaults(func=_data_mix)
 
     for name, func, what in (
         ("make-speech", _data_make_speech, "multi-speaker TTS speech"),
@@ -109,3 +165,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
         p.set_defaults(func=func)
+
+    p = data_sub.add_parser(
+        "make-real-speech",
+        help="build a corpus of recorded human speech from Debian packages (resumable)",
+    )
+    p.add_argument("--out", required=True, help="corpus folder")
+    p.add_argument(
+        "--hours", type=float, default=None, help="hours of audio (default: all, about 5.8 h)"
+    )
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="where the packages are fetched and unpacked (default: ~/.cache/segue/debian)",
+    )
+    p.set_defaults(func=_data_make_real_speech)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,11 @@ class RenderError(RuntimeError):
     """A single item could not be rendered; the builder skips it and counts it."""
 
 
+class SkipItem(RenderError):
+    """An item that is not wanted (e.g. a source file that holds no speech): skipped, counted by
+    its message (the reason), and remembered, so a resumed build does not render it again."""
+
+
 @dataclass
 class BuildSummary:
     out_dir: Path
@@ -63,13 +69,19 @@ class BuildSummary:
     groups: dict[str, int]
     failed: int
     resumed: int
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> items (SkipItem)
+    failures: list[str] = field(default_factory=list)  # "uid: error" of the failed items
 
     def __str__(self) -> str:
         per_split = ", ".join(f"{k}={v}" for k, v in self.groups.items())
-        return (
+        text = (
             f"{self.out_dir}: {self.files} files, {self.seconds / 3600:.3f} h, groups per split: "
             f"{per_split}; {self.failed} item(s) failed to render, {self.resumed} reused"
         )
+        if self.skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+            text += f"; skipped {sum(self.skipped.values())} ({reasons})"
+        return text
 
 
 def _render_job(
@@ -90,6 +102,8 @@ def _render_job(
         if not np.isfinite(audio).all():
             raise RenderError("renderer returned NaN/inf samples")
         audio_io.save(path, audio, sample_rate)
+    except SkipItem as skip:
+        return item, {"uid": item.uid, "skipped": str(skip)}, None
     except Exception as error:  # one bad item must not stop a corpus build
         return item, None, f"{type(error).__name__}: {error}"
     record = {
@@ -108,21 +122,24 @@ def build_corpus(
     items: Iterable[CorpusItem],
     render: Callable[[CorpusItem], np.ndarray],
     *,
-    hours: float,
+    hours: float | None,
     sample_rate: int = 16000,
     workers: int | None = None,
     desc: str = "rendering",
-    max_failures: int = 50,
+    max_failures: int | None = 50,
 ) -> BuildSummary:
-    """Render `items` in order into `out_dir` until `hours` of audio exist; write the manifest.
+    """Render `items` in order into `out_dir` until `hours` of audio exist (`None`: all of the
+    items, which must then be finite); write the manifest.
 
     Output: `DIR/<group>/<uid>.flac`, `DIR/manifest.jsonl` (path relative to DIR, duration,
     group, split, meta fields) and `DIR/manifest.splits.json` (groups per split).
-    Re-running with the same arguments reuses everything already rendered.
+    Re-running with the same arguments reuses everything already rendered, and does not retry
+    items the renderer skipped (`SkipItem`); failed items are retried. More than
+    `max_failures` failed items stop the build (None: never).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = hours * 3600.0
+    target = math.inf if hours is None else hours * 3600.0
     progress_file = out / ".progress.jsonl"
     done: dict[str, dict[str, Any]] = {}
     if progress_file.exists():
@@ -131,14 +148,19 @@ def build_corpus(
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a crash: that item is simply rendered again
-            if (out / record["path"]).exists():
+            if "skipped" in record or (out / record["path"]).exists():
                 done[record["uid"]] = record
     workers = workers or max(1, os.cpu_count() or 1)
     records: list[dict[str, Any]] = []
     total = 0.0
     failures: list[str] = []
+    skipped: dict[str, int] = {}
     resumed = 0
-    bar = tqdm(total=round(target, 1), unit="s", desc=desc, dynamic_ncols=True)
+    if hours is None:  # count files: the total is known only for a sized collection
+        bar = tqdm(total=len(items) if isinstance(items, Sized) else None, unit="file",
+                   desc=desc, dynamic_ncols=True)
+    else:
+        bar = tqdm(total=round(target, 1), unit="s", desc=desc, dynamic_ncols=True)
     ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
     stream = iter(items)
     in_flight: deque[Future] = deque()
@@ -160,24 +182,36 @@ def build_corpus(
             item, record, error = in_flight.popleft().result()
             if error is not None:
                 failures.append(f"{item.uid}: {error}")
-                if len(failures) > max_failures:
+                if max_failures is not None and len(failures) > max_failures:
                     raise RuntimeError(
                         f"{len(failures)} items failed to render; last: {failures[-1]}"
                     )
+                if hours is None:
+                    bar.update(1)
                 continue
-            if item.uid in done:
-                resumed += 1
-            else:
-                log.write(json.dumps(record) + "\n")
+            assert record is not None
+            if item.uid not in done:
+                log.write(json.dumps(record, ensure_ascii=False) + "\n")
                 log.flush()
+            if "skipped" in record:
+                skipped[record["skipped"]] = skipped.get(record["skipped"], 0) + 1
+                if hours is None:
+                    bar.update(1)
+                continue
+            resumed += item.uid in done
             records.append(record)
             total += record["duration"]
-            bar.update(min(record["duration"], bar.total - bar.n))
+            if hours is None:
+                bar.update(1)
+            else:
+                bar.update(min(record["duration"], bar.total - bar.n))
         for future in in_flight:
             future.cancel()
     bar.close()
-    for failure in failures[:5]:
+    for failure in failures[:20]:
         tqdm.write(f"warning: skipped {failure}")
+    if len(failures) > 20:
+        tqdm.write(f"warning: ... and {len(failures) - 20} more failed items")
 
     entries = [
         ManifestEntry(
@@ -197,7 +231,14 @@ def build_corpus(
     groups = {s: sorted({e.group for e in entries if e.split == s}) for s in SPLITS}
     write_splits(splits_path_for(manifest), groups)
     return BuildSummary(
-        out, len(entries), total, {s: len(g) for s, g in groups.items()}, len(failures), resumed
+        out,
+        len(entries),
+        total,
+        {s: len(g) for s, g in groups.items()},
+        len(failures),
+        resumed,
+        skipped,
+        failures,
     )
 
 

@@ -3,6 +3,9 @@
 Only the crop is read from disk (seek + read), so a corpus of long files costs no more than one of
 short ones. Each example also says whether the crop starts at the beginning and reaches the end of
 its file: the language models put BOS/EOS only where the audio really starts or ends.
+
+A mixed manifest (`segue.data.mix`: rows tagged with a `part`, weights in `NAME.parts.json`) is
+sampled by part weight: item i draws its part by weight, then a file of that part.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch.utils.data import Dataset
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest, read_manifest
+from segue.data.mix import read_part_weights
 
 
 class CropDataset(Dataset):
@@ -24,12 +28,17 @@ class CropDataset(Dataset):
         length:      int, number of real samples (< crop_samples only for short files)
         is_start:    bool, the crop starts at sample 0 of the file
         reaches_end: bool, the crop contains the file's last sample
-        index:       int, the manifest row
+        index:       int, the manifest row read
 
     Crops are random but reproducible: the start of item i in epoch e depends only on
     (seed, e, i), so a resumed run sees the same data. `end_probability` makes a share of crops
     end exactly at the end of their file (otherwise rare for long files), for EOS training.
     Files shorter than `min_seconds` are dropped at construction.
+
+    `part_weights` ({part: weight}, read from `NAME.parts.json` beside a manifest path when not
+    given) makes item i a crop of a file drawn at random (reproducibly, from (seed, epoch, i)):
+    first its part, with probability proportional to the part's weight among the parts present,
+    then one of that part's files uniformly. The dataset keeps one item per file per epoch.
     """
 
     def __init__(
@@ -43,8 +52,11 @@ class CropDataset(Dataset):
         end_probability: float = 0.0,
         min_seconds: float = 0.0,
         normalize: audio_io.Normalization = None,
+        part_weights: dict[str, float] | None = None,
     ):
         if not isinstance(manifest, Manifest):
+            if part_weights is None:
+                part_weights = read_part_weights(manifest)
             manifest = read_manifest(manifest, split=split)
         elif split is not None:
             manifest = manifest.subset(split)
@@ -67,6 +79,21 @@ class CropDataset(Dataset):
         self.epoch = 0
         self.end_probability = end_probability
         self.normalize = normalize
+        self.parts: list[np.ndarray] = []  # file indices of each weighted part
+        self.part_probabilities = np.ones(0)
+        if part_weights is not None:
+            by_part: dict[str, list[int]] = {}
+            for i, entry in enumerate(self.manifest.entries):
+                by_part.setdefault(str(entry.extra.get("part", "")), []).append(i)
+            unknown = sorted(set(by_part) - set(part_weights))
+            if unknown:
+                raise ValueError(f"rows of parts {unknown} have no weight in {part_weights}")
+            names = [name for name in sorted(by_part) if part_weights[name] > 0]
+            if not names:
+                raise ValueError(f"every part present has weight 0: {part_weights}")
+            weights = np.array([part_weights[name] for name in names], dtype=np.float64)
+            self.parts = [np.array(by_part[name]) for name in names]
+            self.part_probabilities = weights / weights.sum()
 
     def __len__(self) -> int:
         return len(self.manifest.entries)
@@ -75,9 +102,17 @@ class CropDataset(Dataset):
         """Change the crops drawn (call once per epoch, before iterating)."""
         self.epoch = epoch
 
+    def file_index(self, index: int) -> int:
+        """The manifest row item `index` reads this epoch (itself unless parts are weighted)."""
+        if not self.parts:
+            return index
+        rng = np.random.default_rng((self.seed, self.epoch, index, 1))
+        files = self.parts[int(rng.choice(len(self.parts), p=self.part_probabilities))]
+        return int(files[rng.integers(len(files))])
+
     def crop_start(self, index: int) -> float:
         """The crop's start in seconds for this epoch (deterministic)."""
-        entry = self.manifest.entries[index]
+        entry = self.manifest.entries[self.file_index(index)]
         slack = entry.duration - self.crop_seconds
         if slack <= 0:
             return 0.0
@@ -87,7 +122,8 @@ class CropDataset(Dataset):
         return float(rng.uniform(0.0, slack))
 
     def __getitem__(self, index: int) -> dict:
-        entry = self.manifest.entries[index]
+        row = self.file_index(index)
+        entry = self.manifest.entries[row]
         path = self.manifest.resolve(entry)
         start = self.crop_start(index)
         native = entry.sample_rate or audio_io.info(path).sample_rate
@@ -109,7 +145,7 @@ class CropDataset(Dataset):
             "length": length,
             "is_start": start == 0.0,
             "reaches_end": bool(reaches_end),
-            "index": index,
+            "index": row,
         }
 
 

