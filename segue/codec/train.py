@@ -27,6 +27,7 @@ from segue.codec.losses import (
 )
 from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
+from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops
 from segue.eval.metrics import mel_distance, si_snr
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
@@ -38,6 +39,7 @@ class CodecDataConfig:
     crop_seconds: float = 0.5
     valid_crop_seconds: float = 2.0
     valid_files: int = 32  # validation crops (fixed) from the valid split
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off by default
 
 
 @dataclass
@@ -123,6 +125,7 @@ class CodecTask(TrainTask):
             split="train",
             seed=self.config.train.seed,
             min_seconds=0.1,
+            augment=self.config.data.augment,
         )
 
     def valid_dataset(self) -> FixedCrops | None:

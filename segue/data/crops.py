@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from segue import audio as audio_io
+from segue.data.augment import AugmentConfig, augment, change_speed, speed_factor
 from segue.data.manifest import Manifest, read_manifest
 from segue.data.mix import read_part_weights
 
@@ -39,6 +40,9 @@ class CropDataset(Dataset):
     given) makes item i a crop of a file drawn at random (reproducibly, from (seed, epoch, i)):
     first its part, with probability proportional to the part's weight among the parts present,
     then one of that part's files uniformly. The dataset keeps one item per file per epoch.
+
+    `augment` (`segue.data.augment`, off by default) perturbs speed, EQ and room of each crop,
+    reproducibly from (seed, epoch, i); `length` then counts the augmented samples.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class CropDataset(Dataset):
         min_seconds: float = 0.0,
         normalize: audio_io.Normalization = None,
         part_weights: dict[str, float] | None = None,
+        augment: AugmentConfig | None = None,
     ):
         if not isinstance(manifest, Manifest):
             if part_weights is None:
@@ -79,6 +84,7 @@ class CropDataset(Dataset):
         self.epoch = 0
         self.end_probability = end_probability
         self.normalize = normalize
+        self.augment = augment if augment is not None and augment.enabled else None
         self.parts: list[np.ndarray] = []  # file indices of each weighted part
         self.part_probabilities = np.ones(0)
         if part_weights is not None:
@@ -127,17 +133,26 @@ class CropDataset(Dataset):
         path = self.manifest.resolve(entry)
         start = self.crop_start(index)
         native = entry.sample_rate or audio_io.info(path).sample_rate
+        rng = None
+        factor = 1.0
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, index, 2))
+            factor = speed_factor(self.augment, rng)
+        span = self.crop_seconds * factor  # source seconds that become the crop
         # Read a few native frames more than needed, so rounding never leaves us one sample short.
         audio = audio_io.load(
             path,
             self.sample_rate,
             offset=start,
-            duration=self.crop_seconds + 2.0 / native,
+            duration=span + 2.0 / native,
             normalize=self.normalize,
         )
+        if rng is not None:
+            audio = change_speed(audio[: round(span * self.sample_rate)], factor, self.sample_rate)
+            audio = augment(audio, self.augment, self.sample_rate, rng)
         audio = audio[: self.crop_samples]
         length = audio.shape[0]
-        reaches_end = start + self.crop_seconds >= entry.duration - 1.0 / native
+        reaches_end = start + span >= entry.duration - 1.0 / native
         padded = np.zeros(self.crop_samples, dtype=np.float32)
         padded[:length] = audio
         return {

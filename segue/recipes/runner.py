@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segue.config import to_dict, write_atomic
+from segue.config import from_dict, to_dict, write_atomic
 
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
@@ -152,13 +152,28 @@ def _read(path: Path) -> dict[str, Any] | None:
         raise RecipeError(f"{path}: unreadable marker ({error}); remove it or --force") from error
 
 
-def step_state(directory: Path, step: str, record: dict[str, Any]) -> StepState:
-    """Compare a step folder's markers with the current record."""
+def step_state(
+    directory: Path,
+    step: str,
+    record: dict[str, Any],
+    normalize: Callable[[Any], Any] | None = None,
+    stored_needs: dict[str, dict[str, Any] | None] | None = None,
+) -> StepState:
+    """Compare a step folder's markers with the current record.
+
+    A marker written before a config field existed still matches: `normalize` (the step's
+    section through its dataclass) fills the missing fields with their defaults, and an input
+    digest that differs only because the needed step's record gained such fields is accepted
+    when it is the digest of that step's own marker on disk (`stored_needs`, given only for
+    needed steps that are done with the current config), i.e. this step saw exactly that run.
+    """
     for name, state in ((DONE_NAME, "done"), (STARTED_NAME, "started")):
         marker = _read(directory / name)
         if marker is None:
             continue
         old = {"config": marker.get("config"), "inputs": marker.get("inputs", {})}
+        if old != record and normalize is not None:
+            old = _normalized(old, normalize, record, stored_needs or {})
         if old == record:
             return StepState(step, state, record=record)
         verb = "done" if state == "done" else "started"
@@ -166,6 +181,36 @@ def step_state(directory: Path, step: str, record: dict[str, Any]) -> StepState:
             step, "changed", f"{verb} with another config: {explain(step, old, record)}"
         )
     return StepState(step, "new", record=record)
+
+
+def _normalized(
+    old: dict[str, Any],
+    normalize: Callable[[Any], Any],
+    record: dict[str, Any],
+    stored_needs: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    """`old` with its config through `normalize` and each input digest that matches the needed
+    step's stored marker replaced by the current one (see `step_state`)."""
+    try:
+        config = normalize(old["config"])
+    except (ValueError, TypeError):
+        return old  # a removed or retyped field: a real change, shown as it is
+    inputs = dict(old["inputs"])
+    for need, digest in record["inputs"].items():
+        stored = stored_needs.get(need)
+        if inputs.get(need) != digest and stored is not None and inputs.get(need) == _digest(
+            stored
+        ):
+            inputs[need] = digest
+    return {"config": config, "inputs": inputs}
+
+
+def _marker_record(directory: Path) -> dict[str, Any] | None:
+    """The record a step's DONE marker holds, as its dependents digested it."""
+    marker = _read(directory / DONE_NAME)
+    if marker is None:
+        return None
+    return {"config": marker.get("config"), "inputs": marker.get("inputs", {})}
 
 
 def plan(
@@ -190,11 +235,27 @@ def plan(
     wiped = dependents(recipe, force)
     last = names.index(until) if until else len(names) - 1
     states = []
+    done_unchanged: set[str] = set()  # steps whose DONE marker matches the current config
     for name, record in list(records(recipe, config).items())[: last + 1]:
         if name in wiped:
             states.append(StepState(name, "new", "forced", record))
         else:
-            states.append(step_state(out / name, name, record))
+            section = type(getattr(config, name))
+            states.append(
+                step_state(
+                    out / name,
+                    name,
+                    record,
+                    normalize=lambda data, section=section: to_dict(from_dict(section, data)),
+                    stored_needs={
+                        need: _marker_record(out / need)
+                        for need in record["inputs"]
+                        if need in done_unchanged
+                    },
+                )
+            )
+            if states[-1].state == "done":
+                done_unchanged.add(name)
     changed = [s for s in states if s.state == "changed"]
     if changed:
         lines = "\n".join(f"  {out / s.step}: {s.why}" for s in changed)

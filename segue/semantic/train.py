@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops
 from segue.data.manifest import read_manifest
 from segue.semantic.config import SemanticConfig, preset
@@ -42,6 +43,7 @@ class SemanticDataConfig:
     min_seconds: float = 0.5  # shorter files are not used for training
     valid_crop_seconds: float = 4.0
     valid_files: int = 32  # fixed validation crops from the valid split
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # off by default
 
 
 @dataclass
@@ -213,6 +215,7 @@ class SemanticTask(TrainTask):
             split="train",
             seed=self.config.train.seed,
             min_seconds=data.min_seconds,
+            augment=data.augment,
         )
 
     def valid_dataset(self) -> FixedCrops | None:

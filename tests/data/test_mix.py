@@ -116,3 +116,24 @@ def test_bad_mixtures_are_clear_errors(tmp_path):
 ])
 def test_parse_part(text, part):
     assert parse_part(text) == part
+
+
+def test_cli_mix_and_stats_by_part_and_source(tmp_path, capsys):
+    from segue.cli import main
+
+    tts = corpus(tmp_path / "tts", "tts", 3)
+    real = corpus(tmp_path / "real", "real", 2, seconds=1.0)
+    out = tmp_path / "mix" / "manifest.jsonl"
+    assert main(["data", "mix", f"speech={tts}:0.4", f"{real}:0.6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "5 files" in printed and "speech" in printed and "real" in printed
+    assert read_part_weights(out) == {"speech": 0.4, "real": 0.6}  # "real": the folder name
+    assert main(["data", "stats", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "by part:" in printed and "by source:" in printed and "by group:" in printed
+    lines = {line.split()[0]: line.split() for line in printed.splitlines() if line.strip()}
+    assert lines["real"][1:3] == ["2", "0.001"]  # files, hours of the real part
+    assert main(["data", "stats", str(out), "--by", "source"]) == 0
+    assert "by group:" not in capsys.readouterr().out
+    assert main(["data", "mix", f"a={tts}", f"b={tts}", "--out", str(out)]) == 2
+    assert "group 'tts0' is in parts" in capsys.readouterr().err

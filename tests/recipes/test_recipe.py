@@ -116,6 +116,45 @@ def test_a_changed_config_is_refused_before_anything_runs(fake, tmp_path):
     assert json.loads((tmp_path / RECIPE_NAME).read_text())["config"]["second"] == {"n": 1}
 
 
+@dataclass
+class KnobV2:
+    """Knob as a later segue defines it: one field more, with a default."""
+
+    n: int = 1
+    m: int = 0
+
+
+@dataclass
+class FakeConfigV2:
+    first: KnobV2 = field(default_factory=KnobV2)
+    second: KnobV2 = field(default_factory=KnobV2)
+    third: KnobV2 = field(default_factory=KnobV2)
+    last: KnobV2 = field(default_factory=KnobV2)
+
+
+def test_a_field_added_since_a_run_does_not_invalidate_it(fake, tmp_path):
+    """Steps done before a config field existed stay done when it keeps its default."""
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    calls.names.clear()
+    newer = Recipe("fake", "a test recipe", FakeConfigV2, recipe.steps)
+    lines = quiet_run(newer, FakeConfigV2(), tmp_path)
+    assert calls.names == [] and all("skipped (done)" in line for line in lines)
+    # A non-default value of the new field is a change, shown as one.
+    with pytest.raises(RecipeError) as error:
+        quiet_run(newer, apply_overrides(FakeConfigV2(), ["second.m=3"]), tmp_path)
+    assert "second.m: 0 -> 3" in str(error.value)
+    assert "last: done with another config: inputs changed: second" in str(error.value)
+    # A dependency redone since its dependent ran is still caught.
+    done = tmp_path / "second" / DONE_NAME
+    marker = json.loads(done.read_text())
+    marker["config"]["n"] = 1  # same config...
+    marker["inputs"]["first"] = "0" * 16  # ...but made from another run of `first`
+    done.write_text(json.dumps(marker))
+    with pytest.raises(RecipeError, match="second: done with another config: inputs changed"):
+        quiet_run(newer, FakeConfigV2(), tmp_path)
+
+
 def test_force_redoes_the_step_and_its_dependents_only(fake, tmp_path):
     recipe, calls = fake
     quiet_run(recipe, FakeConfig(), tmp_path)
