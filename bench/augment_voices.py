@@ -18,11 +18,10 @@ another known voice adds speaker diversity; this is a proxy, not the bundle-leve
 from __future__ import annotations
 
 import argparse
-import random
-from collections import defaultdict
 
 import numpy as np
 import torch
+from _voices import sample_voices
 from resemblyzer import VoiceEncoder
 
 from segue import audio
@@ -59,18 +58,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     manifest = read_manifest(args.manifest, split=args.split)
-    rng = random.Random(args.seed)
-    by_group = defaultdict(list)
-    for entry in manifest.entries:
-        if entry.duration >= args.min_seconds:
-            by_group[entry.group].append(entry)
-    groups = sorted(g for g in by_group if len(by_group[g]) >= args.per_voice)
-    rng.shuffle(groups)
-    groups = sorted(groups[: args.voices])
+    chosen = sample_voices(manifest, args.voices, args.per_voice, args.min_seconds, args.seed)
+    groups = list(chosen)
     encoder = VoiceEncoder("cpu", verbose=False)
-    wavs = {g: [audio.load(manifest.resolve(e), SR) for e in rng.sample(by_group[g],
-                                                                         args.per_voice)]
-            for g in groups}
+    wavs = {g: [audio.load(manifest.resolve(e), SR) for e in es] for g, es in chosen.items()}
     plain = {g: np.stack([encoder.embed_utterance(w) for w in ws]) for g, ws in wavs.items()}
     print(f"{len(groups)} voices x {args.per_voice} utterances ({args.split} split)")
     print(f"{'transform':10s}  self   nearest other  new voice")

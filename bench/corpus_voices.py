@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import random
-from collections import defaultdict
 
 import numpy as np
 import torch
+from _voices import sample_voices
 from resemblyzer import VoiceEncoder
 
 from segue import audio
@@ -36,21 +35,13 @@ def main() -> None:
     torch.set_num_threads(1)
 
     manifest = read_manifest(args.manifest)
-    rng = random.Random(args.seed)
-    by_group = defaultdict(list)
-    for entry in manifest.entries:
-        if entry.duration >= args.min_seconds:
-            by_group[entry.group].append(entry)
-    groups = sorted(g for g in by_group if len(by_group[g]) >= args.per_voice)
-    rng.shuffle(groups)
-    groups = sorted(groups[: args.voices])
+    chosen = sample_voices(manifest, args.voices, args.per_voice, args.min_seconds, args.seed)
     encoder = VoiceEncoder("cpu", verbose=False)
     keys, embeddings, source = [], [], {}
-    for group in groups:
-        for entry in rng.sample(by_group[group], args.per_voice):
-            wav = audio.load(manifest.resolve(entry), 16000)
+    for group, entries in chosen.items():
+        for entry in entries:
             keys.append(group)
-            embeddings.append(encoder.embed_utterance(wav))
+            embeddings.append(encoder.embed_utterance(audio.load(manifest.resolve(entry), 16000)))
             source[group] = str(entry.extra.get("source", "all")).split("-")[0]
     emb = np.stack(embeddings)
     sim = emb @ emb.T
