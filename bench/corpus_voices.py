@@ -2,12 +2,14 @@
 
 Embeds `--per-voice` utterances (of at least `--min-seconds`) of up to `--voices` random voices
 (groups) with resemblyzer (weights ship in its wheel) and prints the mean same-voice and
-different-voice cosine similarity and 1-nearest-neighbour speaker identification, overall and,
-for a corpus whose rows carry `source` (the real-speech corpus), per source. Needs the eval
-extra (`bash scripts/setup.sh` installs it).
+different-voice cosine similarity and 1-nearest-neighbour speaker identification, overall and
+per value of a row field (`--by`: `source` for the real-speech corpus, `engine` for the TTS one,
+`part` for a mixture; the 1-NN search always runs over the whole sample). Needs the eval extra
+(`bash scripts/setup.sh` installs it).
 
-    .venv/bin/python bench/corpus_voices.py corpora/speech/manifest.jsonl
-    .venv/bin/python bench/corpus_voices.py corpora/real/manifest.jsonl --voices 60 --per-voice 3
+    .venv/bin/python bench/corpus_voices.py corpora/speech/manifest.jsonl --by engine
+    .venv/bin/python bench/corpus_voices.py corpora/real/manifest.jsonl --voices 60 --per-voice 3 \
+        --min-seconds 2.5 --by source
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--per-voice", type=int, default=2, help="utterances per voice")
     parser.add_argument("--min-seconds", type=float, default=1.5, help="shortest utterance")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--by", default=None, help="also report per value of this row field")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -42,7 +45,9 @@ def main() -> None:
         for entry in entries:
             keys.append(group)
             embeddings.append(encoder.embed_utterance(audio.load(manifest.resolve(entry), 16000)))
-            source[group] = str(entry.extra.get("source", "all")).split("-")[0]
+            if args.by:
+                value = getattr(entry, args.by, None) or entry.extra.get(args.by, "-")
+                source[group] = str(value).split("-")[0]
     emb = np.stack(embeddings)
     sim = emb @ emb.T
 
@@ -64,7 +69,7 @@ def main() -> None:
 
     report("all", list(range(len(keys))))
     sources = sorted(set(source.values()))
-    if len(sources) > 1:
+    if args.by:
         for name in sources:
             report(name, [i for i, g in enumerate(keys) if source[g] == name])
 
