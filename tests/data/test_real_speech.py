@@ -9,39 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
 
 from segue.data import real_speech as rs
 from segue.data.manifest import read_manifest, read_splits, splits_path_for
 from tests.conftest import write
+from tests.data.fake_debs import FakeApt, beep, build_deb, speechlike
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-
-
-def speechlike(seconds: float, seed: int = 0, sr: int = 16000) -> np.ndarray:
-    """A voiced, speech-like signal: a pulse train with a gliding pitch through formants that
-    change every 120 ms, with a syllable-rate envelope."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    f0 = 120.0 * (1 + 0.2 * np.sin(2 * np.pi * 1.3 * t + rng.uniform(0, 6)))
-    source = (np.cumsum(f0) / sr) % 1.0 - 0.5 + 0.05 * rng.standard_normal(n)
-    out = np.zeros(n)
-    step = int(0.12 * sr)
-    for start in range(0, n, step):
-        y = source[start : start + step]
-        for formant in (rng.uniform(300, 900), rng.uniform(900, 2500)):
-            w = 2 * np.pi * formant / sr
-            y = lfilter([0.03], [1, -2 * 0.97 * np.cos(w), 0.97**2], y)
-        out[start : start + step] = y
-    out *= 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (0.5 * out / np.abs(out).max()).astype(np.float32)
-
-
-def beep(seconds: float = 0.3, freq: float = 1000.0, sr: int = 16000) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ text, groups
@@ -113,56 +88,6 @@ License: CC-BY-3.0
 Files: debian/*
 License: GPL-2+
 """
-
-
-def test_package_license_per_language_stanza(tmp_path):
-    doc = tmp_path / "usr/share/doc/asterisk-core-sounds-ru-g722/copyright"
-    doc.parent.mkdir(parents=True)
-    doc.write_text(COPYRIGHT)
-    assert rs.package_license(tmp_path, "asterisk-core-sounds-ru-g722", "ru") == "CC-BY-3.0"
-    assert rs.package_license(tmp_path, "asterisk-core-sounds-ru-g722", "es") == "CC-BY-SA-3.0"
-    assert rs.package_license(tmp_path, "missing-package") == ""
-
-
-def test_package_license_of_a_free_text_copyright_file(tmp_path):
-    doc = tmp_path / "usr/share/doc/fillets-ng-data-cs/copyright"
-    doc.parent.mkdir(parents=True)
-    doc.write_text("The license of the packaging is: BSD.\n\nCopyright:\n\n   This package is "
-                   "free software; you can redistribute it and/or modify\n   it under the terms "
-                   "of the GNU General Public License as published by\n   the Free Software "
-                   "Foundation; version 2 dated June, 1991.\n\nFonts: GNU General Public "
-                   "License as published by the Free Software Foundation; either version 2, or "
-                   "(at your option) any later version.\n")
-    assert rs.package_license(tmp_path, "fillets-ng-data-cs") == "GPL-2"
-    doc.write_text("GNU Lesser General Public License, either version 2.1 or (at your option) "
-                   "any later version")
-    assert rs.package_license(tmp_path, "fillets-ng-data-cs") == "LGPL-2.1+"
-
-
-# --------------------------------------------------------------------------------- non-speech
-
-
-def test_non_speech_reasons():
-    for seed in range(3):
-        assert rs.non_speech_reason(rs.highpass(speechlike(2.0, seed))) is None
-    assert rs.non_speech_reason(rs.highpass(beep())) == "tone"
-    two_tone = np.concatenate([beep(0.15, 800.0), beep(0.15, 1200.0)])
-    assert rs.non_speech_reason(rs.highpass(two_tone)) == "tone"
-    assert rs.non_speech_reason(np.zeros(16000, np.float32)) == "silence"
-    click = np.zeros(16000, np.float32)
-    click[8000:8400] = beep(0.025, 3000.0)
-    assert rs.non_speech_reason(rs.highpass(click)) == "silence"  # 25 ms of sound
-    noise = 0.1 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
-    assert rs.non_speech_reason(rs.highpass(noise)) == "no voice"
-    assert rs.non_speech_reason(np.zeros(100, np.float32)) == "silence"
-
-
-def test_highpass_removes_dc_and_rumble():
-    t = np.arange(16000) / 16000
-    rumble = 0.3 + 0.3 * np.sin(2 * np.pi * 10 * t) + 0.3 * np.sin(2 * np.pi * 300 * t)
-    out = rs.highpass(rumble.astype(np.float32))[4000:]  # past the filter's settling
-    assert abs(out.mean()) < 0.01
-    assert 0.25 < np.abs(out).max() < 0.35  # the 300 Hz part stays
 
 
 # ------------------------------------------------------------------------- fake package trees
@@ -268,61 +193,6 @@ def test_held_out_voices_cover_two_sources_at_least():
 
 
 # ----------------------------------------------------------------------- fetching, building
-
-
-def build_deb(tree: Path, name: str, out: Path) -> Path:
-    """A real .deb of `tree` (dpkg-deb --build)."""
-    root = out / f"{name}-root"
-    shutil.copytree(tree, root)
-    (root / "DEBIAN").mkdir()
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\n"
-        "Description: test\n")
-    deb = out / f"{name}_1.0-1_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
-                   check=True, capture_output=True)
-    shutil.rmtree(root)
-    return deb
-
-
-class FakeApt:
-    """Stands in for `apt-get download`: copies prebuilt .debs, fails for `missing` names."""
-
-    def __init__(self, debs: dict[str, Path], missing: set[str] = frozenset()):
-        self.debs, self.missing, self.calls = debs, set(missing), []
-
-    def __call__(self, name: str, folder: Path) -> Path:
-        self.calls.append(name)
-        if name in self.missing:
-            raise rs.PackageError(f"{name}: apt-get download failed (E: Unable to locate "
-                                  f"package {name}); retry with: apt-get download {name}")
-        folder.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy(self.debs[name], folder))
-
-
-@needs_dpkg
-def test_unpack_keeps_only_the_wanted_members(tmp_path):
-    trees = make_trees(tmp_path / "trees", with_g722=False)
-    deb = build_deb(trees["fillets-ng-data"], "fillets-ng-data", tmp_path)
-    package = rs.PACKAGES_BY_NAME["fillets-ng-data"]
-    tree = rs.fetch_package(package, tmp_path / "cache", FakeApt({package.name: deb}))
-    assert (tree / rs.FILLETS_ROOT / "script/city/dialogs_cs.lua").is_file()
-    assert not (tree / rs.FILLETS_ROOT / "music").exists()  # not unpacked
-    assert (tree / ".complete").is_file()
-    assert not list((tmp_path / "cache" / "debs").glob("*.deb"))  # the .deb is not kept
-    # Fetched once: a second call does not download.
-    apt = FakeApt({})
-    assert rs.fetch_package(package, tmp_path / "cache", apt) == tree and apt.calls == []
-
-
-@needs_dpkg
-def test_a_corrupt_deb_is_a_package_error(tmp_path):
-    deb = tmp_path / "klettres-data_1_all.deb"
-    deb.write_bytes(b"!<arch>\nnot a package")
-    with pytest.raises(rs.PackageError, match="klettres-data"):
-        rs.fetch_package(rs.PACKAGES_BY_NAME["klettres-data"], tmp_path / "cache",
-                         lambda name, folder: deb)
-    assert not (tmp_path / "cache" / "klettres-data").exists()
 
 
 @needs_dpkg
