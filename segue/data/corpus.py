@@ -92,8 +92,12 @@ def _render_job(
     cached: dict[str, Any] | None,
 ) -> tuple[CorpusItem, dict[str, Any] | None, str | None]:
     """Worker: render one item and write its FLAC; returns (item, manifest record, error)."""
-    if cached is not None:
+    if cached is not None and "skipped" in cached:
         return item, cached, None
+    if cached is not None and cached.get("path") == item.relpath:
+        # The audio is reused; its description follows the item (its split, and meta a builder
+        # may have learnt more about since, e.g. a text or an id).
+        return item, _record(item, cached["duration"]), None
     path = Path(out_dir) / item.relpath
     try:
         audio = np.asarray(render(item), dtype=np.float32)
@@ -106,15 +110,19 @@ def _render_job(
         return item, {"uid": item.uid, "skipped": str(skip)}, None
     except Exception as error:  # one bad item must not stop a corpus build
         return item, None, f"{type(error).__name__}: {error}"
-    record = {
+    return item, _record(item, round(audio.size / sample_rate, 4)), None
+
+
+def _record(item: CorpusItem, duration: float) -> dict[str, Any]:
+    """The progress/manifest record of a rendered item."""
+    return {
         "uid": item.uid,
         "path": item.relpath,
-        "duration": round(audio.size / sample_rate, 4),
+        "duration": duration,
         "group": item.group,
         "split": item.split,
         **item.meta,
     }
-    return item, record, None
 
 
 def build_corpus(
@@ -190,7 +198,7 @@ def build_corpus(
                     bar.update(1)
                 continue
             assert record is not None
-            if item.uid not in done:
+            if done.get(item.uid) != record:  # new, or its description changed
                 log.write(json.dumps(record, ensure_ascii=False) + "\n")
                 log.flush()
             if "skipped" in record:
@@ -198,7 +206,7 @@ def build_corpus(
                 if hours is None:
                     bar.update(1)
                 continue
-            resumed += item.uid in done
+            resumed += done.get(item.uid, {}).get("path") == record["path"]  # audio reused
             records.append(record)
             total += record["duration"]
             if hours is None:

@@ -1,7 +1,7 @@
 """Recorded human speech from Debian packages: real voices beside the TTS corpus.
 
 Every voice of `segue.data.speech` is synthetic; a model trained on them alone turns a real
-speaker's prompt into a TTS-like voice. This corpus holds ~6 h of people speaking, taken from a
+speaker's prompt into a TTS-like voice. This corpus holds 5.8 h of people speaking, taken from a
 fixed set of Debian packages (fixed so that figures stay comparable):
 
     package                                  what                                 group
@@ -18,8 +18,11 @@ fixed set of Debian packages (fixed so that figures stay comparable):
   (`dialogId("id", "font_x", "<English>")` then `dialogStr("<translation>")`; `text_en` keeps
   the English). KLettres names each sound in its `sounds.xml`; where a file is not listed, its
   name is used when it reads as a letter or syllable. Asterisk ships no text in these packages:
-  `text` is empty and `prompt` names the recording (`digits/7`, `vm-goodbye`), the same prompt
-  in each of the four voices.
+  `prompt` names the recording (`digits/7`, `vm-goodbye`), the same prompt in each of the four
+  voices, and `text` is filled only where the name says it (letters, numbers). Letters and
+  syllables carry a `sentence_id` (`en:b`) shared by every voice of a language that says them
+  (KLettres' `en` and `en_GB`, Asterisk's and KLettres' letters), so the semantic-token
+  evaluation can compare voices on the same content.
 * **Groups.** A fillets character is the font its lines are drawn in (`font_small` is the small
   fish `m`, `font_big` the big fish `v`, others are side characters), falling back to the id's
   character field for files the scripts do not list; one group per language and character.
@@ -269,11 +272,32 @@ def klettres_items(tree: Path) -> list[CorpusItem]:
         for path in sorted(folder.glob("*/*.ogg")):
             relative = path.relative_to(root).as_posix()
             kind = path.parent.name  # alpha (letters) or syllab (syllables)
+            language = folder.name.split("_")[0]
+            text = klettres_text(names.get(relative), path.stem)
+            extra = {"sentence_id": content_id(language, text)} if text else {}
             items.append(_item(
                 f"klettres-{folder.name}-{kind}-{path.stem}", f"klettres-{folder.name}", package,
-                path.relative_to(tree).as_posix(), folder.name.split("_")[0],
-                klettres_text(names.get(relative), path.stem), license_, unit=kind))
+                path.relative_to(tree).as_posix(), language, text, license_, unit=kind, **extra))
     return items
+
+
+def content_id(language: str, text: str) -> str:
+    """What is said, as an id shared by every voice that says it (`sentence_id`, which the
+    semantic evaluation pairs voices by): `en:b`, `it:a`."""
+    return f"{language}:{text.strip().lower()}"
+
+
+_ASTERISK_LETTER = re.compile(r"^letters/([a-z])$")
+_ASTERISK_NUMBER = re.compile(r"^digits/(\d+)$")
+
+
+def asterisk_text(prompt: str) -> str:
+    """The text of the prompts whose name says it: `letters/b` -> "B", `digits/7` -> "7"."""
+    letter = _ASTERISK_LETTER.match(prompt)
+    if letter:
+        return letter.group(1).upper()
+    number = _ASTERISK_NUMBER.match(prompt)
+    return number.group(1) if number else ""
 
 
 def asterisk_items(tree: Path, language: str) -> list[CorpusItem]:
@@ -285,10 +309,12 @@ def asterisk_items(tree: Path, language: str) -> list[CorpusItem]:
     for voice in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         for path in sorted(voice.glob("**/*.g722")):
             prompt = path.relative_to(voice).with_suffix("").as_posix()
+            text = asterisk_text(prompt)
+            extra = {"sentence_id": content_id(language, text)} if text else {}
             items.append(_item(
                 f"asterisk-{language}-{prompt.replace('/', '-')}", f"asterisk-{voice.name}",
-                package, path.relative_to(tree).as_posix(), language, "", license_,
-                prompt=prompt, voice=voice.name))
+                package, path.relative_to(tree).as_posix(), language, text, license_,
+                prompt=prompt, voice=voice.name, **extra))
     return items
 
 

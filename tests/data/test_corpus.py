@@ -49,3 +49,44 @@ def test_resume_gives_the_same_corpus(tmp_path):
     assert (part / "manifest.jsonl").read_text() == (full / "manifest.jsonl").read_text()
     lines = [json.loads(x) for x in (full / "manifest.jsonl").read_text().splitlines()]
     assert sum(x["duration"] for x in lines) >= 3.0
+
+
+class Counting:
+    """A picklable renderer that leaves a mark per call (it runs in worker processes)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __call__(self, item):
+        (self.folder / f"{item.uid}.{len(list(self.folder.iterdir()))}").touch()
+        return render(item)
+
+    def calls(self):
+        return sorted(p.name.split(".")[0] for p in self.folder.iterdir())
+
+
+def test_resume_reuses_audio_but_takes_the_items_current_description(tmp_path):
+    (tmp_path / "marks").mkdir()
+    counting, out = Counting(tmp_path / "marks"), tmp_path / "corpus"
+    build_corpus(out, items(), counting, hours=1.0 / 3600, workers=1)
+    kept = [e.path.split("/")[1][:-5] for e in read_manifest(out / "manifest.jsonl")]
+
+    def described():  # the same items, with more metadata and one group renamed
+        for item in items():
+            group = "renamed" if item.uid == "utt0000" else item.group
+            yield CorpusItem(item.uid, group, item.split, {**item.meta, "sentence_id": item.uid})
+
+    summary = build_corpus(out, described(), counting, hours=1.0 / 3600, workers=1)
+    again = counting.calls()
+    # Only the item whose file moved is rendered again (besides retried failures and the
+    # look-ahead items the first run rendered past its target).
+    assert again.count("utt0000") == 2
+    assert all(again.count(uid) == 1 for uid in kept if uid != "utt0000")
+    manifest = read_manifest(out / "manifest.jsonl")
+    assert all(e.extra["sentence_id"] == e.path.split("/")[1][:-5] for e in manifest)
+    assert "renamed/utt0000.flac" in {e.path for e in manifest}
+    assert summary.resumed == summary.files - 1
+    # The progress log now holds the new descriptions: a third run renders nothing.
+    build_corpus(out, described(), counting, hours=1.0 / 3600, workers=1)
+    third = counting.calls()
+    assert all(third.count(uid) == again.count(uid) for uid in kept)

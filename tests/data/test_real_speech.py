@@ -175,6 +175,11 @@ def test_items_groups_texts_and_splits(tmp_path):
     assert border.group == "fillets-cs-v" and border.meta["text"] == "Hranice."
     assert by_uid["fillets-cs-city-bar_v_fotka"].meta["text"] == ""  # not in the scripts
     assert by_uid["klettres-cs-alpha-a-0"].meta["text"] == "A"  # from sounds.xml
+    assert by_uid["klettres-cs-alpha-a-0"].meta["sentence_id"] == "cs:a"
+    # The same word in KLettres' two English voices: one content id, for cross-voice pairs.
+    assert (by_uid["klettres-en-syllab-dog"].meta["sentence_id"]
+            == by_uid["klettres-en_GB-syllab-dog"].meta["sentence_id"] == "en:dog")
+    assert "sentence_id" not in by_uid["klettres-de-alpha-a-0"].meta  # no text, no id
     assert by_uid["klettres-de-alpha-a-0"].meta["text"] == ""
     assert by_uid["klettres-de-syllab-dog"].meta["text"] == "dog"
     assert by_uid["klettres-en_GB-alpha-a-0"].meta["language"] == "en"
@@ -184,6 +189,14 @@ def test_items_groups_texts_and_splits(tmp_path):
     # Interleaved: the first len(groups) items cover every group.
     groups = {i.group for i in items}
     assert {i.group for i in items[: len(groups)]} == groups
+
+
+@pytest.mark.parametrize(("prompt", "text"), [
+    ("letters/b", "B"), ("digits/7", "7"), ("digits/100-and", ""), ("letters/ascii96", ""),
+    ("vm-goodbye", ""),
+])
+def test_asterisk_text_where_the_name_says_it(prompt, text):
+    assert rs.asterisk_text(prompt) == text
 
 
 def test_held_out_voices_cover_two_sources_at_least():
