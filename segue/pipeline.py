@@ -205,7 +205,14 @@ class AudioLM:
         path = Path(directory)
         meta = read_bundle_meta(path)
         lms = [load_lm(path / name, device=device) for name in PARTS if name.endswith("_lm")]
-        codec, tokenizer = load_codec(path / "codec"), load_tokenizer(path / "semantic")
+        codec = load_codec(path / "codec")
+        try:
+            tokenizer = load_tokenizer(path / "semantic")
+        except ImportError as error:  # a backbone this machine lacks: say which, and what to do
+            backbone = meta.get("semantic_backbone", "?")
+            raise ImportError(
+                f"{path}: the bundle's semantic tokenizer ({backbone}) cannot load: {error}"
+            ) from error
         sampling = from_dict(PipelineSampling, meta.get("sampling", {}), where="sampling")
         storm = None
         if (path / "soundstorm").is_dir():
@@ -256,6 +263,7 @@ class AudioLM:
             "n_coarse": self.n_coarse,
             "n_levels": self.n_levels,
             "soundstorm": self.soundstorm is not None,
+            "semantic_backbone": self.tokenizer.kind,  # what semantic/ needs installed to load
             "sampling": to_dict(self.sampling),
             "info": self.info,
         }

