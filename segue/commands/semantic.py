@@ -214,7 +214,7 @@ def _eval(args: argparse.Namespace) -> None:
     for location in args.checkpoint or []:
         name, path = _label(location)
         tokenizers[name] = _load_tokenizer(path, args.device)
-    manifest = read_manifest(args.manifest, split=args.split)
+    manifest = read_manifest(args.manifest, split=None if args.split == "all" else args.split)
     if args.mfcc:
         tokenizers["mfcc"] = _load_tokenizer(args.mfcc, args.device)
     elif args.mfcc_k != 0:
@@ -323,7 +323,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", action="append", help=f"{tokenizer_help}; NAME=PATH to label it; repeatable"
     )
     p.add_argument("--manifest", required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="the utterances compared (default: test, held-out voices; `all`: every split, "
+        "e.g. for contents that only voices of different splits share)",
+    )
     p.add_argument("--max-sentences", type=int, default=None)
     p.add_argument(
         "--mfcc-k",
