@@ -9,6 +9,7 @@ Every extractor maps audio [B, T] at `sample_rate` (zero-padded past `lengths` [
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,24 @@ def _lengths(audio: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     if lengths is None:
         return torch.full((audio.shape[0],), audio.shape[-1], device=audio.device)
     return torch.as_tensor(lengths, device=audio.device)
+
+
+def per_utterance(
+    audio: torch.Tensor,
+    lengths: torch.Tensor | None,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `encode` (one utterance [T] -> frames [F, D]) on each row of `audio` [B, T] cut to its
+    length, and zero-pad the results into (features [B, F_max, D], frame_lengths [B]): exact for
+    models that cannot mask padding (pretrained encoders)."""
+    if audio.dim() == 1:
+        audio = audio[None]
+    lengths = [audio.shape[-1]] * audio.shape[0] if lengths is None else lengths.tolist()
+    outputs = [encode(row[: int(length)]) for row, length in zip(audio, lengths)]
+    frame_lengths = torch.tensor([o.shape[0] for o in outputs], device=audio.device)
+    frames = int(frame_lengths.max())
+    features = torch.stack([F.pad(o, (0, 0, 0, frames - o.shape[0])) for o in outputs])
+    return features.to(audio.device), frame_lengths
 
 
 class FeatureExtractor(nn.Module):

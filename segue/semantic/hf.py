@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segue.semantic.extractors import FeatureExtractor
+from segue.semantic.extractors import FeatureExtractor, per_utterance
 
 SUPPORTED = ("hubert", "wav2vec2", "wav2vec2-bert")
 HF_DIR = "hf"
@@ -139,19 +139,14 @@ class HFExtractor(FeatureExtractor):
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if audio.dim() == 1:
-            audio = audio[None]
-        lengths = [audio.shape[-1]] * audio.shape[0] if lengths is None else lengths.tolist()
-        outputs = []
-        for row, length in zip(audio, lengths):
+        def encode(utterance: torch.Tensor) -> torch.Tensor:
             self._captured.clear()
-            self.model(**self._inputs(row[: int(length)]))
-            outputs.append(pool_frames(self._captured[-1][0].float(), self.pool))
-        self._captured.clear()
-        frame_lengths = torch.tensor([o.shape[0] for o in outputs], device=audio.device)
-        frames = int(frame_lengths.max())
-        features = torch.stack([F.pad(o, (0, 0, 0, frames - o.shape[0])) for o in outputs])
-        return features.to(audio.device), frame_lengths
+            self.model(**self._inputs(utterance))
+            frames = pool_frames(self._captured[-1][0].float(), self.pool)
+            self._captured.clear()
+            return frames
+
+        return per_utterance(audio, lengths, encode)
 
     def spec(self) -> dict[str, Any]:
         return {

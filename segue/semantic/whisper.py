@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segue.semantic.extractors import FeatureExtractor
+from segue.semantic.extractors import FeatureExtractor, per_utterance
 from segue.semantic.hf import pool_frames
 
 SAMPLE_RATE = 16000
@@ -204,17 +204,7 @@ class WhisperExtractor(FeatureExtractor):
     def forward(
         self, audio: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if audio.dim() == 1:
-            audio = audio[None]
-        lengths = [audio.shape[-1]] * audio.shape[0] if lengths is None else lengths.tolist()
-        outputs = [
-            self.encode(row[: int(length)].float().cpu().numpy())
-            for row, length in zip(audio, lengths)
-        ]
-        frame_lengths = torch.tensor([o.shape[0] for o in outputs], device=audio.device)
-        frames = int(frame_lengths.max())
-        features = torch.stack([F.pad(o, (0, 0, 0, frames - o.shape[0])) for o in outputs])
-        return features.to(audio.device), frame_lengths
+        return per_utterance(audio, lengths, lambda row: self.encode(row.float().cpu().numpy()))
 
     # ----------------------------------------------------------------------------- folders
 

@@ -12,6 +12,21 @@ from scipy.signal import lfilter
 
 from segue.data.debian import PackageError
 
+#: The Asterisk packages' copyright file: one DEP-5 stanza per language.
+ASTERISK_COPYRIGHT = """Format: http://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2003-2010, Allison Smith
+License: CC-BY-SA-3.0
+
+Files: ru-*
+Copyright: 2010, Maxim
+License: CC-BY-3.0
+
+Files: debian/*
+License: GPL-2+
+"""
+
 
 def speechlike(seconds: float, seed: int = 0, sr: int = 16000) -> np.ndarray:
     """A voiced, speech-like signal: a pulse train with a gliding pitch through formants that

@@ -7,29 +7,16 @@ import shutil
 import pytest
 
 from segue.data import debian
-from tests.data.fake_debs import FakeApt, build_deb
+from tests.data.fake_debs import ASTERISK_COPYRIGHT, FakeApt, build_deb
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 
-COPYRIGHT = """Format: http://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-
-Files: *
-Copyright: 2003-2010, Allison Smith
-License: CC-BY-SA-3.0
-
-Files: ru-*
-Copyright: 2010, Maxim
-License: CC-BY-3.0
-
-Files: debian/*
-License: GPL-2+
-"""
 
 
 def test_package_license_per_language_stanza(tmp_path):
     doc = tmp_path / "usr/share/doc/asterisk-core-sounds-ru-g722/copyright"
     doc.parent.mkdir(parents=True)
-    doc.write_text(COPYRIGHT)
+    doc.write_text(ASTERISK_COPYRIGHT)
     assert debian.package_license(tmp_path, "asterisk-core-sounds-ru-g722", "ru") == "CC-BY-3.0"
     assert debian.package_license(tmp_path, "asterisk-core-sounds-ru-g722", "es") == "CC-BY-SA-3.0"
     assert debian.package_license(tmp_path, "missing-package") == ""

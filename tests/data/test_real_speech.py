@@ -13,7 +13,7 @@ import pytest
 from segue.data import real_speech as rs
 from segue.data.manifest import read_manifest, read_splits, splits_path_for
 from tests.conftest import write
-from tests.data.fake_debs import FakeApt, beep, build_deb, speechlike
+from tests.data.fake_debs import ASTERISK_COPYRIGHT, FakeApt, beep, build_deb, speechlike
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -75,19 +75,6 @@ def test_klettres_text_prefers_the_sound_list_then_readable_names():
     assert rs.klettres_text(None, "U0066") == ""
 
 
-COPYRIGHT = """Format: http://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-
-Files: *
-Copyright: 2003-2010, Allison Smith
-License: CC-BY-SA-3.0
-
-Files: ru-*
-Copyright: 2010, Maxim
-License: CC-BY-3.0
-
-Files: debian/*
-License: GPL-2+
-"""
 
 
 # ------------------------------------------------------------------------- fake package trees
@@ -141,7 +128,7 @@ def make_trees(root: Path, with_g722: bool = True) -> dict[str, Path]:
         package = f"asterisk-core-sounds-{lang}-g722"
         folder = trees[package] / rs.ASTERISK_ROOT / voice
         folder.mkdir(parents=True)
-        _copyright(trees[package], package, COPYRIGHT)
+        _copyright(trees[package], package, ASTERISK_COPYRIGHT)
         if not with_g722:
             continue
         for prompt, audio in (("vm-goodbye", speechlike(2.0, next(seed))),
