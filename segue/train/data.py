@@ -54,6 +54,14 @@ class TrainBatches:
         self.batch_in_epoch = batch_in_epoch
         self._iter = None
 
+    def close(self) -> None:
+        """Stop the current epoch's worker processes (the stream goes on from the same position
+        at the next `next()`). Call it on every way out of a training loop: an exception keeps
+        the loader iterator alive in its traceback, and at interpreter exit its workers, still
+        waiting, would keep the process from ending."""
+        iterator, self._iter = self._iter, None
+        shutdown_workers(iterator)
+
     def next(self) -> Any:
         """The next batch, starting a new epoch when the current one is used up."""
         while True:
@@ -132,6 +140,17 @@ def make_loader(
         generator=generator,
         worker_init_fn=_ignore_stop_signals,
     )
+
+
+def shutdown_workers(iterator: Any) -> None:
+    """End the worker processes of a DataLoader iterator now (a no-op for single-process ones).
+
+    PyTorch has no public call for it: `_shutdown_workers` is what the iterator's own `__del__`
+    runs, which an exception's traceback can postpone to interpreter exit, where it hangs.
+    """
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _ignore_stop_signals(worker_id: int) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 from segue.config import save_config, to_dict
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
-from segue.train.data import build_data, move_to_device
+from segue.train.data import build_data, move_to_device, shutdown_workers
 from segue.train.distributed import (
     all_reduce,
     barrier,
@@ -460,6 +460,7 @@ class Trainer:
             self.status = COMPLETED
             return self.status
         finally:
+            self.batches.close()  # the workers end here, whatever ended the loop
             self._restore_signal_handlers(previous)
             self.logger.close()
 
@@ -513,8 +514,9 @@ class Trainer:
         with fork_rng(), self.ema.applied() if use_ema else contextlib.nullcontext():
             for module in self.models.values():
                 module.eval()
+            batches = iter(self.valid_loader)
             try:
-                for index, (size, batch) in enumerate(zip(sizes, self.valid_loader)):
+                for index, (size, batch) in enumerate(zip(sizes, batches)):
                     if tc.valid_batches is not None and index >= tc.valid_batches:
                         break
                     with self._autocast():
@@ -534,6 +536,7 @@ class Trainer:
                 }
                 self.task.log_media(self.models, self.logger, self.step)
             finally:
+                shutdown_workers(batches)
                 for name, module in self.models.items():
                     module.train(was_training[name])
         if result:

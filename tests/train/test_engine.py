@@ -90,3 +90,19 @@ def test_two_phases_for_one_optimizer_is_an_error(tmp_path, monkeypatch):
 def test_too_small_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no full batch"):
         train(tiny_config("model.n_train=4"), tmp_path)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_error_in_training_ends_the_process_whatever_the_workers(tmp_path, workers):
+    """A failing read with DataLoader workers used to leave the process waiting on them at
+    exit, forever (a cluster job would hold its GPUs until its wall-clock limit)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tests.train.tiny", "--out", str(tmp_path / "run"),
+               "--max-steps", "50", "--set", f"train.num_workers={workers}",
+               "--set", "model.fail_item=5", "--set", "train.progress=false"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    assert "item 5: cannot read it" in result.stderr

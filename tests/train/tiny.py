@@ -50,6 +50,7 @@ class TinyModelConfig:
     nan_rank: int | None = None  # only this rank's loss is NaN (None: every rank)
     stop_at: int | None = None  # send ourselves SIGTERM during this step
     stop_rank: int | None = None  # only this rank is signalled (None: every rank)
+    fail_item: int | None = None  # reading this training item raises (a broken file)
 
 
 @dataclass
@@ -72,7 +73,10 @@ class MLP(nn.Module):
 class RegressionData(Dataset):
     """Item i: (x [dim], y [1]) with y = x @ w; x gets fresh N(0, noise^2) each time."""
 
-    def __init__(self, n: int, dim: int, seed: int, noise: float = 0.0) -> None:
+    def __init__(
+        self, n: int, dim: int, seed: int, noise: float = 0.0, fail_item: int | None = None
+    ) -> None:
+        self.fail_item = fail_item
         generator = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n, dim, generator=generator)
         w = torch.randn(dim, 1, generator=torch.Generator().manual_seed(1234))
@@ -83,6 +87,8 @@ class RegressionData(Dataset):
         return len(self.x)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index == self.fail_item:
+            raise OSError(f"item {index}: cannot read it")
         x = self.x[index]
         if self.noise:
             x = x + self.noise * torch.randn(x.shape)
@@ -99,7 +105,9 @@ class _Base(TrainTask):
         self._stopped = False
 
     def train_dataset(self) -> Dataset:
-        return RegressionData(self.cfg.n_train, self.cfg.dim, seed=0, noise=self.cfg.noise)
+        cfg = self.cfg
+        return RegressionData(cfg.n_train, cfg.dim, seed=0, noise=cfg.noise,
+                              fail_item=cfg.fail_item)
 
     def valid_dataset(self) -> Dataset | None:
         return RegressionData(self.cfg.n_valid, self.cfg.dim, seed=1) if self.cfg.n_valid else None
