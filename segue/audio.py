@@ -225,11 +225,15 @@ def save(path: str | os.PathLike, audio, sample_rate: int, *, subtype: str | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     default_subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
-    sf.write(
-        str(tmp),
-        np.clip(audio, -1.0, 1.0),
-        sample_rate,
-        subtype=subtype or default_subtype,
-        format=fmt,
-    )
-    os.replace(tmp, path)
+    try:
+        sf.write(
+            str(tmp),
+            np.clip(audio, -1.0, 1.0),
+            sample_rate,
+            subtype=subtype or default_subtype,
+            format=fmt,
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no stray temporary file on any failure
+        raise

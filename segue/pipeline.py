@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from segue.audio import PEAK_TARGET
 from segue.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_NAME,
@@ -54,6 +56,9 @@ from segue.soundstorm import generate as soundstorm_generate
 ACOUSTIC = ("ar", "soundstorm")
 #: Inputs whose peak is below this are refused as silent.
 SILENCE_PEAK = 1e-4
+#: The longest audio one call generates: time and memory grow with it (every stage's tokens and
+#: the decoded audio are held at once), and 10 minutes already takes tens of minutes on a CPU.
+MAX_SECONDS = 600.0
 #: Crossfade (seconds) from the original prompt into the continuation.
 CROSSFADE_SECONDS = 0.005
 
@@ -399,6 +404,10 @@ class AudioLM:
         self._check_acoustic(acoustic)
         x = self._audio(audio, "audio")
         hop, (batch, length) = self.semantic_hop, x.shape
+        if length < hop:
+            raise ValueError(
+                f"audio of {length} samples is shorter than one semantic frame ({hop} samples)"
+            )
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
         if p is not None:
             if p.shape[0] not in (1, batch):
@@ -535,11 +544,25 @@ class AudioLM:
             raise ValueError(
                 f"{name} is silent (sequence {i}: peak {float(peak[i]):.1e} < {SILENCE_PEAK:g})"
             )
+        loud = peak > 1.0
+        if bool(loud.any()):  # float audio past full scale: the codec would clip it hard
+            warnings.warn(
+                f"{name} peaks at {float(peak.max()):.3g}, outside [-1, 1]: scaled to a peak of "
+                f"{PEAK_TARGET}",
+                stacklevel=3,
+            )
+            x = torch.where(loud[:, None], x * (PEAK_TARGET / peak[:, None]), x)
         return x.to(self.device)
 
     def _samples(self, seconds: float) -> int:
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"seconds must be > 0, got {seconds}")
+        if seconds > MAX_SECONDS:
+            raise ValueError(
+                f"seconds must be at most {MAX_SECONDS:g} ({MAX_SECONDS / 60:g} minutes) in one "
+                f"call, got {seconds:g}: time and memory grow with the length; for longer audio, "
+                "continue the output of one call with the next"
+            )
         return max(1, round(seconds * self.sample_rate))
 
     def _check_semantic_context(self, total: int) -> None:

@@ -12,6 +12,7 @@ Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from segue.commands import CommandError
@@ -56,11 +57,33 @@ def _sampling(args: argparse.Namespace, model, stages: tuple[str, ...]):
     return sampling
 
 
-def _check_out(path: str) -> Path:
+def _check_out(path: str, *inputs: str | None) -> Path:
+    """--out, refused before any compute when it is not an audio name, is an input of the same
+    command (it would be replaced), is a folder, or cannot be written."""
     out = Path(path)
     if out.suffix.lower() not in AUDIO_SUFFIXES:
         raise CommandError(f"{out}: --out must end in {' or '.join(AUDIO_SUFFIXES)}")
+    for given in filter(None, inputs):
+        if _same_file(out, Path(given)):
+            raise CommandError(f"{out}: --out is the input {given}; write to another file")
+    if out.is_dir():
+        raise CommandError(f"{out}: --out is a folder; name an audio file")
+    parent = next(p for p in (out.absolute().parent, *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{out}: cannot write there ({parent} is not a writable folder)")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise CommandError(f"{out}: the file exists and is not writable")
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Both exist and are the same file (by inode: links and other spellings included)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 
 
 def _read(path: str, model):
@@ -89,7 +112,7 @@ def _write(args, model, audio, what: str, prompt_seconds: float | None = None) -
 
 
 def _continue(args: argparse.Namespace) -> None:
-    _check_out(args.out)
+    _check_out(args.out, args.prompt)
     model = _model(args)
     prompt = _read(args.prompt, model)
     sampling = _sampling(args, model, STAGES)
@@ -121,7 +144,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _resynth(args: argparse.Namespace) -> None:
-    _check_out(args.out)
+    _check_out(args.out, args.input, args.voice)
     model = _model(args)
     audio = _read(args.input, model)
     voice = None if args.voice is None else _read(args.voice, model)

@@ -155,3 +155,50 @@ def test_bundle_with_soundstorm_and_acoustic_option(bundle, prompt, tmp_path, ca
     without = ["--model", str(bundle), "--acoustic", "soundstorm", *QUIET]
     assert cli.main(["generate", "--seconds", "0.3", "--out", str(wav), *without]) == 2
     assert "needs a SoundStorm part" in capsys.readouterr().err
+
+
+def test_out_is_never_an_input_a_folder_or_unwritable(bundle, prompt, tmp_path, capsys):
+    """Checked before any compute: the input is never replaced, nothing half-written is left."""
+    import os
+    import shutil
+
+    model = ["--model", str(bundle), *QUIET]
+    own = tmp_path / "mine.wav"
+    shutil.copy(prompt, own)
+    before = own.read_bytes()
+    link = tmp_path / "link.wav"
+    os.symlink(own, link)
+    cases = [
+        (["continue", str(own), "--seconds", "0.2", "--out", str(own)], "--out is the input"),
+        (["resynth", str(own), "--out", str(link)], "--out is the input"),
+        (["resynth", str(prompt), "--voice", str(own), "--out", str(own)], "--out is the input"),
+        (["generate", "--seconds", "0.2", "--out", str(tmp_path / "dir.wav")], "is a folder"),
+        (["generate", "--seconds", "0.2", "--out", str(own / "x.wav")], "cannot write there"),
+    ]
+    (tmp_path / "dir.wav").mkdir()
+    for argv, message in cases:
+        assert cli.main([*argv, *model]) == 2, argv
+        assert message in capsys.readouterr().err
+    assert own.read_bytes() == before
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_resynth_of_a_few_samples_and_huge_seconds_are_refused(bundle, tmp_path, capsys):
+    model = ["--model", str(bundle), *QUIET]
+    tiny = write(tmp_path / "one.wav", np.array([0.5], np.float32))
+    assert cli.main(["resynth", str(tiny), "--out", str(tmp_path / "o.wav"), *model]) == 2
+    assert "shorter than one semantic frame" in capsys.readouterr().err
+    out = str(tmp_path / "o.wav")
+    assert cli.main(["generate", "--seconds", "1e9", "--out", out, *model]) == 2
+    error = capsys.readouterr().err
+    assert "at most 600" in error and "continue the output" in error
+
+
+def test_a_prompt_past_full_scale_is_scaled_with_a_warning(bundle, tmp_path):
+    loud = write(tmp_path / "loud.wav", 95.0 * speech_like(0.5)[0].numpy(), subtype="FLOAT")
+    out = tmp_path / "o.wav"
+    argv = ["continue", str(loud), "--seconds", "0.2", "--out", str(out), "--model", str(bundle)]
+    with pytest.warns(UserWarning, match="outside \\[-1, 1\\]: scaled to a peak of 0.95"):
+        assert cli.main([*argv, *QUIET]) == 0
+    audio, _ = sf.read(str(out))
+    assert np.mean(np.abs(audio) >= 0.999) < 0.01  # not hard-clipped
