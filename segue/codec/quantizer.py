@@ -279,6 +279,11 @@ class ResidualVectorQuantizer(nn.Module):
         """[B, D, T] -> QuantizerOutput using the first `n_quantizers` levels (all by default;
         in training, quantizer dropout draws a number per example)."""
         batch, _, frames = latents.shape
+        if n_quantizers is not None and not 1 <= n_quantizers <= self.n_codebooks:
+            raise ValueError(
+                f"n_quantizers must be in [1, {self.n_codebooks}] (this quantizer's levels), "
+                f"got {n_quantizers}"
+            )
         n_q = n_quantizers or self.n_codebooks
         if self.training and self.dropout > 0:
             levels_used = torch.full((batch,), self.n_codebooks, device=latents.device)

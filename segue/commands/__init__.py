@@ -12,6 +12,37 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2, no traceback."""
 
 
+def check_npy_output(path: str | Path, *inputs: str | None) -> Path:
+    """An output of NumPy tokens or codes: must end in .npy (np.save would append it and write
+    elsewhere than said) and must not be an input of the same command."""
+    out = Path(path)
+    if out.suffix.lower() != ".npy":
+        raise CommandError(f"{out}: the output holds a NumPy array and must end in .npy")
+    for given in filter(None, inputs):
+        if out.exists() and Path(given).exists() and out.samefile(given):
+            raise CommandError(f"{out}: the output is the input {given}; write to another file")
+    if out.is_dir():
+        raise CommandError(f"{out}: the output is a folder; name a .npy file")
+    return out
+
+
+def save_npy(path: Path, array: Any) -> None:
+    """np.save to exactly `path`, atomically (a temporary file renamed; none left on failure)."""
+    import os
+
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def torchrun_ranks() -> Iterator[Any]:
     """Join torchrun's process group for a data-parallel job (a no-op in a single process).

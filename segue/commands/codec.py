@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError, finish_shards, torchrun_ranks
+from segue.commands import (
+    CommandError,
+    check_npy_output,
+    finish_shards,
+    save_npy,
+    torchrun_ranks,
+)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -28,10 +34,11 @@ def _encode(args: argparse.Namespace) -> None:
     from segue import audio as audio_io
     from segue.codec.load import load_codec
 
+    output = check_npy_output(args.output, args.input)
     codec = load_codec(args.checkpoint)
     audio = audio_io.load(args.input, codec.sample_rate)
     codes = codec.encode(torch.from_numpy(audio)[None], args.n_quantizers)[0].numpy()
-    np.save(args.output, codes.astype(np.int16 if codec.codebook_size <= 32768 else np.int32))
+    save_npy(output, codes.astype(np.int16 if codec.codebook_size <= 32768 else np.int32))
     print(
         f"{args.output}: codes [{codes.shape[0]} levels, {codes.shape[1]} frames] "
         f"at {codec.frame_rate:g} Hz"

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError, finish_shards, torchrun_ranks
+from segue.commands import (
+    CommandError,
+    check_npy_output,
+    finish_shards,
+    save_npy,
+    torchrun_ranks,
+)
 
 
 def _device(spec: str):
@@ -144,14 +150,15 @@ def _tokenize(args: argparse.Namespace) -> None:
 
     from segue import audio as audio_io
 
+    output = check_npy_output(
+        args.output or str(Path(args.input).with_suffix(".semantic.npy")), args.input
+    )
     tokenizer = _load_tokenizer(args.checkpoint, args.device)
     audio = audio_io.load(args.input, tokenizer.sample_rate)
     start = time.perf_counter()
     tokens = tokenizer.tokenize(torch.from_numpy(audio))[0].cpu().numpy()
     elapsed = time.perf_counter() - start
-    output = Path(args.output or Path(args.input).with_suffix(".semantic.npy"))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, tokens.astype(np.int16 if tokenizer.vocab_size <= 32768 else np.int32))
+    save_npy(output, tokens.astype(np.int16 if tokenizer.vocab_size <= 32768 else np.int32))
     print(
         f"{output}: {tokens.shape[0]} tokens at {tokenizer.frame_rate:g} Hz "
         f"({audio.shape[0] / tokenizer.sample_rate:.2f} s of audio in {elapsed:.3f} s)"

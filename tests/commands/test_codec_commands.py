@@ -152,3 +152,25 @@ def test_bad_inputs_are_one_line_errors(codec_dir, tmp_path, capsys):
         main(["codec", "export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     )
     assert "neither" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("levels", ["-1", "-2", "0", "99"])
+def test_n_quantizers_out_of_range_is_refused(codec_dir, tmp_path, capsys, levels):
+    wav = write(tmp_path / "in.wav", tone(0.5))
+    argv = ["codec", "encode", str(wav), str(tmp_path / "c.npy"), "--checkpoint", str(codec_dir)]
+    assert main([*argv, "--n-quantizers", levels]) == 2
+    assert "n_quantizers must be in [1, 4]" in capsys.readouterr().err
+    assert not (tmp_path / "c.npy").exists()
+    assert main([*argv, "--n-quantizers", "2"]) == 0
+    assert np.load(tmp_path / "c.npy").shape[0] == 2
+
+
+def test_outputs_must_be_npy_and_not_the_input(codec_dir, tmp_path, capsys):
+    wav = write(tmp_path / "in.wav", tone(0.5))
+    for out, message in ((tmp_path / "out.wav", "must end in .npy"),):
+        assert main(["codec", "encode", str(wav), str(out), "--checkpoint", str(codec_dir)]) == 2
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("out.wav*"))  # no out.wav.npy either
+    codes = tmp_path / "codes.npy"
+    assert main(["codec", "encode", str(wav), str(codes), "--checkpoint", str(codec_dir)]) == 0
+    assert codes.is_file() and not list(tmp_path.glob(".*.tmp"))
