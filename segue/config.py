@@ -151,8 +151,22 @@ def apply_overrides(config: T, overrides: list[str] | tuple[str, ...]) -> T:
     return from_dict(type(config), data)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once (reading it means setting it, which is not thread-safe).
+UMASK = _umask()
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new, never half."""
+    """Write `data` to `path` so that a crash leaves either the old file or the new, never half.
+
+    The file gets the permissions any new file of the user's gets (0666 minus the umask,
+    typically 0644), not the 0600 of the temporary file it starts as.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -161,6 +175,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

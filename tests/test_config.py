@@ -3,12 +3,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from segue.config import (
+    UMASK,
     ConfigError,
     apply_overrides,
     from_dict,
     load_config,
     save_config,
     to_dict,
+    write_atomic,
 )
 
 
@@ -71,3 +73,12 @@ def test_unknown_keys_and_bad_files(tmp_path):
         load_config(Run, tmp_path / "missing.json")
     (tmp_path / "c.toml").write_text('name = "t"\n[optim]\nlr = 0.5\n')
     assert load_config(Run, tmp_path / "c.toml").optim.lr == 0.5
+
+
+def test_atomic_writes_get_the_users_default_permissions(tmp_path):
+    """Not the 0600 of the temporary file they start as (manifests, configs, markers)."""
+    write_atomic(tmp_path / "a.json", b"{}")
+    save_config(Run(), tmp_path / "config.json")
+    for name in ("a.json", "config.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -8,6 +8,7 @@ speaker, a piece): no group is ever in two splits.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,10 +51,16 @@ class ManifestEntry:
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> ManifestEntry:
         extra = {k: v for k, v in record.items() if k not in _CORE_FIELDS}
+        duration = float(record["duration"])
+        if not (math.isfinite(duration) and duration > 0):
+            raise ValueError(f"duration must be a positive number of seconds, got {duration}")
+        sample_rate = int(record.get("sample_rate", 0))
+        if sample_rate < 0:
+            raise ValueError(f"sample_rate must be >= 0 (0: unknown), got {sample_rate}")
         return cls(
             path=str(record["path"]),
-            duration=float(record["duration"]),
-            sample_rate=int(record.get("sample_rate", 0)),
+            duration=duration,
+            sample_rate=sample_rate,
             group=str(record.get("group", "")),
             split=record.get("split"),
             extra=extra,

@@ -192,12 +192,17 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> list[Path]:
 
 
 def clean_temporary(root: str | os.PathLike) -> None:
-    """Remove folders left by writes that crashed (`.tmp-*`, `.old-*`)."""
+    """Remove what writes that crashed left: checkpoint folders (`.tmp-*`, `.old-*`) and
+    temporary files of the `latest` pointer (`.latest.*.tmp`, from a kill during its write)."""
     root = Path(root)
     if root.is_dir():
         for child in root.iterdir():
             if child.is_dir() and child.name.startswith((".tmp-step_", ".old-step_")):
                 shutil.rmtree(child, ignore_errors=True)
+            elif child.is_file() and child.name.startswith(f".{LATEST}.") and child.name.endswith(
+                ".tmp"
+            ):
+                child.unlink(missing_ok=True)
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -209,7 +209,7 @@ def test_clear_errors(corpus, tmp_path):  # noqa: F811
     with pytest.raises(CommandError, match="either an input"):
         semantic("tokenize", "--checkpoint", str(tmp_path))
     # -o X.wav would have written X.wav.npy while saying X.wav.
-    with pytest.raises(CommandError, match="must end in .npy"):
+    with pytest.raises(CommandError, match=r"must end in \.npy"):
         semantic("tokenize", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path), "-o",
                  str(tmp_path / "x.wav"))
     with pytest.raises(CommandError, match="not a semantic run"):

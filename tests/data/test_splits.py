@@ -63,3 +63,14 @@ def test_bad_manifest_line_is_located(tmp_path):
     path.write_text('{"path": "a.wav", "duration": 1}\n{"path": \n')
     with pytest.raises(ManifestError, match=":2: bad manifest line"):
         read_manifest(path)
+
+
+@pytest.mark.parametrize("duration", ["-5", "0", "NaN", "Infinity"])
+def test_a_manifest_line_with_a_bad_duration_is_refused_naming_the_line(tmp_path, duration):
+    from segue.data.manifest import ManifestError, read_manifest
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"path": "a.wav", "duration": 1.0, "group": "g"}\n'
+                    f'{{"path": "b.wav", "duration": {duration}, "group": "g"}}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: bad manifest line .*duration must be"):
+        read_manifest(path)

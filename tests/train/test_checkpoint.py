@@ -68,9 +68,13 @@ def test_killed_writer_leftovers_are_ignored_and_cleaned(tmp_path):
     leftover = tmp_path / ".tmp-step_000002-12345"
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"\x00" * 10)
+    # ... or a temporary file of the `latest` pointer, killed during its write.
+    pointer = tmp_path / ".latest.k2n4x9.tmp"
+    pointer.write_text("step_0000")
     assert ckpt.load_latest(tmp_path).step == 1
     ckpt.clean_temporary(tmp_path)
-    assert not leftover.exists()
+    assert not leftover.exists() and not pointer.exists()
+    assert (tmp_path / "latest").read_text().strip() == "step_000001"
 
 
 def test_corrupt_latest_falls_back_to_previous(tmp_path):
