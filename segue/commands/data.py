@@ -6,9 +6,12 @@ import argparse
 
 
 def _data_index(args: argparse.Namespace) -> None:
-    from segue.data.index import index_directory
-    from segue.data.splits import split_manifest
+    from segue.data.index import group_function, index_directory
+    from segue.data.splits import check_fractions, split_manifest
 
+    if not args.no_split:
+        check_fractions(args.valid, args.test)  # before the scan, not after it
+    group_function(args.group)  # a bad pattern, before the scan too
     summary = index_directory(
         args.directory,
         args.out,

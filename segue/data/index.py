@@ -69,7 +69,10 @@ def group_function(pattern: str) -> Callable[[str], str]:
 
     Paths the pattern does not match fall back to the parent folder name ("." at top level).
     """
-    regex = re.compile(GROUP_PRESETS.get(pattern, pattern))
+    try:
+        regex = re.compile(GROUP_PRESETS.get(pattern, pattern))
+    except re.error as error:
+        raise ValueError(f"group pattern {pattern!r} is not a valid regex ({error})") from None
     if "group" not in regex.groupindex:
         raise ValueError(f"group pattern {pattern!r} needs a named group (?P<group>...)")
 
@@ -118,6 +121,12 @@ def _probe_job(args: tuple[str, bool]) -> tuple[dict | None, str | None]:
 def _unchanged(record: dict, stat: os.stat_result) -> bool:
     """The file has the size and mtime recorded at the last scan."""
     return record.get("size") == stat.st_size and record.get("mtime") == stat.st_mtime
+
+
+def _unreadable(path: Path, root: Path, error: OSError) -> dict:
+    """The skip record of a file that cannot even be stat'ed (no size/mtime: retried next scan)."""
+    reason = "broken symbolic link" if path.is_symlink() else f"cannot stat ({error.strerror})"
+    return {"abspath": str(path), "path": path.relative_to(root).as_posix(), "reason": reason}
 
 
 def skipped_path_for(manifest_path: Path) -> Path:
@@ -176,7 +185,11 @@ def index_directory(
     to_probe: list[Path] = []
     reused = 0
     for path in candidates:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as error:  # a broken link, a file gone meanwhile: skipped and listed
+            bad.append(_unreadable(path, root, error))
+            continue
         key = str(path)
         entry = known.get(key)
         if entry and _unchanged(entry.extra, stat):
@@ -204,7 +217,11 @@ def index_directory(
                 bar.update()
 
     for path, (meta, reason) in zip(to_probe, results):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as error:
+            bad.append(_unreadable(path, root, error))
+            continue
         rel_to_root = path.relative_to(root).as_posix()
         if meta is None:
             bad.append(

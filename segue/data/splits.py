@@ -19,6 +19,12 @@ def _rank(group: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
 
 
+def check_fractions(valid: float, test: float) -> None:
+    """Raise ValueError unless both shares are in [0, 1) and sum below 1."""
+    if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
+        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got {valid}, {test}")
+
+
 def assign_splits(
     groups: Iterable[str], valid: float = 0.05, test: float = 0.05, seed: int = 0
 ) -> dict[str, list[str]]:
@@ -27,8 +33,7 @@ def assign_splits(
     Each held-out split gets round(fraction * n) groups, at least one when the fraction is
     positive and there are at least three groups; train keeps the rest (never empty).
     """
-    if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
-        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got {valid}, {test}")
+    check_fractions(valid, test)
     names = sorted(set(groups), key=lambda g: _rank(g, seed))
     n = len(names)
 

@@ -92,3 +92,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
     assert main(["data", "stats", str(tmp_path / "missing.jsonl")]) == 2
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_a_broken_link_is_skipped_and_listed_not_fatal(audio_dir, tmp_path):
+    link = audio_dir / "spk1" / "ch1" / "gone.wav"
+    link.symlink_to(tmp_path / "nowhere.wav")
+    summary = index_directory(audio_dir, tmp_path / "m.jsonl", group="top", workers=1)
+    assert summary.indexed == 5
+    assert ("spk1/ch1/gone.wav", "broken symbolic link") in summary.skipped
+
+
+def test_bad_split_shares_and_patterns_fail_before_the_scan(audio_dir, tmp_path, capsys):
+    out = tmp_path / "m.jsonl"
+    assert main(["data", "index", str(audio_dir), "--out", str(out), "--valid", "2"]) == 2
+    assert "split fractions must be in [0, 1)" in capsys.readouterr().err
+    assert not out.exists()  # refused before writing anything
+    assert main(["data", "index", str(audio_dir), "--out", str(out), "--group", "(?P<g"]) == 2
+    assert "not a valid regex" in capsys.readouterr().err
+    assert not out.exists()
