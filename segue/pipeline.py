@@ -107,6 +107,16 @@ class PipelineSampling:
         return cls(of(semantic), of(coarse), of(fine))
 
 
+def _same_fact(recorded: Any, actual: Any) -> bool:
+    """A bundle.json value equals what the parts give (rates up to rounding)."""
+    if isinstance(actual, bool) or isinstance(recorded, bool):
+        return recorded is actual
+    try:
+        return math.isclose(float(recorded), float(actual), rel_tol=1e-6)
+    except (TypeError, ValueError):
+        return False
+
+
 class AudioLM:
     """The codec, the semantic tokenizer and the three stage LMs (+ optionally SoundStorm, a
     parallel acoustic stage), sampled as one model."""
@@ -225,11 +235,23 @@ class AudioLM:
         model = cls(
             codec, tokenizer, *lms, sampling=sampling, info=meta.get("info"), soundstorm=storm
         )
-        if meta.get("sample_rate", model.sample_rate) != model.sample_rate:
-            raise ValueError(
-                f"{path / BUNDLE_NAME}: sample_rate {meta['sample_rate']} but the codec runs at "
-                f"{model.sample_rate} Hz"
-            )
+        # bundle.json describes the parts; where it says otherwise, one of them was swapped or
+        # the file edited: refuse rather than guess which is right.
+        facts = {
+            "sample_rate": model.sample_rate,
+            "acoustic_rate": model.frame_rate,
+            "semantic_rate": model.semantic_rate,
+            "n_coarse": model.n_coarse,
+            "n_levels": model.n_levels,
+            "soundstorm": model.soundstorm is not None,
+        }
+        wrong = [
+            f"{key} {meta[key]!r} but the parts give {actual!r}"
+            for key, actual in facts.items()
+            if key in meta and not _same_fact(meta[key], actual)
+        ]
+        if wrong:
+            raise ValueError(f"{path / BUNDLE_NAME} does not match its parts: {'; '.join(wrong)}")
         return model.to(device)
 
     def save_pretrained(self, directory: str | os.PathLike, *, half: bool = False) -> Path:

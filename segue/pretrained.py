@@ -49,12 +49,7 @@ class PretrainedMixin:
                     f"{directory / name}: not found (is {directory} a saved {cls.__name__}?)"
                 )
         model = cls(load_config(cls.config_class, directory / CONFIG_NAME))
-        try:
-            state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
-        except Exception as error:  # safetensors raises several types on corrupt files
-            raise ValueError(
-                f"{directory / WEIGHTS_NAME}: cannot read weights ({error})"
-            ) from error
+        state = read_safetensors(directory / WEIGHTS_NAME, map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -62,3 +57,14 @@ class PretrainedMixin:
                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
         return model.eval()
+
+
+def read_safetensors(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file; a missing, truncated or corrupt one is a ValueError
+    naming it (safetensors raises several exception types, none of them a ValueError)."""
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:
+        raise ValueError(f"{path}: cannot read tensors ({error})") from error

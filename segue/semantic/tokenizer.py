@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from segue.config import write_atomic
+from segue.pretrained import read_safetensors
 from segue.semantic.extractors import FeatureExtractor, load_extractor
 from segue.semantic.kmeans import KMeansCodebook
 
@@ -133,7 +134,7 @@ class SemanticTokenizer(nn.Module):
                 )
         try:
             description = json.loads((directory / TOKENIZER_NAME).read_text())
-            state = load_file(str(directory / CODEBOOK_NAME))
+            state = read_safetensors(directory / CODEBOOK_NAME)
             codebook = KMeansCodebook(state["mean"], state["std"], state["centroids"])
         except (ValueError, KeyError) as error:
             raise ValueError(f"{directory}: damaged tokenizer folder ({error})") from error
