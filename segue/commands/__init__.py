@@ -12,6 +12,34 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2, no traceback."""
 
 
+def device_arg(text: str) -> str:
+    """argparse type of --device: "auto" or a device this machine has."""
+    import argparse
+
+    from segue.train.distributed import parse_device
+
+    if text == "auto":
+        return text
+    try:
+        parse_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1 (--threads, --workers)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def check_npy_output(path: str | Path, *inputs: str | None) -> Path:
     """An output of NumPy tokens or codes: must end in .npy (np.save would append it and write
     elsewhere than said) and must not be an input of the same command."""

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from segue.commands import CommandError
+from segue.commands import CommandError, device_arg, positive_int
 
 
 def _e2e(args: argparse.Namespace) -> None:
@@ -99,7 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default=None, help="folder: WAVs, spectrograms, index.html, report")
     p.add_argument("--json", default=None, help="also write the full report here")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the AudioLM's)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ... (the AudioLM's)"
+    )
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_e2e)

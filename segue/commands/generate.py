@@ -15,7 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
-from segue.commands import CommandError
+from segue.commands import CommandError, device_arg, positive_int
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "speech-tiny"
 STAGES = ("semantic", "coarse", "fine")
@@ -196,8 +196,8 @@ def _add_common(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="same seed, same audio")
     p.add_argument("--plot", action="store_true", help="also write OUT.png: log-mel spectrogram")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--acoustic",

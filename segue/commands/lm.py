@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError
+from segue.commands import CommandError, positive_int
 
 
 def _shard_kinds(paths: list[str]) -> dict[str, str]:
@@ -199,7 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help=".npz with semantic, coarse, codes")
     p.set_defaults(func=_sample)
 

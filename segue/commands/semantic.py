@@ -13,6 +13,7 @@ import numpy as np
 from segue.commands import (
     CommandError,
     check_npy_output,
+    device_arg,
     finish_shards,
     save_npy,
     torchrun_ranks,
@@ -306,7 +307,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=200_000)
     p.add_argument("--niter", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_arg, default="auto")
     p.set_defaults(func=_fit_kmeans)
 
     p = semantic_sub.add_parser(
@@ -320,7 +321,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", help="tokenize this manifest into shards instead")
     p.add_argument("--out", help="shard folder (with --manifest)")
     p.add_argument("--split", default=None, help="only this split (default: all)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_arg, default="auto")
     p.set_defaults(func=_tokenize)
 
     p = semantic_sub.add_parser(
@@ -347,6 +348,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit-files", type=int, default=400, help="train files for the MFCC baseline")
     p.add_argument("--codec", help="add the codec's first RVQ level (folder, run, hf:...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--json", help="also write the report here")
     p.set_defaults(func=_eval)

@@ -56,13 +56,36 @@ def init_distributed() -> tuple[DistInfo, bool]:
     return DistInfo(rank, world_size, local_rank), True
 
 
+def parse_device(spec: str) -> torch.device:
+    """A device name ("cpu", "cuda", "cuda:1", "mps") that this machine has; ValueError naming
+    the choices otherwise (torch's own errors are a RuntimeError, or a failure much later)."""
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {spec!r} is not a device name: use cpu, cuda, cuda:N, mps or auto"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {spec!r}: this machine has no CUDA device (use cpu or auto)")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {spec!r}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {spec!r}: MPS is not available here (use cpu or auto)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {spec!r}: segue runs on cpu, cuda or mps")
+    return device
+
+
 def resolve_device(spec: str, info: DistInfo) -> torch.device:
-    """ "auto" -> cuda:LOCAL_RANK if CUDA is available, else cpu; anything else as given."""
+    """ "auto" -> cuda:LOCAL_RANK if CUDA is available, else cpu; anything else as given, if this
+    machine has it (`parse_device`)."""
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", info.local_rank)
         return torch.device("cpu")
-    return torch.device(spec)
+    return parse_device(spec)
 
 
 def is_initialized() -> bool:

@@ -202,3 +202,22 @@ def test_a_prompt_past_full_scale_is_scaled_with_a_warning(bundle, tmp_path):
         assert cli.main([*argv, *QUIET]) == 0
     audio, _ = sf.read(str(out))
     assert np.mean(np.abs(audio) >= 0.999) < 0.01  # not hard-clipped
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--device", "banana", "not a device name"),
+    ("--device", "cuda", "no CUDA device"),
+    ("--device", "cuda:7", "CUDA device"),
+    ("--threads", "-3", "must be >= 1"),
+    ("--threads", "two", "not a whole number"),
+])
+def test_bad_device_or_threads_exit_2_before_loading(bundle, tmp_path, capsys, option, value,
+                                                      message):
+    if value.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = str(tmp_path / "o.wav")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["generate", "--seconds", "0.2", "--out", out, "--model", str(bundle),
+                  option, value])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -106,3 +106,15 @@ def test_an_error_in_training_ends_the_process_whatever_the_workers(tmp_path, wo
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode != 0
     assert "item 5: cannot read it" in result.stderr
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "not a device name"), ("cuda", "no CUDA device"), ("xla", "segue runs on"),
+])
+def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path, device, message):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(f"train.device={device}"), tmp_path / "run")
