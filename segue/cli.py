@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segue.audio import AudioError
     from segue.config import ConfigError
     from segue.data.manifest import ManifestError
+    from segue.train.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         AudioError,
         ConfigError,
         ManifestError,
+        CheckpointError,
         FileNotFoundError,
         ValueError,
     ) as error:

@@ -151,6 +151,27 @@ def apply_overrides(config: T, overrides: list[str] | tuple[str, ...]) -> T:
     return from_dict(type(config), data)
 
 
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """What differs between two configs (dataclasses or their dicts), one `a.b: old -> new`
+    line per field, sorted; a field only one side has shows `(none)` on the other."""
+    before = _flatten(to_dict(old) if dataclasses.is_dataclass(old) else old, prefix)
+    after = _flatten(to_dict(new) if dataclasses.is_dataclass(new) else new, prefix)
+    return [
+        f"{key}: {before.get(key, '(none)')} -> {after.get(key, '(none)')}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segue.config import from_dict, to_dict, write_atomic
+from segue.config import config_differences, from_dict, to_dict, write_atomic
 
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
@@ -115,23 +115,9 @@ def dependents(recipe: Recipe, names: Iterable[str]) -> list[str]:
     return [name for name in recipe.step_names if name in chosen]
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
-    return flat
-
-
 def explain(step: str, old: dict[str, Any], new: dict[str, Any], limit: int = 4) -> str:
     """What differs between two records, e.g. `codec.optim.max_steps: 4 -> 5`."""
-    before, after = _flatten(old.get("config", {}), step), _flatten(new["config"], step)
-    changes = [
-        f"{key}: {before.get(key, '(none)')} -> {after.get(key, '(none)')}"
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    ]
+    changes = config_differences(old.get("config", {}), new["config"], step)
     inputs = sorted(
         k
         for k in set(old.get("inputs", {})) | set(new["inputs"])

@@ -10,6 +10,8 @@ def add_train_parser(subparsers):
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,10 +62,34 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | Non
     return apply_overrides(config, overrides)
 
 
+#: Config fields that name files or folders (manifests, shards, teachers, targets).
+PATH_FIELDS = frozenset({"manifest", "semantic_shards", "acoustic_shards", "teacher", "path"})
+
+
+def absolute_paths(config: T) -> T:
+    """`config` with every relative path in a PATH_FIELDS field made absolute (in place), so
+    that the run folder's config.json still finds its data (and its own targets) when the run
+    is resumed from another working folder."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            absolute_paths(value)
+        elif (
+            field.name in PATH_FIELDS
+            and isinstance(value, str)
+            and value
+            and not os.path.isabs(value)
+            and ":" not in value  # hf:<model> and other non-paths
+        ):
+            setattr(config, field.name, os.path.abspath(value))
+    return config
+
+
 def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
     """Train `task` into args.out; exit status 0 when completed or cleanly interrupted."""
     from segue.train.engine import Trainer
 
+    absolute_paths(config)  # config.json must find the data from any working folder
     trainer = Trainer(task, config, args.out, resume=args.resume)
     try:
         trainer.fit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segue.config import save_config, to_dict
+from segue.config import config_differences, save_config, to_dict
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
 from segue.train.data import build_data, move_to_device, shutdown_workers
@@ -117,10 +118,14 @@ class Trainer:
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_temporary(self.checkpoint_dir)
-            save_config(config, self.out_dir / "config.json")
         barrier()
         if resume:
             self._resume()
+        # Written once the checkpoint is loaded and checked: a resume refused for a changed
+        # model leaves the run's config.json as it was, so a plain --resume still works.
+        if self.dist.is_main:
+            save_config(config, self.out_dir / "config.json")
+        barrier()
 
     # ---------------------------------------------------------------- construction
 
@@ -570,8 +575,31 @@ class Trainer:
             if self.dist.is_main:
                 print(f"no checkpoint in {self.checkpoint_dir}: starting from scratch", flush=True)
             return
-        self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))
+        try:
+            self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))
+        except ckpt.CheckpointError as error:
+            raise ckpt.CheckpointError(f"{error}{self._changed_since(found)}") from error
         self.resumed_from = found
+
+    def _changed_since(self, checkpoint: Path) -> str:
+        """The settings that differ from the checkpoint's config, as a sentence ("" if none)."""
+        saved = checkpoint / "config.json"
+        if not saved.is_file():
+            saved = self.out_dir / "config.json"
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            return ""
+        new, prefix = to_dict(self.config), ""
+        if "model" in old and "model" in new:  # the shapes come from the model's settings
+            old, new, prefix = old["model"], new["model"], "model"
+        changes = config_differences(old, new, prefix)
+        if not changes:
+            return ""
+        return (
+            f". This resume changes {'; '.join(changes[:8])}: resume with the run's own "
+            "settings, or start a new run (another --out) with these"
+        )
 
     def load_checkpoint(self, checkpoint: ckpt.Checkpoint) -> None:
         """Restore weights, optimizers, schedules, EMA, data position and RNG (all ranks)."""

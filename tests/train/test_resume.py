@@ -80,3 +80,42 @@ def test_resume_can_extend_the_run(tmp_path):
     longer = train(tiny_config("optim.max_steps=5"), tmp_path / "run", resume=True)
     assert longer.step == 5
     assert longer.schedulers["main"].lr_lambdas[0].total_steps == 5
+
+
+def test_a_resume_that_changes_the_model_is_refused_and_keeps_the_config(tmp_path):
+    """It used to rewrite config.json before failing, so every later plain --resume failed."""
+    from segue.train.checkpoint import CheckpointError
+
+    run = tmp_path / "run"
+    train(tiny_config("optim.max_steps=2"), run)
+    before = (run / "config.json").read_text()
+    with pytest.raises(CheckpointError, match=r"This resume changes model\.hidden: 16 -> 8"):
+        train(tiny_config("optim.max_steps=4", "model.hidden=8"), run, resume=True)
+    assert (run / "config.json").read_text() == before
+    trainer = train(tiny_config("optim.max_steps=4"), run, resume=True)  # still resumes
+    assert trainer.step == 4 and trainer.resumed_from is not None
+
+
+def test_relative_data_paths_are_saved_absolute(tmp_path, monkeypatch):
+    """A run started with a relative --manifest, resumed from another folder, found nothing."""
+    import json
+
+    from segue.cli import main
+    from segue.data.manifest import ManifestEntry, write_manifest
+    from tests.conftest import quick_run_overrides, tone, write
+
+    entries = []
+    for i in range(3):
+        write(tmp_path / "corpus" / f"g{i}.wav", tone(1.0, freq=200.0 * (i + 1)))
+        entries.append(ManifestEntry(f"g{i}.wav", 1.0, 16000, f"g{i}", "train"))
+    write_manifest(tmp_path / "corpus" / "m.jsonl", entries)
+    monkeypatch.chdir(tmp_path)
+    sets = [x for o in quick_run_overrides(1) for x in ("--set", o)]
+    assert main(["codec", "train", "--manifest", "corpus/m.jsonl", "--out", "run", *sets]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"]["manifest"] == str(tmp_path / "corpus" / "m.jsonl")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # resumed from another folder: the data is still found
+    sets = [x for o in quick_run_overrides(2) for x in ("--set", o)]
+    assert main(["codec", "train", "--out", str(tmp_path / "run"), "--resume", *sets]) == 0
