@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segue.config import ConfigError
     from segue.data.manifest import ManifestError
     from segue.train.checkpoint import CheckpointError
+    from segue.train.lock import RunLockedError
 
     args = build_parser().parse_args(argv)
     try:
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         ManifestError,
         CheckpointError,
+        RunLockedError,
         FileNotFoundError,
         ValueError,
     ) as error:

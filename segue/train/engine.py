@@ -32,6 +32,7 @@ from segue.train.data import build_data, move_to_device, shutdown_workers
 from segue.train.distributed import (
     all_reduce,
     barrier,
+    broadcast_object,
     full_tensor,
     init_distributed,
     resolve_device,
@@ -39,6 +40,7 @@ from segue.train.distributed import (
     wrap_ddp,
 )
 from segue.train.ema import EMA
+from segue.train.lock import RunLock, RunLockedError
 from segue.train.logger import RunLogger
 from segue.train.optim import build_adamw
 from segue.train.schedule import build_scheduler
@@ -73,10 +75,36 @@ class Trainer:
         self.task = task
         self.config = config
         self.optim_cfg: OptimConfig = config.optim
-        self.train_cfg = tc = config.train
+        self.train_cfg = config.train
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = self.out_dir / "checkpoints"
         self.dist, self._owns_group = init_distributed()
+        self.lock, self._released = self._lock_run_folder(), False
+        try:
+            self._build(task, config, resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _lock_run_folder(self) -> RunLock:
+        """One process (job) per run folder: the main rank takes OUT/.lock, every rank learns
+        whether it could (so no rank waits at a barrier for a main rank that gave up)."""
+        lock, refused = RunLock(self.out_dir), None
+        if self.dist.is_main:
+            try:
+                lock.acquire()
+            except RunLockedError as error:
+                refused = str(error)
+        refused = broadcast_object(refused)
+        if refused is not None:
+            raise RunLockedError(refused)
+        if lock.previous is not None:
+            print(f"{self.out_dir}: taking over from {lock.previous}, which ended without "
+                  "releasing the folder", flush=True)
+        return lock
+
+    def _build(self, task: TrainTask, config: RunConfig, resume: bool) -> None:
+        tc = self.train_cfg
         self.device = resolve_device(tc.device, self.dist)
         self.step = 0
         self.nan_total = 0
@@ -413,6 +441,8 @@ class Trainer:
         """Train to optim.max_steps. Returns "completed", or "interrupted" after SIGTERM/SIGINT
         (a checkpoint of the last finished step is saved first)."""
         tc, max_steps = self.train_cfg, self.optim_cfg.max_steps
+        if self._released:  # fit again after an earlier fit released the folder (all ranks)
+            self.lock, self._released = self._lock_run_folder(), False
         self.logger = RunLogger(
             self.out_dir,
             enabled=self.dist.is_main,
@@ -466,6 +496,8 @@ class Trainer:
             return self.status
         finally:
             self.batches.close()  # the workers end here, whatever ended the loop
+            self.lock.release()  # nothing more is written: another run may take the folder
+            self._released = True
             self._restore_signal_handlers(previous)
             self.logger.close()
 
@@ -610,7 +642,8 @@ class Trainer:
     # ---------------------------------------------------------------- teardown
 
     def close(self) -> None:
-        """Leave the process group if this trainer created it."""
+        """Release the run folder; leave the process group if this trainer created it."""
+        self.lock.release()
         if self._owns_group:
             import torch.distributed as dist
 

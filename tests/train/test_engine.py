@@ -118,3 +118,28 @@ def test_a_device_this_machine_lacks_is_a_clear_error(tmp_path, device, message)
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match=message):
         train(tiny_config(f"train.device={device}"), tmp_path / "run")
+
+
+def test_one_run_per_folder_at_a_time(tmp_path, capsys):
+    """Two runs into one --out used to both 'succeed', the folder holding a mix of the two."""
+    import json
+    import socket
+
+    from segue.train.lock import RunLockedError
+
+    first = Trainer(make_task(tiny_config().model), tiny_config(), tmp_path / "run")
+    with pytest.raises(RunLockedError, match=rf"another process is training in this folder "
+                                             rf"\(pid {os.getpid()} on "):
+        Trainer(make_task(tiny_config().model), tiny_config(), tmp_path / "run")
+    first.fit()  # the folder is released when training ends
+    second = Trainer(make_task(tiny_config().model), tiny_config("optim.max_steps=12"),
+                     tmp_path / "run", resume=True)
+    second.fit()
+    second.close()
+    assert second.step == 12
+    # A holder that died without releasing: its record is left, the lock is not.
+    lock = tmp_path / "run" / ".lock"
+    lock.write_text(json.dumps({"pid": 999999, "host": socket.gethostname(), "started": 0}))
+    third = train(tiny_config("optim.max_steps=13"), tmp_path / "run", resume=True)
+    assert third.step == 13
+    assert "taking over from pid 999999" in capsys.readouterr().out

@@ -1,0 +1,80 @@
+"""One process trains in a run folder at a time.
+
+Two runs writing the same folder would interleave checkpoints and configs and both report
+success. `RunLock` takes an advisory lock on `OUT/.lock` (`flock`: the kernel releases it when
+its holder dies, so a crashed run never leaves a folder locked) and writes the holder's pid,
+host and start time into the file, so the second run's error says who holds the folder, and a
+later run notes when the previous holder ended without releasing it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+import weakref
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process holds the run folder."""
+
+
+def _owner_text(raw: str) -> str:
+    try:
+        owner = json.loads(raw)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner["started"]))
+        return f"pid {owner['pid']} on {owner['host']}, since {started}"
+    except (ValueError, KeyError, TypeError):
+        return "an unknown process"
+
+
+class RunLock:
+    """`RunLock(folder).acquire()` ... `release()`; released at garbage collection or exit too."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.path = Path(directory) / LOCK_NAME
+        self._fd: int | None = None
+        self.previous: str | None = None  # the last holder, when it ended without releasing
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise RunLockedError naming its holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _owner_text(os.pread(fd, 4096, 0).decode(errors="replace"))
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.path.parent}: another process is training in this folder ({holder}); "
+                "wait for it to end, or choose another --out"
+            ) from None
+        stale = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        self.previous = _owner_text(stale) if stale else None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, RunLock._close, fd, self.path)
+        return self
+
+    @staticmethod
+    def _close(fd: int, path: Path) -> None:
+        try:
+            os.ftruncate(fd, 0)  # a clean release leaves no holder behind
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self._finalizer()
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
