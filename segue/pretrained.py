@@ -67,4 +67,4 @@ def read_safetensors(
     try:
         return load_file(str(path), device=str(device))
     except Exception as error:
-        raise ValueError(f"{path}: cannot read tensors ({error})") from error
+        raise ValueError(f"{path}: cannot read weights ({error})") from error
