@@ -40,6 +40,7 @@ class CodecDataConfig:
     valid_crop_seconds: float = 2.0
     valid_files: int = 32  # validation crops (fixed) from the valid split
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # off by default
+    skip_missing: bool = False  # drop unusable files (listed) instead of refusing to start
 
 
 @dataclass
@@ -126,6 +127,8 @@ class CodecTask(TrainTask):
             seed=self.config.train.seed,
             min_seconds=0.1,
             augment=self.config.data.augment,
+            verify_files=True,
+            skip_missing=self.config.data.skip_missing,
         )
 
     def valid_dataset(self) -> FixedCrops | None:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from segue import audio as audio_io
 from segue.data.augment import AugmentConfig, augment, change_speed, speed_factor
-from segue.data.manifest import Manifest, read_manifest
+from segue.data.manifest import Manifest, check_files, read_manifest
 from segue.data.mix import entry_probabilities, read_part_weights
 
 
@@ -43,6 +43,8 @@ class CropDataset(Dataset):
 
     `augment` (`segue.data.augment`, off by default) perturbs speed, EQ and room of each crop,
     reproducibly from (seed, epoch, i); `length` then counts the augmented samples.
+    `verify_files` opens every file's header first (`check_files`): a bad row is an error
+    naming its manifest line, or, with `skip_missing`, dropped with a warning.
     """
 
     def __init__(
@@ -58,6 +60,8 @@ class CropDataset(Dataset):
         normalize: audio_io.Normalization = None,
         part_weights: dict[str, float] | None = None,
         augment: AugmentConfig | None = None,
+        verify_files: bool = False,
+        skip_missing: bool = False,
     ):
         if not isinstance(manifest, Manifest):
             if part_weights is None:
@@ -70,8 +74,14 @@ class CropDataset(Dataset):
         if not 0.0 <= end_probability <= 1.0:
             raise ValueError(f"end_probability must be in [0, 1], got {end_probability}")
         self.manifest = Manifest(
-            manifest.root, [e for e in manifest.entries if e.duration >= min_seconds]
+            manifest.root,
+            [e for e in manifest.entries if e.duration >= min_seconds],
+            manifest.source,
         )
+        if verify_files:  # before training, not at the first batch that reaches a bad file
+            self.manifest, dropped = check_files(self.manifest, skip_missing=skip_missing)
+            for problem in dropped:
+                print(f"warning: skipped {problem}", flush=True)
         if not self.manifest.entries:
             raise ValueError(
                 f"no files of at least {min_seconds}s in {manifest.root}"

@@ -35,6 +35,7 @@ class ManifestEntry:
     group: str
     split: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    line: int = field(default=0, compare=False)  # its line in the manifest file (0: none)
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -73,6 +74,11 @@ class Manifest:
 
     root: Path
     entries: list[ManifestEntry]
+    source: Path | None = None  # the manifest file, for messages
+
+    def where(self, entry: ManifestEntry) -> str:
+        """`manifest.jsonl:12` (or the entry's path when the manifest has no file)."""
+        return f"{self.source}:{entry.line}" if self.source and entry.line else entry.path
 
     def resolve(self, entry: ManifestEntry) -> Path:
         return Path(entry.path) if os.path.isabs(entry.path) else self.root / entry.path
@@ -93,7 +99,7 @@ class Manifest:
 
     def subset(self, split: str) -> Manifest:
         """Only the entries of one split ("train", "valid" or "test")."""
-        return Manifest(self.root, [e for e in self.entries if e.split == split])
+        return Manifest(self.root, [e for e in self.entries if e.split == split], self.source)
 
 
 def splits_path_for(manifest_path: str | os.PathLike) -> Path:
@@ -124,7 +130,9 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> Manifest
         if not line.strip():
             continue
         try:
-            entries.append(ManifestEntry.from_json(json.loads(line)))
+            entry = ManifestEntry.from_json(json.loads(line))
+            entry.line = number
+            entries.append(entry)
         except (ValueError, KeyError, TypeError) as error:
             raise ManifestError(f"{path}:{number}: bad manifest line ({error})") from error
     splits_file = splits_path_for(path)
@@ -133,7 +141,7 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> Manifest
         for entry in entries:
             if entry.split is None:
                 entry.split = assignment.get(entry.group)
-    manifest = Manifest(path.parent, entries)
+    manifest = Manifest(path.parent, entries, path)
     if split is not None:
         if all(e.split is None for e in entries):
             raise ManifestError(
@@ -226,3 +234,36 @@ def describe_by(manifest: Manifest, field: str) -> str:
                   enumerate(zip(row, widths)))
         for row in table
     )
+
+
+def check_files(
+    manifest: Manifest, *, skip_missing: bool = False, workers: int = 8
+) -> tuple[Manifest, list[str]]:
+    """Every file of `manifest` opened (headers only, in parallel) before a training relies on
+    them: (the manifest, the problems as `manifest.jsonl:LINE: path: why`).
+
+    With skip_missing the unusable rows are dropped and listed; otherwise ManifestError names
+    the first ones (a training would die at the first batch that reached one).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segue import audio as audio_io
+
+    def problem(entry: ManifestEntry) -> str | None:
+        try:
+            audio_io.info(manifest.resolve(entry))
+        except audio_io.AudioError as error:
+            return f"{manifest.where(entry)}: {error}"
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        problems = list(pool.map(problem, manifest.entries))
+    bad = [p for p in problems if p is not None]
+    if bad and not skip_missing:
+        shown = "\n  ".join(bad[:5]) + (f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ManifestError(
+            f"{len(bad)} unusable file(s) in {manifest.source or manifest.root}:\n  {shown}\n"
+            "fix the manifest, or set data.skip_missing=true to train without them"
+        )
+    kept = [e for e, p in zip(manifest.entries, problems) if p is None]
+    return Manifest(manifest.root, kept, manifest.source), bad

@@ -33,6 +33,16 @@ class LMConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "d_model"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vocab_size < 0 or self.max_seq_len < 0:
+            raise ValueError("vocab_size and max_seq_len must be >= 0 (0: from the layout)")
+        if not self.mlp_ratio > 0 or not 0 <= self.dropout < 1 or not self.rope_base > 0:
+            raise ValueError(
+                f"need mlp_ratio > 0, 0 <= dropout < 1, rope_base > 0; got {self.mlp_ratio}, "
+                f"{self.dropout}, {self.rope_base}"
+            )
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
             raise ValueError(
                 f"d_model={self.d_model} must split into {self.n_head} heads of even size"

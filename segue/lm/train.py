@@ -117,8 +117,14 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
                     f"({stage.n_levels}) <= the shards' {levels} levels"
                 )
     layout = layout_for(stage)
-    config.model.vocab_size = layout.vocab_size
-    config.model.max_seq_len = layout.max_length
+    for name, derived in (("vocab_size", layout.vocab_size), ("max_seq_len", layout.max_length)):
+        given = getattr(config.model, name)
+        if given not in (0, derived):  # derived from the stage's layout, not a free setting
+            raise ValueError(
+                f"model.{name}={given} but the stage's token layout needs {derived}: leave it "
+                "unset (0), it is computed"
+            )
+        setattr(config.model, name, derived)
     return layout
 
 

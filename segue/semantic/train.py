@@ -44,6 +44,7 @@ class SemanticDataConfig:
     valid_crop_seconds: float = 4.0
     valid_files: int = 32  # fixed validation crops from the valid split
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # off by default
+    skip_missing: bool = False  # drop unusable files (listed) instead of refusing to start
 
 
 @dataclass
@@ -216,6 +217,8 @@ class SemanticTask(TrainTask):
             seed=self.config.train.seed,
             min_seconds=data.min_seconds,
             augment=data.augment,
+            verify_files=True,
+            skip_missing=data.skip_missing,
         )
 
     def valid_dataset(self) -> FixedCrops | None:

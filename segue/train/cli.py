@@ -89,6 +89,8 @@ def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
     """Train `task` into args.out; exit status 0 when completed or cleanly interrupted."""
     from segue.train.engine import Trainer
 
+    if config.optim.max_steps < 1:
+        raise ValueError(f"optim.max_steps={config.optim.max_steps}: nothing to train")
     absolute_paths(config)  # config.json must find the data from any working folder
     trainer = Trainer(task, config, args.out, resume=args.resume)
     try:

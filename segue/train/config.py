@@ -34,6 +34,29 @@ class OptimConfig:
     grad_clip: float | None = 1.0  # max global grad norm per optimizer; None: no clipping
     grad_accum: int = 1  # micro-batches per optimizer step
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be in [0, 1), got {self.betas}")
+        if not self.eps > 0:
+            problems.append(f"eps must be > 0, got {self.eps}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.max_steps < 0:
+            problems.append(f"max_steps must be >= 0, got {self.max_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 (or null: no clipping), got {self.grad_clip}")
+        if self.grad_accum < 1:
+            problems.append(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if problems:
+            raise ValueError("optim: " + "; ".join(problems))
+
 
 @dataclass
 class TrainConfig:

@@ -76,3 +76,22 @@ def test_checkpoint_loads_as_a_codec(tone_manifest, tmp_path):
 def test_training_needs_a_manifest():
     with pytest.raises(ValueError, match="manifest"):
         CodecTask(CodecRunConfig())
+
+
+def test_bad_files_are_found_before_training_naming_the_manifest_line(tone_manifest, capsys):
+    """A missing file used to stop the training at the first batch that reached it."""
+    from segue.cli import main
+
+    (tone_manifest.parent / "g2" / "a.wav").unlink()
+    (tone_manifest.parent / "g3" / "a.wav").write_bytes(b"not audio")
+    out = str(tone_manifest.parent / "run")
+    sets = [x for o in quick_run_overrides(1) for x in ("--set", o)]
+    argv = ["codec", "train", "--manifest", str(tone_manifest), "--out", out, *sets]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "2 unusable file(s)" in error and "data.skip_missing=true" in error
+    assert "m.jsonl:3: " in error and "file not found" in error
+    assert "m.jsonl:4: " in error and "not a readable audio file" in error
+    assert main([*argv, "--set", "data.skip_missing=true"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: skipped" in printed and "m.jsonl:3" in printed

@@ -90,3 +90,15 @@ def test_presets_and_save_load(tmp_path):
         LMConfig(d_model=30, n_head=4)
     with pytest.raises(ValueError, match="multiple of n_kv_head"):
         LMConfig(n_head=4, n_kv_head=3)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"n_head": 0}, "n_head must be >= 1"),
+    ({"n_layer": 0}, "n_layer must be >= 1"),
+    ({"dropout": 1.5}, "0 <= dropout < 1"),
+])
+def test_lm_config_refuses_what_makes_no_model(kwargs, message):
+    from segue.lm.config import LMConfig
+
+    with pytest.raises(ValueError, match=message):
+        LMConfig(**kwargs)

@@ -62,3 +62,17 @@ def test_missing_or_mismatched_shards_are_clear_errors(shards):
     config.stage.semantic_vocab = 99
     with pytest.raises(ValueError, match="semantic_vocab=99"):
         LMTask(config)
+
+
+def test_derived_model_sizes_cannot_be_set_by_hand(shards):
+    """`--set model.vocab_size=10` used to be silently overwritten by the layout's."""
+    config = tiny_run("coarse", shards)
+    config.model.vocab_size = 10
+    with pytest.raises(ValueError, match=r"model.vocab_size=10 but the stage's token layout "
+                                         r"needs 36: leave it unset"):
+        LMTask(config)
+    config = tiny_run("coarse", shards)
+    config.model.max_seq_len = 1
+    with pytest.raises(ValueError, match=r"model.max_seq_len=1"):
+        LMTask(config)
+    LMTask(tiny_run("coarse", shards))  # its own values (0, then the layout's) are fine

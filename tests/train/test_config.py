@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,3 +132,29 @@ def test_cli_run_survives_sigterm_then_resumes(tmp_path):
 
     assert main(["--out", str(out), "--resume"]) == 0  # the run's own config.json, 6 steps
     assert load_latest(out / "checkpoints").step == 6
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.warmup_steps=-10", "warmup_steps must be >= 0"),
+    ("optim.grad_clip=-1", "grad_clip must be > 0"),
+    ("optim.lr=0", "lr must be > 0"),
+    ("optim.grad_accum=0", "grad_accum must be >= 1"),
+    ("optim.min_lr_ratio=2", "min_lr_ratio must be in [0, 1]"),
+])
+def test_optim_settings_that_make_no_sense_are_refused(override, message):
+    from segue.config import ConfigError, apply_overrides
+    from segue.train.config import RunConfig
+
+    with pytest.raises((ValueError, ConfigError), match=re.escape(message)):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_a_run_of_zero_steps_is_refused(tmp_path):
+    """`optim.max_steps=0` used to exit 0 having done nothing."""
+    from segue.train import run_training
+    from tests.train.tiny import make_task, tiny_config
+
+    args = argparse.Namespace(out=tmp_path / "run", resume=False)
+    with pytest.raises(ValueError, match=r"optim\.max_steps=0: nothing to train"):
+        run_training(make_task(tiny_config().model), tiny_config("optim.max_steps=0"), args)
+    assert not (tmp_path / "run").exists()
