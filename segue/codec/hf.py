@@ -56,8 +56,18 @@ class PretrainedCodec(nn.Module):
         return cls(AutoModel.from_pretrained(str(name_or_path), **kwargs), n_coarse=n_coarse)
 
     @torch.no_grad()
-    def encode(self, audio: torch.Tensor, n_quantizers: int | None = None) -> torch.Tensor:
-        """Audio [T] / [B, T] / [B, 1, T] at `sample_rate` -> codes [B, Q, F] (int64)."""
+    def encode(
+        self,
+        audio: torch.Tensor,
+        n_quantizers: int | None = None,
+        *,
+        window_seconds: float | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Audio [T] / [B, T] / [B, 1, T] at `sample_rate` -> codes [B, Q, F] (int64).
+
+        One pass (`window_seconds` and `progress` are accepted for the interface's sake: the
+        model's own encode decides how it walks long audio)."""
         if audio.dim() == 1:
             audio = audio[None]
         if audio.dim() == 2:
@@ -78,8 +88,14 @@ class PretrainedCodec(nn.Module):
         ).audio_codes.long()
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, Q', F] -> audio [B, T]."""
+    def decode(
+        self,
+        codes: torch.Tensor,
+        *,
+        window_seconds: float | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Codes [B, Q', F] -> audio [B, T] (one pass, as `encode`)."""
         if codes.dim() != 3 or codes.shape[1] > self.n_codebooks:
             raise ValueError(
                 f"expected codes [B, Q<={self.n_codebooks}, F], got {tuple(codes.shape)}"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from segue.codec.config import CodecConfig
-from segue.codec.modules import Decoder, Encoder
+from segue.codec.modules import Decoder, Encoder, decoder_context, encoder_context
 from segue.codec.quantizer import QuantizerOutput, ResidualVectorQuantizer
 from segue.pretrained import PretrainedMixin
+
+#: Encoding and decoding run this many seconds at a time (with context): a 20-minute file costs
+#: the memory of a short one (measured: docs/reliability.md).
+WINDOW_SECONDS = 10.0
 
 
 @dataclass
@@ -89,20 +95,73 @@ class Codec(nn.Module, PretrainedMixin):
         quantized = self.quantizer(self.encoder(x), n_quantizers)
         return CodecOutput(self.decoder(quantized.quantized), quantized)
 
+    def _windows(self, frames: int, window_seconds: float | None, margin: int):
+        """[(start, end)] frame windows of about `window_seconds` covering `frames` (one window
+        when it fits), each to be computed with `margin` frames of context on both sides."""
+        if window_seconds is None:
+            return [(0, frames)]
+        size = max(1, round(window_seconds * self.frame_rate))
+        if frames <= size + 2 * margin:
+            return [(0, frames)]
+        return [(start, min(frames, start + size)) for start in range(0, frames, size)]
+
     @torch.no_grad()
-    def encode(self, audio: torch.Tensor, n_quantizers: int | None = None) -> torch.Tensor:
-        """Audio [T] / [B, T] / [B, 1, T] -> codes [B, Q, ceil(T / hop)] (int64)."""
+    def encode(
+        self,
+        audio: torch.Tensor,
+        n_quantizers: int | None = None,
+        *,
+        window_seconds: float | None = WINDOW_SECONDS,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Audio [T] / [B, T] / [B, 1, T] -> codes [B, Q, ceil(T / hop)] (int64).
+
+        Long audio is encoded `window_seconds` at a time, each window with the encoder's whole
+        receptive field of context on both sides: the codes are those of one pass over all of
+        it (the convolutions see the same samples), in bounded memory (None: one pass).
+        """
         x = self._as_batch(audio)
+        hop = self.hop_length
+        frames = x.shape[-1] // hop
+        margin = -(-encoder_context(self.encoder) // hop) + 1
         was_training = self.training
         self.eval()
         try:
-            return self.quantizer(self.encoder(x), n_quantizers).codes
+            pieces = []
+            windows = self._windows(frames, window_seconds, margin)
+            for start, end in tqdm(windows, desc="encoding", unit="window",
+                                   disable=not progress or len(windows) == 1):
+                left, right = max(0, start - margin), min(frames, end + margin)
+                latents = self.encoder(x[..., left * hop : right * hop])
+                latents = latents[..., start - left : start - left + end - start]
+                pieces.append(self.quantizer(latents, n_quantizers).codes)
+            return torch.cat(pieces, dim=-1)
         finally:
             self.train(was_training)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, Q', F] (any Q' <= Q, coarse first) -> audio [B, F * hop]."""
+    def decode(
+        self,
+        codes: torch.Tensor,
+        *,
+        window_seconds: float | None = WINDOW_SECONDS,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Codes [B, Q', F] (any Q' <= Q, coarse first) -> audio [B, F * hop].
+
+        Long code sequences are decoded `window_seconds` at a time with the decoder's receptive
+        field of context on both sides: the same audio as one pass, in bounded memory.
+        """
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, Q, F], got {tuple(codes.shape)}")
-        return self.decoder(self.quantizer.decode(codes.long()))[:, 0]
+        hop, frames = self.hop_length, codes.shape[-1]
+        margin = math.ceil(decoder_context(self.decoder)) + 1
+        latents = self.quantizer.decode(codes.long())
+        pieces = []
+        windows = self._windows(frames, window_seconds, margin)
+        for start, end in tqdm(windows, desc="decoding", unit="window",
+                               disable=not progress or len(windows) == 1):
+            left, right = max(0, start - margin), min(frames, end + margin)
+            audio = self.decoder(latents[..., left:right])[:, 0]
+            pieces.append(audio[:, (start - left) * hop : (end - left) * hop])
+        return torch.cat(pieces, dim=-1)

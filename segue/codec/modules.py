@@ -133,3 +133,31 @@ class Decoder(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.net(latents)
+
+
+def encoder_context(encoder: nn.Module) -> int:
+    """Input samples an encoder output depends on (its receptive field), from its convolutions
+    in order: each adds (kernel - 1) x dilation x the stride product before it."""
+    field, jump = 1, 1
+    for module in encoder.modules():
+        if isinstance(module, PaddedConv1d):
+            conv = module.conv
+            field += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
+            jump *= conv.stride[0]
+    return field
+
+
+def decoder_context(decoder: nn.Module) -> float:
+    """Latent frames an output sample of a decoder depends on (an upper bound), from its layers
+    in order: a convolution at r samples per frame needs (kernel - 1) x dilation / r frames, a
+    transposed one ceil(kernel / stride) / r, then multiplies r by its stride."""
+    frames, rate = 1.0, 1
+    for module in decoder.modules():
+        if isinstance(module, PaddedConv1d):
+            conv = module.conv
+            frames += (conv.kernel_size[0] - 1) * conv.dilation[0] / rate
+        elif isinstance(module, PaddedConvTranspose1d):
+            conv = module.conv
+            frames += -(-conv.kernel_size[0] // conv.stride[0]) / rate
+            rate *= conv.stride[0]
+    return frames

@@ -37,7 +37,8 @@ def _encode(args: argparse.Namespace) -> None:
     output = check_npy_output(args.output, args.input)
     codec = load_codec(args.checkpoint)
     audio = audio_io.load(args.input, codec.sample_rate)
-    codes = codec.encode(torch.from_numpy(audio)[None], args.n_quantizers)[0].numpy()
+    codes = codec.encode(torch.from_numpy(audio)[None], args.n_quantizers, progress=True)
+    codes = codes[0].numpy()
     save_npy(output, codes.astype(np.int16 if codec.codebook_size <= 32768 else np.int32))
     print(
         f"{args.output}: codes [{codes.shape[0]} levels, {codes.shape[1]} frames] "
@@ -58,7 +59,7 @@ def _decode(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.input}: cannot read codes ({error})") from error
     if codes.ndim != 2:
         raise CommandError(f"{args.input}: expected codes [levels, frames], got {codes.shape}")
-    audio = codec.decode(torch.from_numpy(codes.astype(np.int64))[None])[0]
+    audio = codec.decode(torch.from_numpy(codes.astype(np.int64))[None], progress=True)[0]
     audio_io.save(args.output, audio, codec.sample_rate)
     print(f"{args.output}: {audio.shape[-1] / codec.sample_rate:.2f} s")
 
