@@ -14,6 +14,7 @@ A tokenizer folder holds everything needed to rebuild it:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from segue.semantic.extractors import FeatureExtractor, load_extractor
 from segue.semantic.kmeans import KMeansCodebook
 
 TOKENIZER_NAME = "tokenizer.json"
+#: Long audio is tokenized this many seconds at a time, with this much context on each side.
+WINDOW_SECONDS, CONTEXT_SECONDS = 30.0, 5.0
 CODEBOOK_NAME = "kmeans.safetensors"
 RUN_TOKENIZER_DIR = "tokenizer"  # where fit-kmeans puts a run's tokenizer by default
 
@@ -89,10 +92,44 @@ class SemanticTokenizer(nn.Module):
             return self.codebook(features), frame_lengths
 
     def tokenize(
-        self, audio: torch.Tensor | np.ndarray, lengths: torch.Tensor | None = None
+        self,
+        audio: torch.Tensor | np.ndarray,
+        lengths: torch.Tensor | None = None,
+        *,
+        window_seconds: float | None = WINDOW_SECONDS,
+        context_seconds: float = CONTEXT_SECONDS,
     ) -> torch.Tensor:
-        """Audio [T] / [B, T] at `sample_rate` -> tokens [B, F] int64 at `frame_rate`."""
-        return self.tokenize_with_lengths(audio, lengths)[0]
+        """Audio [T] / [B, T] at `sample_rate` -> tokens [B, F] int64 at `frame_rate`.
+
+        Audio longer than `window_seconds` + twice `context_seconds` (and no `lengths`) is
+        tokenized a window at a time, each seen with `context_seconds` on both sides, so memory
+        stays bounded (attention over a whole 20-minute file would not fit). Local features
+        (MFCCs) give the same tokens as one pass; a model that attends over its input sees
+        `context_seconds` around each window instead of everything (None: one pass).
+        """
+        audio = torch.as_tensor(audio, dtype=torch.float32, device=self.device)
+        if audio.dim() == 1:
+            audio = audio[None]
+        step = self.sample_rate / self.frame_rate  # samples per token
+        if (
+            window_seconds is None
+            or lengths is not None
+            or audio.dim() != 2
+            or audio.shape[-1] <= (window_seconds + 2 * context_seconds) * self.sample_rate
+        ):
+            return self.tokenize_with_lengths(audio, lengths)[0]
+        frames = math.ceil(audio.shape[-1] / step)
+        size = max(1, round(window_seconds * self.frame_rate))
+        context = round(context_seconds * self.frame_rate)
+        pieces = []
+        for start in range(0, frames, size):
+            end = min(frames, start + size)
+            left, right = max(0, start - context), min(frames, end + context)
+            tokens = self.tokenize_with_lengths(
+                audio[:, round(left * step) : round(right * step)]
+            )[0]
+            pieces.append(tokens[:, start - left : end - left])
+        return torch.cat(pieces, dim=1)
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.tokenize(audio, lengths)

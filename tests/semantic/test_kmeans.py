@@ -74,3 +74,25 @@ def test_tokenizer_folder_round_trip(corpus, tmp_path):
         find_tokenizer(tmp_path)
     with pytest.raises(FileNotFoundError, match="tokenizer folder"):
         SemanticTokenizer.load(tmp_path)
+
+
+def test_long_audio_is_tokenized_in_windows_with_context():
+    """A 20-minute file through one attention pass does not fit in memory; windows with
+    context do. Local features (MFCCs) give exactly the one-pass tokens."""
+    import torch
+
+    from segue.semantic.extractors import MFCCExtractor
+    from segue.semantic.kmeans import KMeansCodebook
+    from segue.semantic.tokenizer import SemanticTokenizer
+
+    torch.manual_seed(0)
+    codebook = KMeansCodebook(torch.zeros(39), 10 * torch.ones(39), torch.randn(16, 39))
+    tokenizer = SemanticTokenizer(MFCCExtractor(), codebook)
+    audio = 0.3 * torch.randn(16000 * 12 + 77)
+    one_pass = tokenizer.tokenize(audio, window_seconds=None)
+    assert one_pass.shape == (1, 301)
+    for window, context in ((3.0, 1.0), (2.2, 0.5)):
+        windowed = tokenizer.tokenize(audio, window_seconds=window, context_seconds=context)
+        assert torch.equal(windowed, one_pass)
+    # Short audio, or rows with lengths, take one pass whatever the window.
+    assert torch.equal(tokenizer.tokenize(audio[:16000], window_seconds=0.1), one_pass[:, :25])
