@@ -28,7 +28,7 @@ from segue.codec.losses import (
 from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
 from segue.data.augment import AugmentConfig
-from segue.data.crops import CropDataset, FixedCrops
+from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.eval.metrics import mel_distance, si_snr
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 
@@ -132,17 +132,14 @@ class CodecTask(TrainTask):
         )
 
     def valid_dataset(self) -> FixedCrops | None:
-        try:
-            crops = CropDataset(
-                self.config.data.manifest,
-                self.config.data.valid_crop_seconds,
-                self.config.model.sample_rate,
-                split="valid",
-                seed=1234,
-            )
-        except ValueError:
-            return None  # no valid split in this manifest
-        return FixedCrops(crops, self.config.data.valid_files)
+        data = self.config.data
+        return valid_crops(
+            data.manifest,
+            data.valid_crop_seconds,
+            self.config.model.sample_rate,
+            data.valid_files,
+            skip_missing=data.skip_missing,
+        )
 
     def train_step(
         self, models: Mapping[str, nn.Module], batch: dict, step: int

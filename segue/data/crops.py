@@ -174,3 +174,29 @@ class FixedCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.crops[index]
+
+
+def valid_crops(
+    manifest: str | os.PathLike,
+    crop_seconds: float,
+    sample_rate: int,
+    n: int,
+    *,
+    skip_missing: bool = False,
+) -> FixedCrops | None:
+    """The fixed validation crops of a training manifest: the first `n` items of its valid split
+    (parts drawn by weight in a mixture), every file checked first like the training ones.
+    None when the manifest has no valid split; its other errors are raised, not hidden."""
+    rows = read_manifest(manifest)
+    if not any(entry.split == "valid" for entry in rows.entries):
+        return None
+    crops = CropDataset(
+        rows.subset("valid"),
+        crop_seconds,
+        sample_rate,
+        seed=1234,
+        part_weights=read_part_weights(manifest),
+        verify_files=True,
+        skip_missing=skip_missing,
+    )
+    return FixedCrops(crops, n)

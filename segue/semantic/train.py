@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segue.data.augment import AugmentConfig
-from segue.data.crops import CropDataset, FixedCrops
+from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.data.manifest import read_manifest
 from segue.semantic.config import SemanticConfig, preset
 from segue.semantic.extractors import MFCCExtractor, ModelExtractor
@@ -223,17 +223,13 @@ class SemanticTask(TrainTask):
 
     def valid_dataset(self) -> FixedCrops | None:
         data = self.config.data
-        try:
-            crops = CropDataset(
-                data.manifest,
-                data.valid_crop_seconds,
-                self.config.model.sample_rate,
-                split="valid",
-                seed=1234,
-            )
-        except ValueError:
-            return None  # no valid split in this manifest
-        return FixedCrops(crops, data.valid_files)
+        return valid_crops(
+            data.manifest,
+            data.valid_crop_seconds,
+            self.config.model.sample_rate,
+            data.valid_files,
+            skip_missing=data.skip_missing,
+        )
 
     def batch_targets(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Target ids [B, F] aligned with the model's frames; IGNORE on padding."""

@@ -95,3 +95,16 @@ def test_bad_files_are_found_before_training_naming_the_manifest_line(tone_manif
     assert main([*argv, "--set", "data.skip_missing=true"]) == 0
     printed = capsys.readouterr().out
     assert "warning: skipped" in printed and "m.jsonl:3" in printed
+
+
+def test_bad_valid_files_are_found_before_training_too(tone_manifest, capsys):
+    """The valid split's files were not checked, and any error building it was taken for
+    'no valid split' (validation silently off)."""
+    from segue.cli import main
+
+    (tone_manifest.parent / "g4" / "a.wav").unlink()  # g4 is the valid split
+    out = str(tone_manifest.parent / "run")
+    sets = [x for o in quick_run_overrides(1) for x in ("--set", o)]
+    argv = ["codec", "train", "--manifest", str(tone_manifest), "--out", out, *sets]
+    assert main(argv) == 2
+    assert "m.jsonl:5: " in capsys.readouterr().err
