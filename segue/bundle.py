@@ -11,6 +11,7 @@ checks that parts fit together (`segue.pipeline.AudioLM` reads and writes bundle
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,28 @@ def check_compatible(
         )
     if problems:
         raise ValueError("incompatible AudioLM parts: " + "; ".join(problems))
+
+
+def check_bundle_meta(where: Path, meta: dict[str, Any], facts: dict[str, Any]) -> None:
+    """bundle.json describes the parts; where it says otherwise (`facts`: what the loaded parts
+    give), one of them was swapped or the file edited: refuse rather than guess which is right."""
+    wrong = [
+        f"{key} {meta[key]!r} but the parts give {actual!r}"
+        for key, actual in facts.items()
+        if key in meta and not _same_fact(meta[key], actual)
+    ]
+    if wrong:
+        raise ValueError(f"{where} does not match its parts: {'; '.join(wrong)}")
+
+
+def _same_fact(recorded: Any, actual: Any) -> bool:
+    """A bundle.json value equals what the parts give (rates up to rounding)."""
+    if isinstance(actual, bool) or isinstance(recorded, bool):
+        return recorded is actual
+    try:
+        return math.isclose(float(recorded), float(actual), rel_tol=1e-6)
+    except (TypeError, ValueError):
+        return False
 
 
 def store_half(path: Path) -> None:

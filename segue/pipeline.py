@@ -40,6 +40,7 @@ from segue.bundle import (
     BUNDLE_NAME,
     BUNDLE_VERSION,
     PARTS,
+    check_bundle_meta,
     check_compatible,
     read_bundle_meta,
     store_half,
@@ -105,16 +106,6 @@ class PipelineSampling:
             return SamplingConfig(lm.stage.temperature, lm.stage.top_k, lm.stage.top_p)
 
         return cls(of(semantic), of(coarse), of(fine))
-
-
-def _same_fact(recorded: Any, actual: Any) -> bool:
-    """A bundle.json value equals what the parts give (rates up to rounding)."""
-    if isinstance(actual, bool) or isinstance(recorded, bool):
-        return recorded is actual
-    try:
-        return math.isclose(float(recorded), float(actual), rel_tol=1e-6)
-    except (TypeError, ValueError):
-        return False
 
 
 class AudioLM:
@@ -235,23 +226,18 @@ class AudioLM:
         model = cls(
             codec, tokenizer, *lms, sampling=sampling, info=meta.get("info"), soundstorm=storm
         )
-        # bundle.json describes the parts; where it says otherwise, one of them was swapped or
-        # the file edited: refuse rather than guess which is right.
-        facts = {
-            "sample_rate": model.sample_rate,
-            "acoustic_rate": model.frame_rate,
-            "semantic_rate": model.semantic_rate,
-            "n_coarse": model.n_coarse,
-            "n_levels": model.n_levels,
-            "soundstorm": model.soundstorm is not None,
-        }
-        wrong = [
-            f"{key} {meta[key]!r} but the parts give {actual!r}"
-            for key, actual in facts.items()
-            if key in meta and not _same_fact(meta[key], actual)
-        ]
-        if wrong:
-            raise ValueError(f"{path / BUNDLE_NAME} does not match its parts: {'; '.join(wrong)}")
+        check_bundle_meta(
+            path / BUNDLE_NAME,
+            meta,
+            {
+                "sample_rate": model.sample_rate,
+                "acoustic_rate": model.frame_rate,
+                "semantic_rate": model.semantic_rate,
+                "n_coarse": model.n_coarse,
+                "n_levels": model.n_levels,
+                "soundstorm": model.soundstorm is not None,
+            },
+        )
         return model.to(device)
 
     def save_pretrained(self, directory: str | os.PathLike, *, half: bool = False) -> Path:

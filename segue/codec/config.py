@@ -60,6 +60,28 @@ class CodecConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be >= {low}, got {getattr(self, name)}"
+            for name, low in (
+                ("sample_rate", 1),
+                ("channels", 1),
+                ("latent_dim", 1),
+                ("n_codebooks", 1),
+                ("codebook_size", 2),
+                ("codebook_dim", 1),
+            )
+            if getattr(self, name) < low
+        ]
+        if not self.strides or any(s < 1 for s in self.strides):
+            problems.append(f"strides must be >= 1 each, got {self.strides}")
+        if any(d < 1 for d in self.dilations):
+            problems.append(f"dilations must be >= 1 each, got {self.dilations}")
+        if not 0.0 <= self.quantizer_dropout <= 1.0:
+            problems.append(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
+        if self.quantizer not in ("factorized", "ema"):
+            problems.append(f"quantizer must be 'factorized' or 'ema', got {self.quantizer!r}")
+        if problems:
+            raise ValueError("codec: " + "; ".join(problems))
         if not 1 <= self.n_coarse <= self.n_codebooks:
             raise ValueError(
                 f"n_coarse={self.n_coarse} must be in [1, n_codebooks={self.n_codebooks}]"

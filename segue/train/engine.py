@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -25,14 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from segue.config import config_differences, save_config, to_dict
+from segue.config import save_config, to_dict
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
 from segue.train.data import build_data, move_to_device, shutdown_workers
 from segue.train.distributed import (
     all_reduce,
     barrier,
-    broadcast_object,
     full_tensor,
     init_distributed,
     resolve_device,
@@ -40,12 +38,17 @@ from segue.train.distributed import (
     wrap_ddp,
 )
 from segue.train.ema import EMA
-from segue.train.lock import RunLock, RunLockedError
+from segue.train.lock import lock_run_folder
 from segue.train.logger import RunLogger
 from segue.train.optim import build_adamw
 from segue.train.schedule import build_scheduler
 from segue.train.seed import RANK_SEED_STRIDE, fork_rng, seed_everything
-from segue.train.state import checkpoint_contents, find_resume_checkpoint, restore_checkpoint
+from segue.train.state import (
+    changed_since,
+    checkpoint_contents,
+    find_resume_checkpoint,
+    restore_checkpoint,
+)
 from segue.train.task import Phase, TrainTask
 
 COMPLETED = "completed"
@@ -79,29 +82,12 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = self.out_dir / "checkpoints"
         self.dist, self._owns_group = init_distributed()
-        self.lock, self._released = self._lock_run_folder(), False
+        self.lock, self._released = lock_run_folder(self.out_dir, self.dist.is_main), False
         try:
             self._build(task, config, resume)
         except BaseException:
             self.lock.release()
             raise
-
-    def _lock_run_folder(self) -> RunLock:
-        """One process (job) per run folder: the main rank takes OUT/.lock, every rank learns
-        whether it could (so no rank waits at a barrier for a main rank that gave up)."""
-        lock, refused = RunLock(self.out_dir), None
-        if self.dist.is_main:
-            try:
-                lock.acquire()
-            except RunLockedError as error:
-                refused = str(error)
-        refused = broadcast_object(refused)
-        if refused is not None:
-            raise RunLockedError(refused)
-        if lock.previous is not None:
-            print(f"{self.out_dir}: taking over from {lock.previous}, which ended without "
-                  "releasing the folder", flush=True)
-        return lock
 
     def _build(self, task: TrainTask, config: RunConfig, resume: bool) -> None:
         tc = self.train_cfg
@@ -442,7 +428,7 @@ class Trainer:
         (a checkpoint of the last finished step is saved first)."""
         tc, max_steps = self.train_cfg, self.optim_cfg.max_steps
         if self._released:  # fit again after an earlier fit released the folder (all ranks)
-            self.lock, self._released = self._lock_run_folder(), False
+            self.lock, self._released = lock_run_folder(self.out_dir, self.dist.is_main), False
         self.logger = RunLogger(
             self.out_dir,
             enabled=self.dist.is_main,
@@ -610,28 +596,9 @@ class Trainer:
         try:
             self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))
         except ckpt.CheckpointError as error:
-            raise ckpt.CheckpointError(f"{error}{self._changed_since(found)}") from error
+            why = changed_since(found, self.out_dir, self.config)
+            raise ckpt.CheckpointError(f"{error}{why}") from error
         self.resumed_from = found
-
-    def _changed_since(self, checkpoint: Path) -> str:
-        """The settings that differ from the checkpoint's config, as a sentence ("" if none)."""
-        saved = checkpoint / "config.json"
-        if not saved.is_file():
-            saved = self.out_dir / "config.json"
-        try:
-            old = json.loads(saved.read_text())
-        except (OSError, ValueError):
-            return ""
-        new, prefix = to_dict(self.config), ""
-        if "model" in old and "model" in new:  # the shapes come from the model's settings
-            old, new, prefix = old["model"], new["model"], "model"
-        changes = config_differences(old, new, prefix)
-        if not changes:
-            return ""
-        return (
-            f". This resume changes {'; '.join(changes[:8])}: resume with the run's own "
-            "settings, or start a new run (another --out) with these"
-        )
 
     def load_checkpoint(self, checkpoint: ckpt.Checkpoint) -> None:
         """Restore weights, optimizers, schedules, EMA, data position and RNG (all ranks)."""

@@ -78,3 +78,23 @@ class RunLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def lock_run_folder(directory: str | os.PathLike, is_main: bool) -> RunLock:
+    """One process (job) per run folder: the main rank takes `directory/.lock`, and every rank
+    learns whether it could (so no rank waits at a barrier for a main rank that gave up)."""
+    from segue.train.distributed import broadcast_object
+
+    lock, refused = RunLock(directory), None
+    if is_main:
+        try:
+            lock.acquire()
+        except RunLockedError as error:
+            refused = str(error)
+    refused = broadcast_object(refused)
+    if refused is not None:
+        raise RunLockedError(refused)
+    if lock.previous is not None:
+        print(f"{directory}: taking over from {lock.previous}, which ended without releasing "
+              "the folder", flush=True)
+    return lock

@@ -10,12 +10,14 @@ locally), with lr, betas, eps, weight decay and schedule taken from the current 
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from segue.config import config_differences, to_dict
 from segue.train import checkpoint as ckpt
 from segue.train.distributed import (
     DistInfo,
@@ -146,3 +148,25 @@ def find_resume_checkpoint(checkpoint_dir: Path, info: DistInfo) -> Path | None:
     if isinstance(found, Exception):
         raise ckpt.CheckpointError(str(found))
     return None if found is None else Path(found)
+
+
+def changed_since(checkpoint: Path, run_dir: Path, config: Any) -> str:
+    """The model settings of `config` that differ from those `checkpoint` was made with, as
+    the end of an error sentence ("" if none or unknown): why its weights do not fit."""
+    saved = checkpoint / "config.json"
+    if not saved.is_file():
+        saved = run_dir / "config.json"
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return ""
+    new, prefix = to_dict(config), ""
+    if "model" in old and "model" in new:  # the shapes come from the model's settings
+        old, new, prefix = old["model"], new["model"], "model"
+    changes = config_differences(old, new, prefix)
+    if not changes:
+        return ""
+    return (
+        f". This resume changes {'; '.join(changes[:8])}: resume with the run's own settings, "
+        "or start a new run (another --out) with these"
+    )

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -165,3 +167,15 @@ def test_the_context_bounds_cover_the_receptive_fields():
     samples = torch.nonzero(diff)[:, 0]
     reach = max(32 * hop - int(samples.min()), int(samples.max()) - 33 * hop) / hop
     assert 0 < reach <= decoder_context(codec.decoder)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"channels": 0}, "channels must be >= 1"),
+    ({"codebook_size": 1}, "codebook_size must be >= 2"),
+    ({"strides": (2, 0)}, "strides must be >= 1"),
+    ({"quantizer_dropout": 1.5}, "quantizer_dropout must be in [0, 1]"),
+    ({"quantizer": "lfq"}, "quantizer must be 'factorized' or 'ema'"),
+])
+def test_codec_config_refuses_what_makes_no_codec(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        small_config(**override)
