@@ -40,18 +40,38 @@ def positive_int(text: str) -> int:
     return value
 
 
-def check_npy_output(path: str | Path, *inputs: str | None) -> Path:
-    """An output of NumPy tokens or codes: must end in .npy (np.save would append it and write
-    elsewhere than said) and must not be an input of the same command."""
+def check_output(
+    path: str | Path, suffixes: tuple[str, ...], *inputs: str | None, what: str = "the output"
+) -> Path:
+    """An output file (`what`, in messages), refused before any compute when its name does not
+    end in one of `suffixes`, it is an input of the same command (by inode: links and other
+    spellings included; it would be replaced), it is a folder, or it cannot be written."""
+    import os
+
     out = Path(path)
-    if out.suffix.lower() != ".npy":
-        raise CommandError(f"{out}: the output holds a NumPy array and must end in .npy")
+    if out.suffix.lower() not in suffixes:
+        raise CommandError(f"{out}: {what} must end in {' or '.join(suffixes)}")
     for given in filter(None, inputs):
-        if out.exists() and Path(given).exists() and out.samefile(given):
-            raise CommandError(f"{out}: the output is the input {given}; write to another file")
+        try:
+            same = out.exists() and Path(given).exists() and os.path.samefile(out, given)
+        except OSError:
+            same = False
+        if same:
+            raise CommandError(f"{out}: {what} is the input {given}; write to another file")
     if out.is_dir():
-        raise CommandError(f"{out}: the output is a folder; name a .npy file")
+        raise CommandError(f"{out}: {what} is a folder; name a file")
+    parent = next(p for p in (out.absolute().parent, *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{out}: cannot write there ({parent} is not a writable folder)")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise CommandError(f"{out}: the file exists and is not writable")
     return out
+
+
+def check_npy_output(path: str | Path, *inputs: str | None) -> Path:
+    """An output of NumPy tokens or codes: it must say .npy (np.save would append it and write
+    elsewhere than said); otherwise as `check_output`."""
+    return check_output(path, (".npy",), *inputs)
 
 
 def save_npy(path: Path, array: Any) -> None:

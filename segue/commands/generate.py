@@ -12,10 +12,9 @@ Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from segue.commands import CommandError, device_arg, positive_int
+from segue.commands import CommandError, check_output, device_arg, positive_int
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "speech-tiny"
 STAGES = ("semantic", "coarse", "fine")
@@ -58,32 +57,8 @@ def _sampling(args: argparse.Namespace, model, stages: tuple[str, ...]):
 
 
 def _check_out(path: str, *inputs: str | None) -> Path:
-    """--out, refused before any compute when it is not an audio name, is an input of the same
-    command (it would be replaced), is a folder, or cannot be written."""
-    out = Path(path)
-    if out.suffix.lower() not in AUDIO_SUFFIXES:
-        raise CommandError(f"{out}: --out must end in {' or '.join(AUDIO_SUFFIXES)}")
-    for given in filter(None, inputs):
-        if _same_file(out, Path(given)):
-            raise CommandError(f"{out}: --out is the input {given}; write to another file")
-    if out.is_dir():
-        raise CommandError(f"{out}: --out is a folder; name an audio file")
-    parent = next(p for p in (out.absolute().parent, *out.absolute().parents) if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise CommandError(f"{out}: cannot write there ({parent} is not a writable folder)")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise CommandError(f"{out}: the file exists and is not writable")
-    return out
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Both exist and are the same file (by inode: links and other spellings included)."""
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
+    """--out: an audio name, checked before any compute (`check_output`)."""
+    return check_output(path, AUDIO_SUFFIXES, *inputs, what="--out")
 
 
 def _read(path: str, model):

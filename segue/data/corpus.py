@@ -169,6 +169,10 @@ def build_corpus(
                    desc=desc, dynamic_ncols=True)
     else:
         bar = tqdm(total=round(target, 1), unit="s", desc=desc, dynamic_ncols=True)
+
+    def advance(seconds: float) -> None:
+        """One item done: a file on a file bar, its seconds (up to the target) on an hour bar."""
+        bar.update(1 if hours is None else min(seconds, bar.total - bar.n))
     ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
     stream = iter(items)
     in_flight: deque[Future] = deque()
@@ -194,8 +198,7 @@ def build_corpus(
                     raise RuntimeError(
                         f"{len(failures)} items failed to render; last: {failures[-1]}"
                     )
-                if hours is None:
-                    bar.update(1)
+                advance(0.0)
                 continue
             assert record is not None
             if done.get(item.uid) != record:  # new, or its description changed
@@ -203,16 +206,12 @@ def build_corpus(
                 log.flush()
             if "skipped" in record:
                 skipped[record["skipped"]] = skipped.get(record["skipped"], 0) + 1
-                if hours is None:
-                    bar.update(1)
+                advance(0.0)
                 continue
             resumed += done.get(item.uid, {}).get("path") == record["path"]  # audio reused
             records.append(record)
             total += record["duration"]
-            if hours is None:
-                bar.update(1)
-            else:
-                bar.update(min(record["duration"], bar.total - bar.n))
+            advance(record["duration"])
         for future in in_flight:
             future.cancel()
     bar.close()

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.config import write_atomic
-from segue.data.manifest import ManifestEntry, read_manifest, write_manifest
+from segue.data.manifest import ManifestEntry, beside, read_manifest, write_manifest
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
@@ -130,7 +130,7 @@ def _unreadable(path: Path, root: Path, error: OSError) -> dict:
 
 
 def skipped_path_for(manifest_path: Path) -> Path:
-    return manifest_path.with_name(manifest_path.name.removesuffix(".jsonl") + ".skipped.jsonl")
+    return beside(manifest_path, ".skipped.jsonl")
 
 
 def index_directory(

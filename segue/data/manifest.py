@@ -102,10 +102,15 @@ class Manifest:
         return Manifest(self.root, [e for e in self.entries if e.split == split], self.source)
 
 
+def beside(manifest_path: str | os.PathLike, suffix: str) -> Path:
+    """`DIR/name.jsonl` -> `DIR/name<suffix>`: a file that goes with a manifest."""
+    path = Path(manifest_path)
+    return path.with_name(path.name.removesuffix(".jsonl") + suffix)
+
+
 def splits_path_for(manifest_path: str | os.PathLike) -> Path:
     """`DIR/name.jsonl` -> `DIR/name.splits.json`, the split file that goes with a manifest."""
-    path = Path(manifest_path)
-    return path.with_name(path.name.removesuffix(".jsonl") + ".splits.json")
+    return beside(manifest_path, ".splits.json")
 
 
 def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) -> None:
@@ -192,11 +197,18 @@ def describe(manifest: Manifest) -> str:
                 f"{max(durations):.2f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     rates = sorted({e.sample_rate for e in manifest.entries})
-    lines.append(f"sample rates: {rates}")
-    return "\n".join(lines)
+    return _table(rows) + f"\nsample rates: {rates}"
+
+
+def _table(rows: list[tuple[str, ...]], left: int = 0) -> str:
+    """Rows of cells as aligned text columns, the first `left` columns left-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i < left else cell.rjust(w)
+                  for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
 
 
 #: Fields that `describe_by` tabulates when a manifest's rows have them.
@@ -214,7 +226,6 @@ def describe_by(manifest: Manifest, field: str) -> str:
     if not rows:
         return ""
     table = [(field, "files", "hours", "groups", "splits")]
-    grouped = field != "group"
     for value, entries in sorted(rows.items(), key=lambda kv: -sum(e.duration for e in kv[1])):
         splits = sorted({e.split or "-" for e in entries}, key=lambda s: (s != "train", s))
         table.append(
@@ -226,14 +237,9 @@ def describe_by(manifest: Manifest, field: str) -> str:
                 ",".join(splits),
             )
         )
-    if not grouped:  # one group per row: the column says nothing
+    if field == "group":  # one group per row: the groups column says nothing
         table = [row[:3] + row[4:] for row in table]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                  enumerate(zip(row, widths)))
-        for row in table
-    )
+    return _table(table, left=1)
 
 
 def check_files(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from segue.data.manifest import (
     Manifest,
     ManifestEntry,
     ManifestError,
+    beside,
     read_manifest,
     splits_path_for,
     write_manifest,
@@ -41,8 +43,7 @@ class Part:
 
 def parts_path_for(manifest_path: str | os.PathLike) -> Path:
     """`DIR/name.jsonl` -> `DIR/name.parts.json`, the part weights that go with a manifest."""
-    path = Path(manifest_path)
-    return path.with_name(path.name.removesuffix(".jsonl") + ".parts.json")
+    return beside(manifest_path, ".parts.json")
 
 
 def read_part_weights(manifest_path: str | os.PathLike) -> dict[str, float] | None:
@@ -72,7 +73,7 @@ def entry_probabilities(
     unknown = sorted(set(parts) - set(part_weights))
     if unknown:
         raise ValueError(f"rows of parts {unknown} have no weight in {part_weights}")
-    counts = {name: parts.count(name) for name in set(parts)}
+    counts = Counter(parts)
     weights = np.array([part_weights[name] / counts[name] for name in parts], dtype=np.float64)
     if weights.sum() <= 0:
         raise ValueError(f"every part present has weight 0: {part_weights}")
@@ -140,12 +141,10 @@ def mix_manifests(parts: Sequence[Part], out: str | os.PathLike) -> Path:
                 )
             )
     write_manifest(out, entries)
-    splits: dict[str, list[str]] = {}
+    splits: dict[str, set[str]] = {}
     for entry in entries:
         if entry.split is not None:
-            splits.setdefault(entry.split, [])
-            if entry.group not in splits[entry.split]:
-                splits[entry.split].append(entry.group)
+            splits.setdefault(entry.split, set()).add(entry.group)
     write_splits(splits_path_for(out), {k: sorted(v) for k, v in splits.items()})
     weights = {p.name: p.weight for p in parts}
     write_atomic(parts_path_for(out), (json.dumps(weights, indent=1) + "\n").encode())

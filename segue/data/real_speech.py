@@ -372,7 +372,6 @@ def decode_g722(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return audio
 
 
-
 class RealSpeechRenderer:
     """Picklable `render(item)` for `build_corpus`: reads `item.meta["source_file"]` under the
     package cache and returns float32 [T] at 16 kHz (see the module docstring)."""
@@ -400,9 +399,9 @@ class RealSpeechRenderer:
 # ----------------------------------------------------------------------------------- corpus
 
 
-def check_tools() -> None:
-    """Raise RuntimeError naming the missing programs (apt-get, dpkg-deb, ffmpeg)."""
-    missing = [p for p in ("apt-get", "dpkg-deb", "ffmpeg") if shutil.which(p) is None]
+def check_tools(programs: tuple[str, ...]) -> None:
+    """Raise RuntimeError naming the missing `programs`."""
+    missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         raise RuntimeError(f"the real-speech corpus needs {', '.join(missing)} (Debian/Ubuntu; "
                            "ffmpeg: sudo apt-get install -y --no-install-recommends ffmpeg)")
@@ -430,11 +429,8 @@ def make_real_speech_corpus(out_dir: str | os.PathLike, hours: float | None = No
     summary (`package_errors`); the corpus is built from the others. Raises RuntimeError when
     no package could be fetched.
     """
-    if download is download_deb:
-        check_tools()
-    elif shutil.which("ffmpeg") is None:
-        raise RuntimeError("the real-speech corpus needs ffmpeg: "
-                           "sudo apt-get install -y --no-install-recommends ffmpeg")
+    # apt-get and dpkg-deb fetch the packages (unless a downloader is given); ffmpeg: G.722.
+    check_tools(("apt-get", "dpkg-deb", "ffmpeg") if download is download_deb else ("ffmpeg",))
     cache = Path(cache) if cache is not None else default_cache()
     trees, errors = fetch_packages(PACKAGES, cache, download)
     items = real_speech_items(trees)

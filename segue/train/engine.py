@@ -82,7 +82,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = self.out_dir / "checkpoints"
         self.dist, self._owns_group = init_distributed()
-        self.lock, self._released = lock_run_folder(self.out_dir, self.dist.is_main), False
+        self.lock = lock_run_folder(self.out_dir, self.dist.is_main)
         try:
             self._build(task, config, resume)
         except BaseException:
@@ -427,8 +427,8 @@ class Trainer:
         """Train to optim.max_steps. Returns "completed", or "interrupted" after SIGTERM/SIGINT
         (a checkpoint of the last finished step is saved first)."""
         tc, max_steps = self.train_cfg, self.optim_cfg.max_steps
-        if self._released:  # fit again after an earlier fit released the folder (all ranks)
-            self.lock, self._released = lock_run_folder(self.out_dir, self.dist.is_main), False
+        if not self.lock.active:  # fit again after an earlier fit released the folder
+            self.lock = lock_run_folder(self.out_dir, self.dist.is_main)
         self.logger = RunLogger(
             self.out_dir,
             enabled=self.dist.is_main,
@@ -483,7 +483,6 @@ class Trainer:
         finally:
             self.batches.close()  # the workers end here, whatever ended the loop
             self.lock.release()  # nothing more is written: another run may take the folder
-            self._released = True
             self._restore_signal_handlers(previous)
             self.logger.close()
 

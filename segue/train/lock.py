@@ -40,6 +40,8 @@ class RunLock:
         self.path = Path(directory) / LOCK_NAME
         self._fd: int | None = None
         self.previous: str | None = None  # the last holder, when it ended without releasing
+        # On every rank of a job: the folder is this job's (only the main rank holds the file).
+        self.active = False
 
     def acquire(self) -> RunLock:
         """Take the lock or raise RunLockedError naming its holder."""
@@ -71,13 +73,10 @@ class RunLock:
             os.close(fd)
 
     def release(self) -> None:
+        self.active = False
         if self._fd is not None:
             self._finalizer()
             self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
 
 def lock_run_folder(directory: str | os.PathLike, is_main: bool) -> RunLock:
@@ -97,4 +96,5 @@ def lock_run_folder(directory: str | os.PathLike, is_main: bool) -> RunLock:
     if lock.previous is not None:
         print(f"{directory}: taking over from {lock.previous}, which ended without releasing "
               "the folder", flush=True)
+    lock.active = True
     return lock
