@@ -49,7 +49,8 @@ def _data_make_speech(args: argparse.Namespace) -> None:
     from segue.data.manifest import describe, read_manifest
     from segue.data.speech import make_speech_corpus
 
-    summary = make_speech_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers)
+    summary = make_speech_corpus(args.out, hours=args.hours, seed=args.seed, workers=args.workers,
+                                 train_parallel=args.parallel_train)
     print(summary)
     print(describe(read_manifest(summary.out_dir / "manifest.jsonl")))
 
@@ -167,6 +168,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", required=True, help="corpus folder")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+        if name == "make-speech":
+            p.add_argument(
+                "--parallel-train",
+                type=int,
+                default=1,
+                metavar="N",
+                help="train voices speak in groups of N, one sentence per group (parallel "
+                "data for the semantic model's alignment loss; default 1: one voice each)",
+            )
         p.set_defaults(func=func)
 
     p = data_sub.add_parser(

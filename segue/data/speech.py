@@ -26,6 +26,10 @@ Design
 * **Parallel evaluation sentences.** Every evaluation sentence is spoken by `PARALLEL_VOICES`
   (3) held-out voices of its split, as consecutive items sharing `meta["sentence_id"]`, so a
   semantic-token evaluation can compare one sentence across voices.
+* **Parallel training sentences (optional).** With `train_parallel` = N > 1 the train voices
+  also speak in groups of N, one sentence per group: the same sentence in N training voices,
+  what the semantic model's cross-voice alignment loss needs (`segue.semantic.invariance`).
+  The default (1) gives every training sentence one voice, as before.
 * **Item stream.** `speech_items(seed)` runs in rounds; in each round every speaker speaks once
   (train speakers in a shuffled order, the held-out groups spread evenly through the round), so
   even a short corpus has many voices and the held-out share equals the held-out voice share
@@ -414,7 +418,7 @@ def _item(speaker: Speaker, split: str, utterance: Utterance, repeat: int,
             "source": utterance.source, "ref": utterance.ref, "engine": speaker.engine,
             "voice": speaker.voice, "pitch": speaker.pitch, "rate": speaker.rate,
             "warp": speaker.warp}
-    if split != "train":
+    if split != "train" or group_size > 1:
         meta["parallel_voices"] = group_size
     return CorpusItem(uid=f"{speaker.id}_{utterance.sentence_id}{suffix}", group=speaker.id,
                       split=split, meta=meta)
@@ -427,13 +431,18 @@ def _groups(ids: list[str], size: int) -> list[list[str]]:
     return groups
 
 
-def speech_items(seed: int = 0) -> Iterator[CorpusItem]:
+def speech_items(seed: int = 0, train_parallel: int = 1) -> Iterator[CorpusItem]:
     """The endless, deterministic item stream of the speech corpus (see the module docstring).
 
     Round r: every train voice speaks the next training sentence (voices in a shuffled order),
     and the held-out voices of each split, in shuffled groups of PARALLEL_VOICES, each speak
     the next evaluation sentence of that split; these groups are spread evenly over the round.
+    `train_parallel` > 1 has the train voices speak in groups of that size as well (each group
+    one sentence: parallel training data, for content-invariance training); 1 keeps the stream
+    exactly as it was.
     """
+    if train_parallel < 1:
+        raise ValueError(f"train_parallel must be >= 1, got {train_parallel}")
     pools = text_pools(seed)
     splits = speaker_splits()
     by_split = {s: [i for i in SPEAKERS_BY_ID if splits[i] == s] for s in pools}
@@ -448,20 +457,24 @@ def speech_items(seed: int = 0) -> Iterator[CorpusItem]:
     for round_ in itertools.count():
         rng = np.random.default_rng([seed, round_])
         train = [by_split["train"][i] for i in rng.permutation(len(by_split["train"]))]
+        train_groups = (_groups(train, train_parallel) if train_parallel > 1
+                        else [[speaker_id] for speaker_id in train])
         held = {s: _groups([by_split[s][i] for i in rng.permutation(len(by_split[s]))],
                            PARALLEL_VOICES) for s in ("valid", "test")}
         tagged = [("valid", g) for g in held["valid"]], [("test", g) for g in held["test"]]
         blocks = [b for pair in itertools.zip_longest(*tagged) for b in pair if b is not None]
-        slots = {round((b + 0.5) * len(train) / len(blocks)): b for b in range(len(blocks))}
-        for index in range(len(train) + 1):
+        slots = {round((b + 0.5) * len(train_groups) / len(blocks)): b for b in range(len(blocks))}
+        for index in range(len(train_groups) + 1):
             if index in slots:
                 split, group = blocks[slots[index]]
                 utterance, repeat = next_utterance(split)
                 for speaker_id in group:
                     yield _item(SPEAKERS_BY_ID[speaker_id], split, utterance, repeat, len(group))
-            if index < len(train):
+            if index < len(train_groups):
                 utterance, repeat = next_utterance("train")
-                yield _item(SPEAKERS_BY_ID[train[index]], "train", utterance, repeat)
+                for speaker_id in train_groups[index]:
+                    yield _item(SPEAKERS_BY_ID[speaker_id], "train", utterance, repeat,
+                                len(train_groups[index]))
 
 
 # --------------------------------------------------------------------------------- rendering
@@ -592,8 +605,10 @@ def check_engines() -> None:
 
 
 def make_speech_corpus(out_dir: str | os.PathLike, hours: float = 1.0, seed: int = 0,
-                       workers: int | None = None) -> BuildSummary:
-    """Synthesise `hours` of multi-speaker speech into `out_dir` (resumable; see module doc)."""
+                       workers: int | None = None, train_parallel: int = 1) -> BuildSummary:
+    """Synthesise `hours` of multi-speaker speech into `out_dir` (resumable; see module doc).
+    A folder holds one stream: resume it with the same `seed` and `train_parallel`."""
     check_engines()
-    return build_corpus(out_dir, speech_items(seed), render_speech, hours=hours,
+    items = speech_items(seed, train_parallel)
+    return build_corpus(out_dir, items, render_speech, hours=hours,
                         sample_rate=SAMPLE_RATE, workers=workers, desc="speech")

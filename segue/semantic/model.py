@@ -81,11 +81,21 @@ class SemanticModel(nn.Module, PretrainedMixin):
         audio [B, T] (zero-padded past `lengths` [B]); mask bool [B, F] or None.
         Returns (states [B, F, dim], frame_lengths [B]); padding frames hold garbage.
         """
-        if audio.dim() == 1:
-            audio = audio[None]
         layer = self.config.n_layers if layer is None else layer
         if not 0 <= layer <= self.config.n_layers:
             raise ValueError(f"layer must be in [0, {self.config.n_layers}], got {layer}")
+        x, attn_mask, frame_lengths = self._embed(audio, lengths, mask)
+        for block in self.blocks[:layer]:
+            x = block(x, attn_mask)
+        return x, frame_lengths
+
+    def _embed(
+        self, audio: torch.Tensor, lengths: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The first block's input [B, F, dim], its attention mask (None: no padding) and the
+        valid frames [B]."""
+        if audio.dim() == 1:
+            audio = audio[None]
         if lengths is not None:  # whatever lies past a length is ignored: zero it
             lengths = torch.as_tensor(lengths, device=audio.device)
             audio = audio * frame_mask(lengths, audio.shape[-1]).to(audio.dtype)
@@ -102,16 +112,27 @@ class SemanticModel(nn.Module, PretrainedMixin):
             x = x * valid[..., None]
         x = self.position(x)
         attn_mask = valid[:, None, None, :] if padded else None
-        for block in self.blocks[:layer]:
-            x = block(x, attn_mask)
-        return x, frame_lengths
+        return x, attn_mask, frame_lengths
 
     def forward(
         self,
         audio: torch.Tensor,
         lengths: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Masked-prediction logits [B, F, n_classes] of audio [B, T]."""
-        states, _ = self.features(audio, lengths, mask=mask)
-        return self.head(self.norm(states))
+        return_layer: int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Masked-prediction logits [B, F, n_classes] of audio [B, T]; with `return_layer` L,
+        (logits, states after block L [B, F, dim]) from the same pass (what a loss on the
+        tokenizer layer needs under DDP, which sees only `forward`)."""
+        x, attn_mask, _ = self._embed(audio, lengths, mask)
+        kept = x if return_layer == 0 else None
+        for index, block in enumerate(self.blocks, start=1):
+            x = block(x, attn_mask)
+            if index == return_layer:
+                kept = x
+        logits = self.head(self.norm(x))
+        if return_layer is None:
+            return logits
+        if kept is None:
+            raise ValueError(f"return_layer must be in [0, {self.config.n_layers}]")
+        return logits, kept

@@ -12,6 +12,7 @@ resumed run loads it. The loss is the cross-entropy of the cosine head on masked
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,9 +25,17 @@ from torch import nn
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.data.manifest import read_manifest
+from segue.data.pairs import SentencePairs, WithPairs
 from segue.semantic.config import SemanticConfig, preset
 from segue.semantic.extractors import MFCCExtractor, ModelExtractor
 from segue.semantic.fit import fit_tokenizer
+from segue.semantic.invariance import (
+    InvarianceConfig,
+    align_pairs,
+    alignment_loss,
+    speed_perturb,
+    warp_frames,
+)
 from segue.semantic.masking import frame_mask, span_mask
 from segue.semantic.model import SemanticModel
 from segue.semantic.tokenizer import TOKENIZER_NAME, SemanticTokenizer
@@ -72,6 +81,7 @@ class SemanticRunConfig(RunConfig):
     model: SemanticConfig = field(default_factory=lambda: preset("tiny"))
     data: SemanticDataConfig = field(default_factory=SemanticDataConfig)
     targets: TargetsConfig = field(default_factory=TargetsConfig)
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
             lr=5e-4,
@@ -207,9 +217,9 @@ class SemanticTask(TrainTask):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
-    def train_dataset(self) -> CropDataset:
-        data = self.config.data
-        return CropDataset(
+    def train_dataset(self) -> CropDataset | WithPairs:
+        data, invariance = self.config.data, self.config.invariance
+        crops = CropDataset(
             data.manifest,
             data.crop_seconds,
             self.config.model.sample_rate,
@@ -220,6 +230,16 @@ class SemanticTask(TrainTask):
             verify_files=True,
             skip_missing=data.skip_missing,
         )
+        if not invariance.aligns:
+            return crops
+        pairs = SentencePairs(
+            data.manifest,
+            invariance.pair_seconds,
+            self.config.model.sample_rate,
+            split="train",
+            seed=self.config.train.seed,
+        )
+        return WithPairs(crops, pairs)
 
     def valid_dataset(self) -> FixedCrops | None:
         data = self.config.data
@@ -264,24 +284,87 @@ class SemanticTask(TrainTask):
         }
         return loss, metrics
 
+    def perturb(
+        self, audio: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Speed-perturb a share of the crops (`invariance.perturb`); their targets, computed
+        on the clean crops, follow onto the perturbed frames."""
+        invariance = self.config.invariance
+        low, high = invariance.perturb_range
+        rows = audio.shape[0]
+        chosen = torch.rand(rows) < invariance.perturb
+        factors = torch.exp(torch.empty(rows).uniform_(math.log(low), math.log(high)))
+        factors = torch.where(chosen, factors, torch.ones(rows))
+        audio, lengths = speed_perturb(audio, lengths, factors)
+        frame_lengths = self.model.frame_lengths(lengths)
+        factors = factors.to(targets.device)
+        return audio, lengths, warp_frames(targets, factors, frame_lengths, IGNORE)
+
+    @torch.no_grad()
+    def align(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """DTW paths between rows 2p and 2p+1 of audio [2P, T] on the teacher's (normalised)
+        features, and the valid frames [2P] the paths index."""
+        with torch.autocast(audio.device.type, enabled=False):
+            features, teacher_lengths = self.targets.extractor(audio, lengths)
+            features = self.targets.codebook.normalize(features)
+        student = self.model.frame_lengths(lengths)
+        frames = torch.minimum(teacher_lengths.to(lengths.device), student)
+        paths = align_pairs(features[0::2], features[1::2], frames[0::2], frames[1::2])
+        return paths, frames
+
     def _step(
-        self, model: nn.Module, batch: dict, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        batch: dict,
+        generator: torch.Generator | None = None,
+        training: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         audio, lengths = batch["audio"], batch["length"]
         targets = self.batch_targets(audio, lengths)
-        cfg = self.config.model
+        invariance, cfg = self.config.invariance, self.config.model
+        if training and invariance.perturb > 0:
+            audio, lengths, targets = self.perturb(audio, lengths, targets)
+        rows, frames = targets.shape
         mask = span_mask(
             self.model.frame_lengths(lengths),
-            targets.shape[1],
+            frames,
             cfg.mask_prob,
             cfg.mask_span,
             min_spans=cfg.min_masks,
             generator=generator,
         )
-        return self.losses(model(audio, lengths, mask), targets, mask)
+        if not (training and invariance.aligns):
+            return self.losses(model(audio, lengths, mask), targets, mask)
+        # One pass over the masked crops and the (unmasked) pairs, so DDP sees one forward.
+        pair_audio = batch["pair_audio"].flatten(0, 1)  # [2P, T']: rows 2p, 2p+1 one sentence
+        pair_lengths = batch["pair_length"].flatten(0, 1)
+        paths, pair_frames = self.align(pair_audio, pair_lengths)
+        width = max(audio.shape[-1], pair_audio.shape[-1])
+        inputs = torch.cat([F.pad(audio, (0, width - audio.shape[-1])),
+                            F.pad(pair_audio, (0, width - pair_audio.shape[-1]))])
+        full_mask = torch.zeros(
+            inputs.shape[0], -(-width // self.model.hop_length), dtype=torch.bool,
+            device=mask.device,
+        )
+        full_mask[:rows, :frames] = mask
+        layer = invariance.layer if invariance.layer >= 0 else cfg.tokenizer_layer
+        logits, states = model(
+            inputs, torch.cat([lengths, pair_lengths]), full_mask, return_layer=layer
+        )
+        loss, metrics = self.losses(logits[:rows, :frames], targets, mask)
+        pair_states = states[rows:]
+        align, align_metrics = alignment_loss(
+            pair_states[0::2],
+            pair_states[1::2],
+            pair_frames[0::2],
+            pair_frames[1::2],
+            paths,
+            invariance.temperature,
+        )
+        return loss + invariance.weight * align, {**metrics, **align_metrics}
 
     def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
-        loss, metrics = self._step(models["model"], batch)
+        loss, metrics = self._step(models["model"], batch, training=True)
         return Phase("main", loss, metrics)
 
     @torch.no_grad()

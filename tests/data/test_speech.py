@@ -99,6 +99,25 @@ def test_stream_is_deterministic(first_items):
 
 
 @needs_texts
+def test_parallel_training_sentences(first_items):
+    assert take(speech.speech_items(0, train_parallel=1), 300) == first_items  # the default
+    items = take(speech.speech_items(0, train_parallel=3), 400)
+    train = [i for i in items if i.split == "train"]
+    train = [i for i in train if i.meta["sentence_id"] != train[-1].meta["sentence_id"]]  # whole
+    voices = collections.defaultdict(set)
+    for item in train:
+        voices[item.meta["sentence_id"]].add(item.group)
+    sizes = collections.Counter(len(v) for v in voices.values())
+    assert set(sizes) <= {2, 3, 4} and sizes[3] > 10  # groups of 3 (a round's last: 2 or 4)
+    assert all(i.meta["parallel_voices"] == len(voices[i.meta["sentence_id"]]) for i in train)
+    assert len({i.uid for i in items}) == len(items)
+    round_voices = {i.group for i in train[:100]}
+    assert len(round_voices) == 100  # one round: every train voice once, in groups
+    with pytest.raises(ValueError, match="train_parallel"):
+        next(speech.speech_items(0, train_parallel=0))
+
+
+@needs_texts
 def test_stream_splits_speakers_and_parallel_sentences(first_items):
     splits = speech.speaker_splits()
     assert len({i.uid for i in first_items}) == len(first_items)
