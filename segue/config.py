@@ -13,6 +13,7 @@ import os
 import tempfile
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,6 +110,23 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+def cache_dir() -> Path:
+    """segue's cache folder (compiled kernels, fetched packages, file checks): `$SEGUE_CACHE_DIR`,
+    else `$XDG_CACHE_HOME/segue`, else `~/.cache/segue`. Safe to delete at any time."""
+    if os.environ.get("SEGUE_CACHE_DIR"):
+        return Path(os.environ["SEGUE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segue"
+
+
+def require(config: Any, test: Callable[[Any], bool], what: str, *names: str) -> None:
+    """Refuse a config whose fields `names` fail `test`, naming the field and the range `what`
+    (for `__post_init__`: `require(self, lambda v: v >= 1, ">= 1", "n_layer", "n_head")`)."""
+    for name in names:
+        value = getattr(config, name)
+        if not test(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def _parse_override_value(text: str) -> Any:

@@ -17,25 +17,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 # Opus -> WAV once, in parallel (crop reads then seek cheaply).
-python3 - <<'PY'
-import json, os
-from concurrent.futures import ProcessPoolExecutor
-import soundfile as sf
-src, dst = os.environ.get("CORPUS", ".device/speech"), "/tmp/speech"
-rows = [json.loads(line) for line in open(f"{src}/manifest.jsonl")]
-def convert(row):
-    ogg = os.path.join(src, row["path"][:-5] + ".ogg")
-    wav = os.path.join(dst, row["path"][:-5] + ".wav")
-    os.makedirs(os.path.dirname(wav), exist_ok=True)
-    audio, rate = sf.read(ogg, dtype="float32")
-    sf.write(wav, audio, rate, subtype="PCM_16")
-    return dict(row, path=row["path"][:-5] + ".wav", duration=len(audio) / rate)
-with ProcessPoolExecutor(14) as pool:
-    rows = list(pool.map(convert, rows, chunksize=8))
-with open(f"{dst}/manifest.jsonl", "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-print(len(rows), "files,", round(sum(r["duration"] for r in rows) / 3600, 2), "h")
-PY
+python3 scripts/gpu/unpack_corpus.py "${CORPUS:-.device/speech}" /tmp/speech || exit 1
 
 M=/tmp/speech/manifest.jsonl
 COMMON="train.precision=fp32 train.progress=false train.num_workers=2 train.tensorboard=false"

@@ -8,7 +8,6 @@ one-line message names the package and the command to retry.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from segue.config import cache_dir
 
 FETCH_TIMEOUT_S = 600.0
 DOC = "usr/share/doc/"
@@ -34,9 +35,8 @@ class PackageError(RuntimeError):
 
 
 def default_cache() -> Path:
-    """`$SEGUE_CACHE/debian`, else `~/.cache/segue/debian`."""
-    root = os.environ.get("SEGUE_CACHE") or Path.home() / ".cache" / "segue"
-    return Path(root) / "debian"
+    """`debian/` in segue's cache folder (`$SEGUE_CACHE_DIR`, default `~/.cache/segue`)."""
+    return cache_dir() / "debian"
 
 
 # ---------------------------------------------------------------------------------- fetching

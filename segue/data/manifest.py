@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segue.config import write_atomic
+from segue.config import cache_dir, write_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 _CORE_FIELDS = ("path", "duration", "sample_rate", "group", "split")
@@ -242,28 +242,62 @@ def describe_by(manifest: Manifest, field: str) -> str:
     return _table(table, left=1)
 
 
+CHECKED_FILES = "checked-files.json"  # in segue's cache folder: {path: [mtime_ns, size]}
+
+
+def _read_checked(path: Path) -> dict[str, list[int]]:
+    try:
+        checked = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: everything is checked again
+    return checked if isinstance(checked, dict) else {}
+
+
 def check_files(
     manifest: Manifest, *, skip_missing: bool = False, workers: int = 8
 ) -> tuple[Manifest, list[str]]:
     """Every file of `manifest` opened (headers only, in parallel) before a training relies on
     them: (the manifest, the problems as `manifest.jsonl:LINE: path: why`).
 
-    With skip_missing the unusable rows are dropped and listed; otherwise ManifestError names
-    the first ones (a training would die at the first batch that reached one).
+    Files found good are remembered by modification time and size (`checked-files.json` in
+    segue's cache folder), so a file that has not changed since is not opened again at the next
+    start. With skip_missing the unusable rows are dropped and listed; otherwise ManifestError
+    names the first ones (a training would die at the first batch that reached one).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from segue import audio as audio_io
 
+    cache = cache_dir() / CHECKED_FILES
+    checked = _read_checked(cache)
+    newly: dict[str, list[int]] = {}
+
     def problem(entry: ManifestEntry) -> str | None:
+        path = manifest.resolve(entry)
         try:
-            audio_io.info(manifest.resolve(entry))
+            stat = os.stat(path)
+            stamp = [stat.st_mtime_ns, stat.st_size]
+        except OSError:
+            stamp = None  # audio_io.info says why
+        key = str(Path(path).absolute())
+        if stamp is not None and checked.get(key) == stamp:
+            return None
+        try:
+            audio_io.info(path)
         except audio_io.AudioError as error:
             return f"{manifest.where(entry)}: {error}"
+        if stamp is not None:
+            newly[key] = stamp
         return None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         problems = list(pool.map(problem, manifest.entries))
+    if newly:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, json.dumps({**_read_checked(cache), **newly}).encode())
+        except OSError:
+            pass  # a read-only cache folder only costs the next start a full check
     bad = [p for p in problems if p is not None]
     if bad and not skip_missing:
         shown = "\n  ".join(bad[:5]) + (f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else "")

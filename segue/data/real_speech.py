@@ -10,7 +10,7 @@ fixed set of Debian packages (fixed so that figures stay comparable):
     asterisk-core-sounds-{es,fr,it,ru}-g722  telephony prompts, one voice each    the voice
 
 * **Fetching** (`segue.data.debian`). `apt-get download` (no install, no root) into a cache
-  (`~/.cache/segue/debian`, or `$SEGUE_CACHE/debian`), then the package's files are unpacked
+  (`~/.cache/segue/debian`, or `$SEGUE_CACHE_DIR/debian`), then the package's files are unpacked
   from `dpkg-deb --fsys-tarfile` into `cache/<package>/`; only what the corpus reads is kept
   (the scripts of `fillets-ng-data`, not its music and images). A package that cannot be
   fetched is reported in one line with the command to retry; the others still build.

@@ -11,6 +11,8 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from segue.config import require
+
 Stage = Literal["semantic", "coarse", "fine"]
 STAGES: tuple[str, ...] = ("semantic", "coarse", "fine")
 
@@ -33,9 +35,7 @@ class LMConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_head", "d_model"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self, lambda v: v >= 1, ">= 1", "n_layer", "n_head", "d_model")
         if self.vocab_size < 0 or self.max_seq_len < 0:
             raise ValueError("vocab_size and max_seq_len must be >= 0 (0: from the layout)")
         if not self.mlp_ratio > 0 or not 0 <= self.dropout < 1 or not self.rope_base > 0:

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from segue.config import cache_dir
+
 if TYPE_CHECKING:
     from segue.lm.model import KVCache, Transformer
 
@@ -37,10 +39,6 @@ SOURCE = Path(__file__).parent / "csrc" / "decode_step.c"
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", "-std=c11")
 DISABLE = "SEGUE_FUSED_DECODE"  # "0": always the PyTorch step
 
-
-def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segue"
-    return Path(os.environ.get("SEGUE_CACHE_DIR", default))
 
 
 def _cpu_flags() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 
+from segue.config import require
+
 
 @dataclass
 class SemanticConfig:
@@ -42,6 +44,16 @@ class SemanticConfig:
     tokenizer_layer: int = 4  # default layer for k-means tokens (fit-kmeans --layer)
 
     def __post_init__(self) -> None:
+        require(self, lambda v: v >= 1, ">= 1", "sample_rate", "n_mels", "n_fft", "mel_hop",
+                "conv_channels", "dim", "n_layers", "n_heads", "ffn_mult", "pos_conv_kernel",
+                "pos_conv_groups", "mask_span", "head_dim")
+        require(self, lambda v: 0 <= v < 1, "in [0, 1)", "dropout", "attention_dropout")
+        require(self, lambda v: 0 <= v <= 1, "in [0, 1]", "mask_prob")
+        require(self, lambda v: v >= 0, ">= 0", "min_masks", "unmasked_weight")
+        require(self, lambda v: v >= 2, ">= 2", "n_classes")
+        require(self, lambda v: v > 0, "> 0", "logit_temperature")
+        if self.n_fft < self.mel_hop:
+            raise ValueError(f"n_fft={self.n_fft} must be >= mel_hop={self.mel_hop}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
         if self.pos_conv_kernel % 2 == 0:

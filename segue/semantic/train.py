@@ -198,8 +198,12 @@ class SemanticTask(TrainTask):
         path = Path(self.config.targets.path)
         info, _ = init_distributed()
         if info.is_main and not (path / TOKENIZER_NAME).is_file():
-            what = self.config.targets.teacher or "MFCC features"
-            print(f"fitting the training targets (k-means of {what}) -> {path}", file=sys.stderr)
+            teacher = self.config.targets.teacher
+            if teacher and (Path(teacher) / TOKENIZER_NAME).is_file():
+                what = f"the training targets: the tokenizer {teacher}, copied"
+            else:
+                what = f"fitting the training targets (k-means of {teacher or 'MFCC features'})"
+            print(f"{what} -> {path}", file=sys.stderr)
             build_targets(self.config, device, progress=self.config.train.progress).save(path)
         barrier()
         self.targets = SemanticTokenizer.load(path).to(device)

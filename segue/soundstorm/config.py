@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 
+from segue.config import require
+
 
 @dataclass
 class SoundStormConfig:
@@ -36,6 +38,12 @@ class SoundStormConfig:
     noise: float = 1.0
 
     def __post_init__(self) -> None:
+        require(self, lambda v: v >= 1, ">= 1", "d_model", "n_layer", "n_head", "max_frames")
+        require(self, lambda v: v >= 0, ">= 0 (0: from the token shards)",
+                "n_levels", "codebook_size", "semantic_vocab")
+        require(self, lambda v: v > 0, "> 0", "mlp_ratio", "rope_base")
+        require(self, lambda v: 0 <= v < 1, "in [0, 1)", "dropout")
+        require(self, lambda v: v >= 0, ">= 0", "temperature", "fine_temperature", "noise")
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
             raise ValueError(
                 f"d_model={self.d_model} must split into {self.n_head} heads of even size"

@@ -47,7 +47,7 @@ def test_padding_does_not_leak_into_valid_frames():
 
 
 def test_mask_embedding_replaces_masked_frames():
-    model = SemanticModel(small_model_config(n_layers=0, tokenizer_layer=0)).eval()
+    model = SemanticModel(small_model_config(n_layers=1, tokenizer_layer=0)).eval()
     audio = torch.randn(1, 6400) * 0.1
     mask = torch.zeros(1, 10, dtype=torch.bool)
     mask[0, 3:6] = True
@@ -70,3 +70,21 @@ def test_presets_and_save_load(tmp_path):
     audio = torch.randn(1, 8000)
     with torch.no_grad():
         torch.testing.assert_close(loaded(audio), model.eval()(audio))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"n_heads": 0}, "n_heads must be >= 1"),
+        ({"n_layers": 0}, "n_layers must be >= 1"),
+        ({"dropout": 1.0}, "dropout must be in"),
+        ({"mask_prob": -0.1}, "mask_prob must be in"),
+        ({"n_classes": 1}, "n_classes must be >= 2"),
+        ({"logit_temperature": 0.0}, "logit_temperature must be > 0"),
+        ({"mel_hop": 0}, "mel_hop must be >= 1"),
+        ({"n_fft": 100}, "n_fft=100 must be >= mel_hop"),
+    ],
+)
+def test_settings_that_make_no_model_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        preset("tiny", **override)

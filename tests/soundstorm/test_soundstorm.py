@@ -249,3 +249,19 @@ def test_masked_loss_is_finite_on_padded_batches():
     batch = {"semantic": semantic, "codes": codes, "length": torch.tensor([16, 5, 1])}
     loss, correct, count = masked_loss(model, batch, K, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and 0 <= int(correct) <= int(count) and int(count) >= 3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.n_head=0", "n_head must be >= 1"),  # was a ZeroDivisionError
+        ("model.n_layer=0", "n_layer must be >= 1"),
+        ("model.dropout=1.5", "dropout must be in"),
+        ("model.temperature=-1", "temperature must be >= 0"),
+        ("model.codebook_size=-4", "codebook_size must be >= 0"),
+        ("model.max_frames=0", "max_frames must be >= 1"),
+    ],
+)
+def test_settings_that_make_no_model_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(SoundStormRunConfig(), [override])
