@@ -15,6 +15,7 @@ from segue.commands import (
     check_npy_output,
     device_arg,
     finish_shards,
+    non_negative_int,
     save_npy,
     torchrun_ranks,
 )
@@ -245,7 +246,13 @@ def _eval(args: argparse.Namespace) -> None:
         tokenizers["codec-L1"] = CodecLevelTokenizer(load_codec(args.codec), level=0)
     if not tokenizers:
         raise CommandError("nothing to evaluate: give --checkpoint, or keep the MFCC baseline")
-    report = evaluate(tokenizers, manifest, max_sentences=args.max_sentences, seed=args.seed)
+    report = evaluate(
+        tokenizers,
+        manifest,
+        max_sentences=args.max_sentences,
+        seed=args.seed,
+        b_per_pair=args.b_per_pair,
+    )
     report.update(split=args.split, manifest=str(args.manifest))
     print(format_table(report))
     if args.json:
@@ -338,6 +345,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "e.g. for contents that only voices of different splits share)",
     )
     p.add_argument("--max-sentences", type=int, default=None)
+    p.add_argument(
+        "--b-per-pair",
+        type=non_negative_int,
+        default=1,
+        help="ABX: Bs drawn per cross-voice pair (default 1; 0: every other sentence of X's "
+        "voice, the steadier number on few pairs)",
+    )
     p.add_argument(
         "--mfcc-k",
         type=int,

@@ -7,7 +7,10 @@ each tokenizer every utterance is tokenized and deduplicated (repeats collapsed)
              utterances of every cross-voice pair of the same sentence (lower: more invariant)
   diff_ned   the same between different sentences in different voices: the "unrelated" ceiling
   abx_error  utterance-level ABX: A, X = one sentence in voices v1, v2; B = another sentence in
-             voice v2 (the voice cue favours B). Error when d(A, X) >= d(B, X) (ties count half)
+             voice v2 (the voice cue favours B). Error when d(A, X) >= d(B, X) (ties count half).
+             One B per pair by default; `b_per_pair=0` takes every other sentence of X's voice
+             (ZeroSpeech's average over all triplets). `abx_error_se`: the standard error over
+             pairs (each pair's mean error), what separates two tokenizers on few pairs
   rate       deduplicated tokens per second;  perplexity  exp(entropy) of the (raw) token
              distribution, the number of clusters effectively used;  rtf  tokenizing time / audio
 
@@ -66,8 +69,13 @@ class EvalSet:
     sentences: int
 
 
-def build_eval_set(manifest: Manifest, max_sentences: int | None = None, seed: int = 0) -> EvalSet:
-    """Pairs and triplets from the entries that carry `sentence_id` (voice = `group`)."""
+def build_eval_set(
+    manifest: Manifest, max_sentences: int | None = None, seed: int = 0, b_per_pair: int = 1
+) -> EvalSet:
+    """Pairs and triplets from the entries that carry `sentence_id` (voice = `group`); each pair
+    gets `b_per_pair` Bs drawn at random (0: all of them)."""
+    if b_per_pair < 0:
+        raise ValueError(f"b_per_pair must be >= 0 (0: every B), got {b_per_pair}")
     by_sentence: dict[str, dict[str, ManifestEntry]] = defaultdict(dict)
     by_voice: dict[str, list[ManifestEntry]] = defaultdict(list)
     for entry in sorted(manifest.entries, key=lambda e: e.path):
@@ -101,8 +109,11 @@ def build_eval_set(manifest: Manifest, max_sentences: int | None = None, seed: i
             a, x = by_sentence[sentence][first], by_sentence[sentence][second]
             pairs.append((index(a), index(x)))
             others = [e for e in by_voice[second] if e.extra.get("sentence_id") != sentence]
-            if others:
-                b = others[int(rng.integers(len(others)))]
+            if b_per_pair == 1 and others:  # the original single draw (same Bs as before)
+                others = [others[int(rng.integers(len(others)))]]
+            elif 0 < b_per_pair < len(others):
+                others = [others[i] for i in sorted(rng.choice(len(others), b_per_pair, False))]
+            for b in others:
                 triplets.append((position[a.path], position[x.path], index(b)))
     return EvalSet(entries, pairs, triplets, len(sentences))
 
@@ -125,12 +136,22 @@ def _score(
         1.0 if d(a, x) > d(b, x) else 0.5 if d(a, x) == d(b, x) else 0.0
         for a, x, b in eval_set.triplets
     ]
+    by_pair: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for (a, x, _), error in zip(eval_set.triplets, abx):
+        by_pair[(a, x)].append(error)
+    pair_means = [float(np.mean(errors)) for errors in by_pair.values()]
+    se = (
+        float(np.std(pair_means, ddof=1) / np.sqrt(len(pair_means)))
+        if len(pair_means) > 1
+        else float("nan")
+    )
     used = np.unique(np.concatenate(tokens)).size if tokens else 0
     return {
         "same_ned": float(np.mean(same)),
         "same_ned_std": float(np.std(same)),
         "diff_ned": float(np.mean(diff)) if diff else float("nan"),
         "abx_error": float(np.mean(abx)) if abx else float("nan"),
+        "abx_error_se": se,
         "rate": sum(u.size for u in units) / seconds,
         "perplexity": perplexity(tokens, vocab_size),
         "used": int(used),
@@ -143,10 +164,11 @@ def evaluate(
     *,
     max_sentences: int | None = None,
     seed: int = 0,
+    b_per_pair: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score every tokenizer on the same pairs; returns a JSON-ready report."""
-    eval_set = build_eval_set(manifest, max_sentences, seed)
+    eval_set = build_eval_set(manifest, max_sentences, seed, b_per_pair)
     tokens: dict[str, list[np.ndarray]] = {name: [] for name in tokenizers}
     timing = dict.fromkeys(tokenizers, 0.0)
     seconds = 0.0
@@ -186,7 +208,7 @@ def format_table(report: dict[str, Any]) -> str:
         "K",
         "same NED ↓",
         "diff NED",
-        "ABX err ↓",
+        "ABX err ↓ ±se",
         "tok/s",
         "perplexity",
         "used",
@@ -201,7 +223,7 @@ def format_table(report: dict[str, Any]) -> str:
                 str(r["vocab_size"]),
                 f"{r['same_ned']:.3f}",
                 f"{r['diff_ned']:.3f}",
-                f"{100 * r['abx_error']:.1f}%",
+                f"{100 * r['abx_error']:.1f}% ±{100 * r.get('abx_error_se', float('nan')):.1f}",
                 f"{r['rate']:.1f}",
                 f"{r['perplexity']:.0f}",
                 str(r["used"]),

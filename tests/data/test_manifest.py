@@ -54,7 +54,7 @@ def test_unchanged_files_are_not_opened_again(corpus, monkeypatch):
     assert calls == []  # nothing changed: nothing reopened
     # a file replaced by garbage (new size and time) is opened again, and caught
     (corpus / "a2.wav").write_bytes(b"not audio at all")
-    with pytest.raises(ManifestError, match="manifest.jsonl:3"):
+    with pytest.raises(ManifestError, match=r"manifest\.jsonl:3"):
         check_files(manifest)
     assert calls == ["a2.wav"]
     # a missing file is never taken from the cache

@@ -33,6 +33,18 @@ def test_eval_set_pairs_and_triplets(corpus):
         ex, eb = eval_set.entries[x], eval_set.entries[b]
         assert eb.group == ex.group and eb.extra["sentence_id"] != ex.extra["sentence_id"]
     assert build_eval_set(test, max_sentences=2).sentences == 2
+    # every B: the 2 other sentences of X's voice for each of the 9 pairs
+    every = build_eval_set(test, b_per_pair=0)
+
+    def paths(s, rows):
+        return {tuple(s.entries[i].path for i in row) for row in rows}
+
+    assert len(every.triplets) == 18
+    assert paths(every, every.pairs) == paths(eval_set, eval_set.pairs)
+    assert paths(eval_set, eval_set.triplets) <= paths(every, every.triplets)
+    assert len(build_eval_set(test, b_per_pair=2).triplets) == 18
+    with pytest.raises(ValueError, match="b_per_pair"):
+        build_eval_set(test, b_per_pair=-1)
     with pytest.raises(ValueError, match="sentence_id"):
         build_eval_set(read_manifest(corpus, split="valid"))
 
@@ -41,7 +53,7 @@ def test_known_distances_give_known_scores(corpus):
     from segue import audio as audio_io
 
     test = read_manifest(corpus, split="test")
-    table, invariant, voice_bound = {}, {}, {}
+    table, invariant, voice_bound, voice_of = {}, {}, {}, {}
     for entry in test.entries:
         audio = torch.from_numpy(audio_io.load(test.resolve(entry), 16000))
         key = (audio.shape[-1], round(float(audio[:200].abs().sum()), 2))
@@ -51,6 +63,7 @@ def test_known_distances_give_known_scores(corpus):
         invariant[key] = [sentence, sentence, sentence + 3, sentence + 6, sentence + 6]
         # voice-bound: the voice's tokens only
         voice_bound[key] = [voice, voice + 3, voice + 6]
+        voice_of[key] = voice
     report = evaluate(
         {"invariant": ScriptedTokenizer(invariant), "voice": ScriptedTokenizer(voice_bound)},
         test,
@@ -59,7 +72,15 @@ def test_known_distances_give_known_scores(corpus):
     good, bad = report["tokenizers"]["invariant"], report["tokenizers"]["voice"]
     assert good["same_ned"] == 0.0 and good["diff_ned"] == 1.0 and good["abx_error"] == 0.0
     assert bad["same_ned"] == 1.0 and bad["abx_error"] == 1.0
-    assert good["perplexity"] == pytest.approx(9.0, rel=0.05)  # 9 ids, (almost) equally used
+    assert good["abx_error_se"] == 0.0 and bad["abx_error_se"] == 0.0  # no spread over pairs
+    # invariant except sentence 0, whose utterances get tokens of their own: its 3 pairs tie
+    # with every B (error 1/2), the 6 others never err; 18 triplets -> 3/18, se 0.25 / 3
+    odd = {key: invariant[key] if invariant[key][0] != 0 else [3 * voice_of[key]]
+           for key in invariant}
+    row = evaluate({"odd": ScriptedTokenizer(odd)}, test, b_per_pair=0,
+                   progress=False)["tokenizers"]["odd"]
+    assert row["abx_error"] == pytest.approx(3 / 18)
+    assert row["abx_error_se"] == pytest.approx(0.25 / 3)
     seconds = report["seconds"]
     assert good["rate"] == pytest.approx(9 * 3 / seconds)
     table = format_table(report)
