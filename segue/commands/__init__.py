@@ -44,6 +44,20 @@ def positive_int(text: str) -> int:
     return _whole_number(text, 1)
 
 
+def positive_float(text: str) -> float:
+    """argparse type of finite amounts that must be > 0 (--silence-db)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type of counts where 0 means "all" or "none" (--b-per-pair)."""
     return _whole_number(text, 0)

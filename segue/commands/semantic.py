@@ -16,6 +16,7 @@ from segue.commands import (
     device_arg,
     finish_shards,
     non_negative_int,
+    positive_float,
     save_npy,
     torchrun_ranks,
 )
@@ -126,12 +127,15 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
         max_frames=args.max_frames,
         source=args.checkpoint,
     )
+    tokenizer.with_silence_gate(args.silence_db)
     path = tokenizer.save(args.out)
     info = tokenizer.info
     print(
         f"{path}: K={tokenizer.vocab_size} k-means of {tokenizer.kind} features "
         f"({info['frames']} frames of {info['files']} files, mse {info['mse']:.3f}), "
         f"{tokenizer.frame_rate:g} Hz"
+        + (f", silence gate {args.silence_db:g} dB -> token {tokenizer.silence.token}"
+           if tokenizer.silence else "")
     )
 
 
@@ -240,6 +244,9 @@ def _eval(args: argparse.Namespace) -> None:
                 max_files=args.fit_files,
                 source=name,
             )
+    if args.silence_db is not None:  # the same gate for every tokenizer (baselines included)
+        for tokenizer in tokenizers.values():
+            tokenizer.with_silence_gate(args.silence_db)
     if args.codec:
         from segue.codec.load import load_codec
 
@@ -310,6 +317,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pool", type=int, default=2, help="hf and whisper models: frames averaged (50 -> 25 Hz)"
     )
     p.add_argument("--out", help="tokenizer folder (default: RUN/tokenizer)")
+    p.add_argument(
+        "--silence-db",
+        type=positive_float,
+        default=None,
+        help="silence gate: frames this many dB below the loudest get the silence token "
+        "(default: none; see docs/semantic.md)",
+    )
     p.add_argument("--max-files", type=int, default=500)
     p.add_argument("--max-frames", type=int, default=200_000)
     p.add_argument("--niter", type=int, default=50)
@@ -359,6 +373,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="K of the MFCC k-means baseline (default: the first tokenizer's; 0: none)",
     )
     p.add_argument("--mfcc", help="a fitted MFCC tokenizer folder to use as the baseline")
+    p.add_argument(
+        "--silence-db",
+        type=positive_float,
+        default=None,
+        help="give every tokenizer (baselines too) this silence gate (default: each as saved)",
+    )
     p.add_argument("--fit-files", type=int, default=400, help="train files for the MFCC baseline")
     p.add_argument("--codec", help="add the codec's first RVQ level (folder, run, hf:...)")
     p.add_argument("--seed", type=int, default=0)

@@ -4,9 +4,16 @@ codebook = audio -> semantic tokens.
     tokenizer.tokenize(audio [T] or [B, T] float32 at `sample_rate`) -> LongTensor [B, F]
 
 at `frame_rate` (25 Hz for segue models, MFCCs and pooled HF models) with `vocab_size` ids.
+
+The optional **silence gate** (`SilenceGate`, `with_silence_gate`) gives every frame quieter than
+the loudest frame by more than `db` decibels one token, the token of digital silence: a noise
+floor is recording conditions, not content, yet a speech encoder turns it into a run of varying
+tokens that makes the same word in two recordings look different (measured in
+docs/semantic.md). The acoustic tokens still carry the noise.
 A tokenizer folder holds everything needed to rebuild it:
 
-    tokenizer.json       feature kind + spec, sample/frame rate, vocab size, how it was fitted
+    tokenizer.json       feature kind + spec, sample/frame rate, vocab size, how it was fitted,
+                         the silence gate if any
     kmeans.safetensors   mean [D], std [D] (per-dimension normalisation), centroids [K, D]
     model/ or hf/        the feature model's weights (segue: config.json + model.safetensors)
 """
@@ -16,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
@@ -28,12 +37,41 @@ from segue.config import write_atomic
 from segue.pretrained import read_safetensors
 from segue.semantic.extractors import FeatureExtractor, load_extractor
 from segue.semantic.kmeans import KMeansCodebook
+from segue.semantic.masking import frame_mask
 
 TOKENIZER_NAME = "tokenizer.json"
 #: Long audio is tokenized this many seconds at a time, with this much context on each side.
 WINDOW_SECONDS, CONTEXT_SECONDS = 30.0, 5.0
 CODEBOOK_NAME = "kmeans.safetensors"
 RUN_TOKENIZER_DIR = "tokenizer"  # where fit-kmeans puts a run's tokenizer by default
+
+
+@dataclass(frozen=True)
+class SilenceGate:
+    """Frames more than `db` below the loudest frame (of the utterance, or of the 30 s window
+    of long audio) get `token`."""
+
+    db: float
+    token: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.db) and self.db > 0):
+            raise ValueError(f"the silence gate's db must be > 0, got {self.db}")
+        if self.token < 0:
+            raise ValueError(f"the silence token must be >= 0, got {self.token}")
+
+
+def quiet_frames(
+    audio: torch.Tensor, frame_lengths: torch.Tensor, hop: int, frames: int, db: float
+) -> torch.Tensor:
+    """bool [B, F]: valid frames (frame f = samples [hop f, hop (f + 1))) of audio [B, T] whose
+    mean power is more than `db` below the row's loudest valid frame."""
+    rows, samples = audio.shape
+    audio = F.pad(audio, (0, max(0, frames * hop - samples)))[:, : frames * hop]
+    level = 10 * torch.log10(audio.float().reshape(rows, frames, hop).pow(2).mean(-1) + 1e-12)
+    valid = frame_mask(frame_lengths.to(audio.device), frames)
+    peak = level.masked_fill(~valid, float("-inf")).amax(dim=1, keepdim=True)
+    return valid & (level < peak - db)
 
 
 class SemanticTokenizer(nn.Module):
@@ -44,16 +82,30 @@ class SemanticTokenizer(nn.Module):
         extractor: FeatureExtractor,
         codebook: KMeansCodebook,
         info: dict[str, Any] | None = None,
+        silence: SilenceGate | None = None,
     ):
         super().__init__()
         if extractor.dim != codebook.dim:
             raise ValueError(
                 f"codebook of {codebook.dim}-d centroids for {extractor.dim}-d features"
             )
+        if silence is not None and silence.token >= codebook.k:
+            raise ValueError(f"silence token {silence.token} outside the {codebook.k} clusters")
         self.extractor = extractor
         self.codebook = codebook
         self.info = dict(info or {})
+        self.silence = silence
         self.eval()
+
+    def with_silence_gate(self, db: float | None) -> SemanticTokenizer:
+        """This tokenizer with a silence gate of `db` decibels (None: without one); the silence
+        token is the one 1 s of digital silence gets. Returns self."""
+        self.silence = None
+        if db is not None:
+            zeros = torch.zeros(1, self.sample_rate, device=self.device)
+            token = int(torch.mode(self.tokenize_with_lengths(zeros)[0][0]).values)
+            self.silence = SilenceGate(float(db), token)
+        return self
 
     @property
     def kind(self) -> str:
@@ -89,7 +141,15 @@ class SemanticTokenizer(nn.Module):
             raise ValueError("cannot tokenize empty audio")
         with torch.autocast(self.device.type, enabled=False):
             features, frame_lengths = self.extractor(audio, lengths)
-            return self.codebook(features), frame_lengths
+            tokens = self.codebook(features)
+        if self.silence is not None:
+            if lengths is not None:  # what lies past a length is not part of the utterance
+                lengths = torch.as_tensor(lengths, device=audio.device)
+                audio = audio * frame_mask(lengths, audio.shape[-1])
+            hop = round(self.sample_rate / self.frame_rate)
+            quiet = quiet_frames(audio, frame_lengths, hop, tokens.shape[1], self.silence.db)
+            tokens = tokens.masked_fill(quiet, self.silence.token)
+        return tokens, frame_lengths
 
     def tokenize(
         self,
@@ -144,6 +204,7 @@ class SemanticTokenizer(nn.Module):
             "vocab_size": self.vocab_size,
             "dim": self.codebook.dim,
             "fit": self.info,
+            "silence": None if self.silence is None else asdict(self.silence),
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -176,7 +237,9 @@ class SemanticTokenizer(nn.Module):
         except (ValueError, KeyError) as error:
             raise ValueError(f"{directory}: damaged tokenizer folder ({error})") from error
         extractor = load_extractor(directory, description["kind"], description["features"])
-        return cls(extractor, codebook, description.get("fit"))
+        silence = description.get("silence")
+        gate = None if silence is None else SilenceGate(float(silence["db"]), int(silence["token"]))
+        return cls(extractor, codebook, description.get("fit"), gate)
 
 
 def find_tokenizer(location: str | os.PathLike) -> Path:
