@@ -255,6 +255,33 @@ class TokenShards:
             if split is None or entry.split == split:
                 self.entries.append(entry)
         self._arrays: dict[str, np.ndarray] = {}
+        self._check()
+
+    def _check(self) -> None:
+        """Every shard the entries use opens as [rows, levels] and holds their rows: a truncated
+        or foreign shard is an error now, naming it, not at the batch that reaches it."""
+        rows = {}
+        for shard in sorted({e.shard for e in self.entries}):
+            try:
+                array = self._array(shard)
+            except (OSError, ValueError) as error:
+                raise ShardError(
+                    f"{self.root / shard}: unreadable token shard ({error}); rebuild the folder "
+                    "with the tokenize command that made it"
+                ) from None
+            if array.ndim != 2 or array.shape[1] != self.levels or array.dtype.kind not in "iu":
+                raise ShardError(
+                    f"{self.root / shard}: {array.dtype} {array.shape}, expected integer tokens "
+                    f"[rows, {self.levels}] ({META_NAME} says {self.levels} levels)"
+                )
+            rows[shard] = array.shape[0]
+        for entry in self.entries:
+            end, have = entry.offset + entry.frames, rows[entry.shard]
+            if entry.offset < 0 or entry.frames < 0 or end > have:
+                raise ShardError(
+                    f"{self.root / INDEX_NAME}: {entry.key} needs rows [{entry.offset}, {end}) "
+                    f"of {entry.shard}, which has {have}"
+                )
 
     @property
     def levels(self) -> int:

@@ -112,3 +112,27 @@ def test_writer_refuses_inconsistent_input(tmp_path):
         TokenShardWriter(tmp_path, kind="semantic", levels=1, vocab_size=20, frame_rate=25)
     with pytest.raises(ShardError, match="not a finished"):
         TokenShards(tmp_path)
+
+
+def test_truncated_or_foreign_shards_are_found_when_the_folder_opens(tmp_path):
+    """A shard cut short (a full disk, a killed copy) used to fail at the batch that reached it,
+    several steps into a training; now opening the folder names it."""
+    from tests.lm.synthetic import write_shards
+
+    semantic, _ = write_shards(tmp_path / "ok")
+    shards = TokenShards(semantic)
+    assert len(shards) == 12
+    shard = semantic / shards.entries[-1].shard
+    data = shard.read_bytes()
+
+    shard.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ShardError, match=f"{shard.name}: unreadable token shard"):
+        TokenShards(semantic)
+    np.save(shard, np.zeros((3, 2), np.int16))  # other levels
+    with pytest.raises(ShardError, match=r"expected integer tokens \[rows, 1\]"):
+        TokenShards(semantic)
+    np.save(shard, np.zeros((1, 1), np.int16))  # too few rows for the index
+    with pytest.raises(ShardError, match="needs rows"):
+        TokenShards(semantic)
+    shard.write_bytes(data)
+    assert len(TokenShards(semantic)) == 12
