@@ -416,6 +416,12 @@ class AudioLM:
             raise ValueError(
                 f"audio of {length} samples is shorter than one semantic frame ({hop} samples)"
             )
+        if length > MAX_SECONDS * self.sample_rate:  # checked before any compute
+            raise ValueError(
+                f"audio of {length / self.sample_rate:g} s: resynthesize at most {MAX_SECONDS:g} s "
+                f"({MAX_SECONDS / 60:g} minutes) in one call (time grows with the length, about "
+                "as fast as `continue`); cut longer files and resynthesize the parts"
+            )
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
         if p is not None:
             if p.shape[0] not in (1, batch):

@@ -160,6 +160,15 @@ def test_resynthesize_lengths_with_and_without_a_voice(model):
         model.resynthesize(audio, speech_like(0.3, batch=3), progress=False)
 
 
+def test_resynthesis_longer_than_the_cap_is_refused_before_any_compute(model, monkeypatch):
+    import segue.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_SECONDS", 0.5)
+    monkeypatch.setattr(model, "_semantic", lambda *a: pytest.fail("tokenized anyway"))
+    with pytest.raises(ValueError, match=r"resynthesize at most 0.5 s"):
+        model.resynthesize(speech_like(0.6), progress=False)
+
+
 def test_same_seed_same_audio_other_seed_other_audio(model):
     prompt = speech_like(0.4)
     a = model.continue_(prompt, 0.4, seed=7, progress=False)
