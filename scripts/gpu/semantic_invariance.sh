@@ -8,8 +8,11 @@
 #       (train, valid and test splits, Opus; keep the two under the 64 MiB upload, e.g. 2 h of
 #       speech-par and the real corpus's `--hours 2`)
 #   .whl: soundfile/cffi/pycparser/soxr wheels (see ../.library/device/README.md)
-# The teacher is the bundled tokenizer's model (segue/assets/speech-tiny/semantic, layer 4),
-# re-clustered at K=500 on the mixture. Runs stop at STEPS or on their wall-clock cap (SIGTERM:
+#   .device/teacher: a copy of segue/assets/speech-tiny/semantic (12 MB), since the working
+#       tree must travel without segue/assets/speech-tiny (63 MB) to stay under 64 MiB
+# The teacher is that tokenizer's model (the bundle's iteration 1, layer 4), re-clustered at
+# K=500 on the mixture. Dry run on a CPU (2026-12-06, 80 files a part, 3 steps each): every
+# stage ran through to the evaluation tables. Runs stop at STEPS or on their wall-clock cap (SIGTERM:
 # they checkpoint); eval JSONs, logs and the tokenizers come back under $OUT.
 #   TRAIN_SECONDS  wall-clock cap of every run   (default 360)
 #   STEPS          max steps                      (default 8000)
@@ -38,7 +41,7 @@ done
 M=$DATA/mix/manifest.jsonl
 segue data mix speech="$DATA/speech-par/manifest.jsonl:0.5" real="$DATA/real/manifest.jsonl:0.5" \
   --out "$M" || exit 1
-segue semantic fit-kmeans --checkpoint segue/assets/speech-tiny/semantic --layer 4 --k 500 \
+segue semantic fit-kmeans --checkpoint "${TEACHER:-.device/teacher}" --layer 4 --k 500 \
   --manifest "$M" --max-files 400 --out "$RUNS/targets" || exit 1
 
 sets() { for o in "$@"; do printf -- '--set %s ' "$o"; done; }  # a=b c=d -> --set a=b --set c=d
