@@ -80,6 +80,7 @@ class KMeansConfig:
     max_frames: int = 200_000
     niter: int = 50
     seed: int = 0
+    silence_db: float | None = None  # the tokenizer's silence gate (docs/semantic.md); None: off
 
 
 def iteration2_config(preset: str) -> SemanticRunConfig:
@@ -319,6 +320,7 @@ def semantic(ctx: Context) -> dict[str, Any]:
             source=teacher,
             part_weights=read_part_weights(manifest),
         )
+        tokenizer.with_silence_gate(km.silence_db)
         tokenizer.save(out)
     info = tokenizer.info or {}
     numbers["tokenizer"] = {
