@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve, lfilter
 
 from segue import audio as audio_io
 
@@ -69,6 +68,8 @@ def peaking_eq(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
                max_db: float, bands: int = 3) -> np.ndarray:
     """Three random peaking biquads (RBJ cookbook): centre 150 Hz - 5 kHz (log-uniform),
     gain in [-max_db, max_db], Q in [0.5, 2]."""
+    from scipy.signal import lfilter  # here, not at import: scipy.signal costs ~0.7 s
+
     out = np.asarray(audio, dtype=np.float64)
     for _ in range(bands):
         centre = float(np.exp(rng.uniform(np.log(150.0), np.log(min(5000.0, sample_rate / 3)))))
@@ -84,6 +85,8 @@ def peaking_eq(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
 def room_response(sample_rate: int, rng: np.random.Generator, rt60: float) -> np.ndarray:
     """A synthetic room impulse response [L]: a unit direct path, then after 2-10 ms
     exponentially decaying noise (-60 dB at `rt60` s), low-passed a little by the air."""
+    from scipy.signal import lfilter
+
     length = int(rt60 * sample_rate)
     delay = int(rng.uniform(0.002, 0.01) * sample_rate)
     t = np.arange(length - delay) / sample_rate
@@ -99,6 +102,8 @@ def reverberate(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
                 rt60_range: tuple[float, float], wet_range: tuple[float, float]) -> np.ndarray:
     """`audio` in a random synthetic room, mixed `wet` of the reverberant and the dry signal,
     same length and peak as the input."""
+    from scipy.signal import fftconvolve
+
     response = room_response(sample_rate, rng, float(rng.uniform(*rt60_range)))
     wet = fftconvolve(audio, response)[: audio.size]
     wet *= np.abs(audio).max() / max(np.abs(wet).max(), 1e-9)
