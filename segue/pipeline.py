@@ -416,12 +416,8 @@ class AudioLM:
             raise ValueError(
                 f"audio of {length} samples is shorter than one semantic frame ({hop} samples)"
             )
-        if length > MAX_SECONDS * self.sample_rate:  # checked before any compute
-            raise ValueError(
-                f"audio of {length / self.sample_rate:g} s: resynthesize at most {MAX_SECONDS:g} s "
-                f"({MAX_SECONDS / 60:g} minutes) in one call (time grows with the length, about "
-                "as fast as `continue`); cut longer files and resynthesize the parts"
-            )
+        _check_cap(length / self.sample_rate, "resynthesize", "cut longer files and "
+                   "resynthesize the parts")  # before any compute
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
         if p is not None:
             if p.shape[0] not in (1, batch):
@@ -571,12 +567,8 @@ class AudioLM:
     def _samples(self, seconds: float) -> int:
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"seconds must be > 0, got {seconds}")
-        if seconds > MAX_SECONDS:
-            raise ValueError(
-                f"seconds must be at most {MAX_SECONDS:g} ({MAX_SECONDS / 60:g} minutes) in one "
-                f"call, got {seconds:g}: time and memory grow with the length; for longer audio, "
-                "continue the output of one call with the next"
-            )
+        _check_cap(seconds, "seconds must be", "for longer audio, continue the output of one "
+                   "call with the next")
         return max(1, round(seconds * self.sample_rate))
 
     def _check_semantic_context(self, total: int) -> None:
@@ -593,6 +585,15 @@ class AudioLM:
         if seed is None:
             return None
         return torch.Generator(device=self.device).manual_seed(int(seed))
+
+
+def _check_cap(seconds: float, what: str, advice: str) -> None:
+    """Refuse more than MAX_SECONDS of audio in one call: time and memory grow with it."""
+    if seconds > MAX_SECONDS:
+        raise ValueError(
+            f"{what} at most {MAX_SECONDS:g} s ({MAX_SECONDS / 60:g} minutes) in one call, got "
+            f"{seconds:g} s: time and memory grow with the length; {advice}"
+        )
 
 
 class _Stages:
