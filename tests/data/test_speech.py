@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from segue.data import speech
+from segue.data import speech, speech_text
 from segue.data.corpus import CorpusItem, take
 from segue.data.manifest import read_manifest, read_splits, splits_path_for
 
 HAVE_TEXTS = shutil.which("bible") is not None and all(
-    (speech.FORTUNES_DIR / name).is_file() for name in speech.FORTUNE_FILES)
+    (speech_text.FORTUNES_DIR / name).is_file() for name in speech_text.FORTUNE_FILES)
 needs_texts = pytest.mark.skipif(not HAVE_TEXTS, reason="needs `bible` (apt package bible-kjv) "
                                  "and the fortune files (apt package fortunes)")
 ENGINE_PROGRAMS = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
@@ -60,7 +60,7 @@ def test_held_out_voices_are_fixed_and_spread_over_engines():
     (" 42 ", ""),
 ])
 def test_clean_text(raw, clean):
-    assert speech.clean_text(raw) == clean
+    assert speech_text.clean_text(raw) == clean
 
 
 def test_chunking_respects_length_bounds_and_keeps_every_verse_label():
@@ -68,8 +68,8 @@ def test_chunking_respects_length_bounds_and_keeps_every_verse_label():
     verses = [(f"V{i}", "And it came to pass, that the man went out; and he said unto them, "
                f"Go ye {'far ' * (i % 7)}away.") for i in range(30)]
     verses.append(("V30", " ".join(["word"] * 80) + "."))  # one very long verse, no commas
-    utterances = speech.chunk_utterances(verses, rng)
-    assert all(speech.MIN_WORDS <= len(t.split()) <= speech.MAX_WORDS for t, _ in utterances)
+    utterances = speech_text.chunk_utterances(verses, rng)
+    assert all(speech_text.MIN_WORDS <= len(t.split()) <= speech_text.MAX_WORDS for t, _ in utterances)
     labels = [int(label[1:]) for _, ls in utterances for label in ls]
     assert labels == sorted(labels) and set(labels) == set(range(31))  # in order, none lost
     spoken = sum(len(t.split()) for t, _ in utterances)
@@ -78,7 +78,7 @@ def test_chunking_respects_length_bounds_and_keeps_every_verse_label():
 
 @needs_texts
 def test_text_pools_are_clean_bounded_and_disjoint():
-    pools = speech.text_pools(0)
+    pools = speech_text.text_pools(0)
     assert len(pools["train"]) > 20000 and len(pools["valid"]) > 500 and len(pools["test"]) > 500
     texts = {split: {u.text for u in pool} for split, pool in pools.items()}
     assert not texts["train"] & texts["valid"] and not texts["train"] & texts["test"]
@@ -86,7 +86,7 @@ def test_text_pools_are_clean_bounded_and_disjoint():
     sample = [u for pool in pools.values() for u in pool[:2000]]
     assert {u.source for u in sample} == {"kjv", "fortunes"}
     for u in sample:
-        assert speech.MIN_WORDS <= len(u.text.split()) <= speech.MAX_WORDS, u
+        assert speech_text.MIN_WORDS <= len(u.text.split()) <= speech_text.MAX_WORDS, u
         assert re.fullmatch(r"[A-Z][A-Za-z ,.;:?!'-]*[.?!]", u.text), u
         assert SAFE_ID.match(u.sentence_id), u
 
