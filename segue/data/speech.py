@@ -16,13 +16,13 @@ Design
   held out for `valid` and as many for `test`, chosen by a hash of the speaker id: the split
   of a voice never depends on the seed, so corpora built with different seeds can be merged.
   `group` = speaker id; every utterance of a held-out voice carries that voice's split.
-* **Text** (`segue.data.speech_text`). The King James Bible (`bible` from bible-kjv) and a hand-picked set of `fortunes`
-  files, cleaned for TTS (no verse numbers, digits, brackets, quotes or odd characters; all-caps
-  words such as LORD spelt as words) and cut into utterances of 8-32 words (about 3-15 s of
-  speech): verses of a chapter are joined and cut at clause punctuation, long clauses at commas.
-  Duplicate texts are dropped. The seed shuffles the text and sets the cut points. About 8 % of
-  the utterances form the evaluation pool (half valid, half test); training text never contains
-  an evaluation sentence.
+* **Text** (`segue.data.speech_text`). The King James Bible (`bible` from bible-kjv) and a
+  hand-picked set of `fortunes` files, cleaned for TTS (no verse numbers, digits, brackets,
+  quotes or odd characters; all-caps words such as LORD spelt as words) and cut into utterances
+  of 8-32 words (about 3-15 s of speech): verses of a chapter are joined and cut at clause
+  punctuation, long clauses at commas. Duplicate texts are dropped. The seed shuffles the text
+  and sets the cut points. About 8 % of the utterances form the evaluation pool (half valid,
+  half test); training text never contains an evaluation sentence.
 * **Parallel evaluation sentences.** Every evaluation sentence is spoken by `PARALLEL_VOICES`
   (3) held-out voices of its split, as consecutive items sharing `meta["sentence_id"]`, so a
   semantic-token evaluation can compare one sentence across voices.

@@ -69,7 +69,8 @@ def test_chunking_respects_length_bounds_and_keeps_every_verse_label():
                f"Go ye {'far ' * (i % 7)}away.") for i in range(30)]
     verses.append(("V30", " ".join(["word"] * 80) + "."))  # one very long verse, no commas
     utterances = speech_text.chunk_utterances(verses, rng)
-    assert all(speech_text.MIN_WORDS <= len(t.split()) <= speech_text.MAX_WORDS for t, _ in utterances)
+    low, high = speech_text.MIN_WORDS, speech_text.MAX_WORDS
+    assert all(low <= len(t.split()) <= high for t, _ in utterances)
     labels = [int(label[1:]) for _, ls in utterances for label in ls]
     assert labels == sorted(labels) and set(labels) == set(range(31))  # in order, none lost
     spoken = sum(len(t.split()) for t, _ in utterances)
