@@ -4,7 +4,7 @@
 #
 #   bash bench/setup_audiolm_pytorch.sh
 #
-# Workarounds (see /work/shared/README.md, "The anchor we must beat"):
+# Workarounds (see the team's shared/README.md, beside this repository, "The anchor we must beat"):
 #  1. torch is installed FIRST and alone, so audiolm-pytorch's dependencies resolve against it;
 #  2. PyPI's torchaudio is a CUDA build for another torch and fails to import (libc10_cuda.so):
 #     its compiled libraries are moved aside to torchaudio/lib/_disabled/, which leaves the
