@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 
 @dataclass
@@ -15,6 +16,15 @@ class DiscriminatorConfig:
     period_channels: int = 32
     stft_windows: tuple[int, ...] = (2048, 1024, 512)
     stft_channels: int = 32
+
+
+@dataclass
+class ISTFTConfig:
+    """The inverse-STFT decoder (`decoder="istft"`, Vocos): ConvNeXt blocks at the frame rate."""
+
+    dim: int = 256
+    layers: int = 6
+    n_fft_hops: int = 4  # n_fft = 4 x hop: each frame's window spans four hops
 
 
 @dataclass
@@ -32,6 +42,10 @@ class LossConfig:
     # L1 on the waveform (EnCodec's time-domain term): mel and adversarial losses leave the phase
     # free, and a codec whose output is uncorrelated with its input scores PESQ ~1.1 at STOI 0.8.
     waveform_weight: float = 0.0
+    # L1 between power-law compressed complex STFTs (|S|^0.3 with S's phase) at these windows: a
+    # phase-sensitive spectral term, as speech enhancement uses; 0 turns it off.
+    complex_stft_weight: float = 0.0
+    complex_stft_windows: tuple[int, ...] = (256, 512, 1024)
     discriminator_warmup_steps: int = 0
 
 
@@ -49,6 +63,10 @@ class CodecConfig:
     latent_dim: int = 256
     dilations: tuple[int, ...] = (1, 3, 9)
     causal: bool = False
+    # "conv": transposed convolutions up to the sample rate (SoundStream; old bundles);
+    # "istft": ConvNeXt blocks at the frame rate + inverse STFT (Vocos; cheap to run).
+    decoder: Literal["conv", "istft"] = "conv"
+    istft: ISTFTConfig = field(default_factory=ISTFTConfig)
     n_codebooks: int = 12
     codebook_size: int = 1024
     codebook_dim: int = 8
@@ -80,6 +98,10 @@ class CodecConfig:
             problems.append(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
         if self.quantizer not in ("factorized", "ema"):
             problems.append(f"quantizer must be 'factorized' or 'ema', got {self.quantizer!r}")
+        if self.decoder not in ("conv", "istft"):
+            problems.append(f"decoder must be 'conv' or 'istft', got {self.decoder!r}")
+        if self.istft.dim < 1 or self.istft.layers < 0 or self.istft.n_fft_hops < 1:
+            problems.append(f"istft needs dim >= 1, layers >= 0, n_fft_hops >= 1, got {self.istft}")
         if problems:
             raise ValueError("codec: " + "; ".join(problems))
         if not 1 <= self.n_coarse <= self.n_codebooks:

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segue.codec.config import CodecConfig
-from segue.codec.modules import Decoder, Encoder, decoder_context, encoder_context
+from segue.codec.modules import Decoder, Encoder, ISTFTDecoder, encoder_context
 from segue.codec.quantizer import QuantizerOutput, ResidualVectorQuantizer
 from segue.pretrained import PretrainedMixin
 
@@ -26,7 +26,8 @@ class CodecOutput:
 
 
 class Codec(nn.Module, PretrainedMixin):
-    """SoundStream-style neural codec: Encoder -> ResidualVectorQuantizer -> Decoder."""
+    """SoundStream-style neural codec: Encoder -> ResidualVectorQuantizer -> Decoder (transposed
+    convolutions, or an inverse-STFT head at the frame rate: `config.decoder`)."""
 
     config_class = CodecConfig
 
@@ -45,9 +46,20 @@ class Codec(nn.Module, PretrainedMixin):
             dead_code_threshold=config.dead_code_threshold,
             kind=config.quantizer,
         )
-        self.decoder = Decoder(
-            config.channels, config.strides, config.latent_dim, config.dilations, config.causal
-        )
+        self.decoder: Decoder | ISTFTDecoder
+        if config.decoder == "istft":
+            self.decoder = ISTFTDecoder(
+                config.latent_dim,
+                config.hop_length,
+                config.istft.dim,
+                config.istft.layers,
+                config.causal,
+                config.istft.n_fft_hops,
+            )
+        else:
+            self.decoder = Decoder(
+                config.channels, config.strides, config.latent_dim, config.dilations, config.causal
+            )
 
     # The acoustic-tokenizer interface, shared with `segue.codec.hf.PretrainedCodec`.
     @property
@@ -155,7 +167,7 @@ class Codec(nn.Module, PretrainedMixin):
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, Q, F], got {tuple(codes.shape)}")
         hop, frames = self.hop_length, codes.shape[-1]
-        margin = math.ceil(decoder_context(self.decoder)) + 1
+        margin = math.ceil(self.decoder.context_frames) + 1
         latents = self.quantizer.decode(codes.long())
         pieces = []
         windows = self._windows(frames, window_seconds, margin)

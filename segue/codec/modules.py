@@ -7,6 +7,10 @@ the codec can stream; otherwise it is split evenly.
 
 Length contract: for input [B, 1, T] with T a multiple of hop = prod(strides), the encoder gives
 [B, latent_dim, T // hop] and the decoder turns [B, latent_dim, F] back into [B, 1, F * hop].
+
+Two decoders keep that contract: `Decoder` upsamples with transposed convolutions (SoundStream),
+`ISTFTDecoder` stays at the frame rate and predicts each frame's spectrum, which an inverse STFT
+turns into samples (Vocos): no convolution ever runs at the sample rate.
 """
 
 from __future__ import annotations
@@ -133,6 +137,101 @@ class Decoder(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.net(latents)
+
+    @property
+    def context_frames(self) -> float:
+        """Latent frames one output sample depends on (an upper bound; see `decoder_context`)."""
+        return decoder_context(self)
+
+
+class ConvNeXtBlock(nn.Module):
+    """x + scale * pwconv(gelu(pwconv(norm(dwconv_k7(x))))) at one rate. [B, C, F] -> [B, C, F].
+
+    ConvNeXt's block as Vocos uses it; `causal` pads the depthwise convolution on the left only.
+    """
+
+    def __init__(self, dim: int, hidden: int, layer_scale: float, causal: bool, kernel: int = 7):
+        super().__init__()
+        self.padding = (kernel - 1, 0) if causal else ((kernel - 1) // 2, kernel // 2)
+        self.dwconv = nn.Conv1d(dim, dim, kernel, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.scale = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dwconv(nn.functional.pad(x, self.padding)).transpose(1, 2)  # [B, F, C]
+        h = self.down(nn.functional.gelu(self.up(self.norm(h))))
+        return x + (self.scale * h).transpose(1, 2)
+
+
+def inverse_stft(spec: torch.Tensor, hop: int, window: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Overlap-add inverse STFT of [B, n_fft // 2 + 1, F] complex frames -> [B, F * hop] samples.
+
+    Each frame is inverse-FFT'd, windowed, overlap-added and divided by the summed squared window.
+    Of the (F - 1) * hop + n_fft samples, n_fft - hop are trimmed: half on each side ("same"
+    padding, Vocos), or all on the right when `causal` (frame f then reaches samples up to
+    (f + 1) * hop only).
+    """
+    n_fft, frames = window.shape[0], spec.shape[-1]
+    chunks = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None]  # [B, n_fft, F]
+    length = (frames - 1) * hop + n_fft
+    fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
+    audio = nn.functional.fold(chunks, **fold)[:, 0, 0]  # [B, length]
+    envelope = nn.functional.fold(window.square()[None, :, None].expand(1, -1, frames), **fold)
+    audio = audio / envelope[:, 0, 0].clamp_min(1e-11)
+    extra = n_fft - hop
+    left = 0 if causal else extra // 2
+    return audio[:, left : left + frames * hop]
+
+
+class ISTFTDecoder(nn.Module):
+    """[B, latent_dim, F] latents -> [B, 1, F * hop] audio, all at the frame rate (Vocos).
+
+    conv_k7 -> ConvNeXt blocks -> a linear head giving each frame's log-magnitude and phase for
+    n_fft = `n_fft_hops` x hop -> inverse STFT. Magnitude and phase are predicted explicitly, so
+    the phase is something the losses can pin down rather than an accident of upsampling.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hop: int,
+        dim: int,
+        layers: int,
+        causal: bool,
+        n_fft_hops: int = 4,
+    ):
+        super().__init__()
+        self.hop, self.causal, self.kernel = hop, causal, 7
+        n_fft = n_fft_hops * hop
+        self.padding = (6, 0) if causal else (3, 3)
+        self.embed = nn.Conv1d(latent_dim, dim, self.kernel)
+        self.norm = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, 3 * dim, 1.0 / layers, causal) for _ in range(layers)
+        )
+        self.final_norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_fft + 2)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        h = self.embed(nn.functional.pad(latents, self.padding))  # [B, dim, F]
+        h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+        h = self.head(self.final_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, F]
+        log_magnitude, phase = h.float().chunk(2, dim=1)  # [B, n_fft // 2 + 1, F] each
+        magnitude = torch.exp(log_magnitude).clamp(max=1e2)
+        spec = torch.polar(magnitude, phase)
+        return inverse_stft(spec, self.hop, self.window, self.causal)[:, None].to(latents.dtype)
+
+    @property
+    def context_frames(self) -> float:
+        """Latent frames one output sample depends on: the convolutions' reach plus the frames
+        whose windows overlap it (an upper bound)."""
+        convs = (self.kernel - 1) * (1 + len(self.blocks))
+        return convs + self.window.shape[0] / self.hop + 1
 
 
 def encoder_context(encoder: nn.Module) -> int:

@@ -20,6 +20,7 @@ from torch import nn
 from segue.codec.config import CodecConfig, preset
 from segue.codec.discriminators import Discriminators
 from segue.codec.losses import (
+    complex_stft_loss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -29,7 +30,7 @@ from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
-from segue.eval.metrics import mel_distance, si_snr
+from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 
 
@@ -167,6 +168,9 @@ class CodecTask(TrainTask):
         if loss_cfg.waveform_weight:
             waveform = torch.nn.functional.l1_loss(fake, real)
             loss = loss + loss_cfg.waveform_weight * waveform
+        if loss_cfg.complex_stft_weight:
+            spectral = complex_stft_loss(fake, real, loss_cfg.complex_stft_windows)
+            loss = loss + loss_cfg.complex_stft_weight * spectral
         metrics = {
             "mel": mel.detach(),
             "commitment": q.commitment_loss.detach(),
@@ -175,6 +179,8 @@ class CodecTask(TrainTask):
             "perplexity_l1": perplexity(q.usage[:1])[0],
             "codes_restarted": float(self.codec.quantizer.restarts),
         }
+        if loss_cfg.complex_stft_weight:
+            metrics["complex_stft"] = spectral.detach()
         if adversarial:
             with torch.no_grad():
                 real_outputs = models["discriminator"](real)
@@ -191,17 +197,23 @@ class CodecTask(TrainTask):
         codec = getattr(codec, "module", codec)
         real = batch["audio"]
         fake = codec(real[:, None]).audio[:, 0, : real.shape[-1]]
-        rows = [
-            (
-                mel_distance(f.float().cpu().numpy(), r.float().cpu().numpy()),
-                si_snr(f.float().cpu().numpy(), r.float().cpu().numpy()),
-            )
-            for f, r, n in zip(fake, real, batch["length"])
-            if n > 0
-        ]
+        rows = []
+        for f, r, n in zip(fake, real, batch["length"]):
+            if n > 0:
+                f, r = f.float().cpu().numpy(), r.float().cpu().numpy()
+                rows.append(
+                    {
+                        "mel_distance": mel_distance(f, r),
+                        "si_snr": si_snr(f, r),
+                        # the targets, as curves over steps (skipped if not installed)
+                        "pesq_wb": pesq_wb(f, r),
+                        "stoi": stoi(f, r),
+                    }
+                )
         return {
-            "mel_distance": sum(r[0] for r in rows) / len(rows),
-            "si_snr": sum(r[1] for r in rows) / len(rows),
+            key: sum(values) / len(values)
+            for key in rows[0]
+            if (values := [row[key] for row in rows if row[key] is not None])
         }
 
     @torch.no_grad()

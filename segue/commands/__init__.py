@@ -91,27 +91,78 @@ def check_output(
     return out
 
 
-def check_npy_output(path: str | Path, *inputs: str | None) -> Path:
-    """An output of NumPy tokens or codes: it must say .npy (np.save would append it and write
-    elsewhere than said); otherwise as `check_output`."""
-    return check_output(path, (".npy",), *inputs)
+#: Token and code arrays on disk; the format follows the file's suffix.
+ARRAY_SUFFIXES = (".npy", ".pt", ".safetensors")
 
 
-def save_npy(path: Path, array: Any) -> None:
-    """np.save to exactly `path`, atomically (a temporary file renamed; none left on failure)."""
+def check_array_output(path: str | Path, *inputs: str | None) -> Path:
+    """An output of tokens or codes: it must end in .npy, .pt or .safetensors (the format is
+    chosen by it, and the file is written exactly there); otherwise as `check_output`."""
+    return check_output(path, ARRAY_SUFFIXES, *inputs)
+
+
+def save_array(path: Path, array: Any) -> None:
+    """A NumPy integer array to exactly `path`, in the format its suffix names (a .safetensors
+    file holds it under the key "array"), atomically: a temporary file renamed, none left on
+    failure."""
     import os
 
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    suffix = path.suffix.lower()
     try:
-        with tmp.open("wb") as handle:
-            np.save(handle, array)
+        if suffix == ".npy":
+            with tmp.open("wb") as handle:
+                np.save(handle, array)
+        else:
+            import torch
+
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            if suffix == ".pt":
+                torch.save(tensor, tmp)
+            elif suffix == ".safetensors":
+                from safetensors.torch import save_file
+
+                save_file({"array": tensor}, str(tmp))
+            else:
+                raise CommandError(f"{path}: must end in {' or '.join(ARRAY_SUFFIXES)}")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def load_array(path: str | Path, what: str = "tokens") -> Any:
+    """The NumPy array in a .npy, .pt (one tensor) or .safetensors (one tensor) file."""
+    import numpy as np
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in ARRAY_SUFFIXES:
+        raise CommandError(f"{path}: {what} must be a {' or '.join(ARRAY_SUFFIXES)} file")
+    try:
+        if suffix == ".npy":
+            return np.load(path)
+        import torch
+
+        if suffix == ".pt":
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+            if len(tensors) != 1:
+                raise ValueError(f"expected one tensor, found {sorted(tensors)}")
+            loaded = next(iter(tensors.values()))
+        if not isinstance(loaded, torch.Tensor):
+            raise ValueError(f"expected a tensor, found {type(loaded).__name__}")
+        return loaded.numpy()
+    except CommandError:
+        raise
+    except Exception as error:  # each format fails in its own way on a bad file
+        raise CommandError(f"{path}: cannot read {what} ({error})") from error
 
 
 @contextlib.contextmanager

@@ -10,9 +10,10 @@ import numpy as np
 
 from segue.commands import (
     CommandError,
-    check_npy_output,
+    check_array_output,
     finish_shards,
-    save_npy,
+    load_array,
+    save_array,
     torchrun_ranks,
 )
 
@@ -34,12 +35,12 @@ def _encode(args: argparse.Namespace) -> None:
     from segue import audio as audio_io
     from segue.codec.load import load_codec
 
-    output = check_npy_output(args.output, args.input)
+    output = check_array_output(args.output, args.input)
     codec = load_codec(args.checkpoint)
     audio = audio_io.load(args.input, codec.sample_rate)
     codes = codec.encode(torch.from_numpy(audio)[None], args.n_quantizers, progress=True)
     codes = codes[0].numpy()
-    save_npy(output, codes.astype(np.int16 if codec.codebook_size <= 32768 else np.int32))
+    save_array(output, codes.astype(np.int16 if codec.codebook_size <= 32768 else np.int32))
     print(
         f"{args.output}: codes [{codes.shape[0]} levels, {codes.shape[1]} frames] "
         f"at {codec.frame_rate:g} Hz"
@@ -53,10 +54,7 @@ def _decode(args: argparse.Namespace) -> None:
     from segue.codec.load import load_codec
 
     codec = load_codec(args.checkpoint)
-    try:
-        codes = np.load(args.input)
-    except (OSError, ValueError) as error:
-        raise CommandError(f"{args.input}: cannot read codes ({error})") from error
+    codes = load_array(args.input, "codes")
     if codes.ndim != 2:
         raise CommandError(f"{args.input}: expected codes [levels, frames], got {codes.shape}")
     audio = codec.decode(torch.from_numpy(codes.astype(np.int64))[None], progress=True)[0]
@@ -140,14 +138,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_training_arguments(p)
     p.set_defaults(func=_train)
 
-    p = codec_sub.add_parser("encode", help="audio file -> codes (.npy, [levels, frames])")
+    p = codec_sub.add_parser(
+        "encode", help="audio file -> codes [levels, frames] (.npy, .pt or .safetensors)"
+    )
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--checkpoint", required=True, help=checkpoint_help)
     p.add_argument("--n-quantizers", type=int, default=None, help="levels to keep (bitrate)")
     p.set_defaults(func=_encode)
 
-    p = codec_sub.add_parser("decode", help="codes (.npy) -> audio file")
+    p = codec_sub.add_parser("decode", help="codes (.npy, .pt or .safetensors) -> audio file")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--checkpoint", required=True, help=checkpoint_help)

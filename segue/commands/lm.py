@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError, positive_int
+from segue.commands import CommandError, load_array, positive_int
 
 
 def _shard_kinds(paths: list[str]) -> dict[str, str]:
@@ -80,11 +80,9 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _load_tokens(path: str, ndim: int, batch: int) -> np.ndarray:
-    """An .npy of ndim dims (or one less: a single sequence, repeated `batch` times)."""
-    try:
-        array = np.load(path)
-    except (OSError, ValueError) as error:
-        raise CommandError(f"{path}: cannot read tokens ({error})") from error
+    """Tokens of ndim dims (or one less: a single sequence, repeated `batch` times), from an
+    .npy, .pt or .safetensors file."""
+    array = load_array(path)
     if array.ndim == ndim - 1:
         array = np.repeat(array[None], batch, axis=0)
     if array.ndim != ndim:

@@ -12,12 +12,12 @@ import numpy as np
 
 from segue.commands import (
     CommandError,
-    check_npy_output,
+    check_array_output,
     device_arg,
     finish_shards,
     non_negative_int,
     positive_float,
-    save_npy,
+    save_array,
     torchrun_ranks,
 )
 
@@ -156,7 +156,7 @@ def _tokenize(args: argparse.Namespace) -> None:
 
     from segue import audio as audio_io
 
-    output = check_npy_output(
+    output = check_array_output(
         args.output or str(Path(args.input).with_suffix(".semantic.npy")), args.input
     )
     tokenizer = _load_tokenizer(args.checkpoint, args.device)
@@ -164,7 +164,7 @@ def _tokenize(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     tokens = tokenizer.tokenize(torch.from_numpy(audio))[0].cpu().numpy()
     elapsed = time.perf_counter() - start
-    save_npy(output, tokens.astype(np.int16 if tokenizer.vocab_size <= 32768 else np.int32))
+    save_array(output, tokens.astype(np.int16 if tokenizer.vocab_size <= 32768 else np.int32))
     print(
         f"{output}: {tokens.shape[0]} tokens at {tokenizer.frame_rate:g} Hz "
         f"({audio.shape[0] / tokenizer.sample_rate:.2f} s of audio in {elapsed:.3f} s)"
@@ -338,7 +338,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", nargs="?", help="audio file")
     p.add_argument("--checkpoint", required=True, help=tokenizer_help)
-    p.add_argument("-o", "--output", help="tokens .npy (default: INPUT.semantic.npy)")
+    p.add_argument(
+        "-o", "--output", help="tokens .npy, .pt or .safetensors (default: INPUT.semantic.npy)"
+    )
     p.add_argument("--manifest", help="tokenize this manifest into shards instead")
     p.add_argument("--out", help="shard folder (with --manifest)")
     p.add_argument("--split", default=None, help="only this split (default: all)")

@@ -4,15 +4,22 @@ import pytest
 import torch
 
 from segue.codec import Codec, CodecConfig, preset
-from segue.codec.config import DiscriminatorConfig
+from segue.codec.config import DiscriminatorConfig, ISTFTConfig
 from segue.codec.discriminators import Discriminators
 from segue.codec.losses import (
+    complex_stft_loss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
     multiscale_mel_loss,
 )
-from segue.codec.modules import PaddedConv1d, PaddedConvTranspose1d
+from segue.codec.modules import (
+    Decoder,
+    ISTFTDecoder,
+    PaddedConv1d,
+    PaddedConvTranspose1d,
+    inverse_stft,
+)
 
 
 def small_config(**overrides) -> CodecConfig:
@@ -126,12 +133,13 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         Codec.from_pretrained(tmp_path / "codec")
 
 
+@pytest.mark.parametrize("decoder", ["conv", "istft"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_windowed_encode_and_decode_equal_one_pass(causal):
+def test_windowed_encode_and_decode_equal_one_pass(causal, decoder):
     """Long audio is coded a window at a time with the receptive field as context: the same
     codes and audio as one pass, in bounded memory (a 20-minute file took 12.4 GB in one)."""
     torch.manual_seed(0)
-    codec = Codec(small_config(causal=causal)).eval()
+    codec = Codec(small_config(causal=causal, decoder=decoder)).eval()
     audio = 0.3 * torch.randn(2, 16000 * 3 + 123)
     full = codec.encode(audio, window_seconds=None)
     for window in (0.2, 0.5, 1.3):
@@ -143,13 +151,14 @@ def test_windowed_encode_and_decode_equal_one_pass(causal):
     torch.testing.assert_close(windowed, one_pass, atol=1e-5, rtol=1e-5)
 
 
-def test_the_context_bounds_cover_the_receptive_fields():
+@pytest.mark.parametrize("decoder", ["conv", "istft"])
+def test_the_context_bounds_cover_the_receptive_fields(decoder):
     """Measured: a change at one input sample (one latent frame) reaches no further than the
     bounds that windowing relies on."""
-    from segue.codec.modules import decoder_context, encoder_context
+    from segue.codec.modules import encoder_context
 
     torch.manual_seed(1)
-    codec = Codec(small_config()).eval()
+    codec = Codec(small_config(decoder=decoder)).eval()
     hop = codec.hop_length
     x = 0.3 * torch.randn(1, 1, hop * 64)
     y = x.clone()
@@ -166,7 +175,7 @@ def test_the_context_bounds_cover_the_receptive_fields():
         diff = (codec.decoder(latents) - codec.decoder(moved)).abs()[0, 0] > 1e-7
     samples = torch.nonzero(diff)[:, 0]
     reach = max(32 * hop - int(samples.min()), int(samples.max()) - 33 * hop) / hop
-    assert 0 < reach <= decoder_context(codec.decoder)
+    assert 0 < reach <= codec.decoder.context_frames
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -179,3 +188,81 @@ def test_the_context_bounds_cover_the_receptive_fields():
 def test_codec_config_refuses_what_makes_no_codec(override, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         small_config(**override)
+
+
+ISTFT = {"decoder": "istft", "istft": ISTFTConfig(dim=16, layers=2)}
+
+
+def test_inverse_stft_inverts_torch_stft():
+    """Overlap-add of Hann-windowed frames divided by the squared-window envelope gives back
+    the signal; "same" trimming lines frame f up with samples [f * hop, (f + 1) * hop)."""
+    hop, n_fft = 80, 320
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    x = torch.randn(2, hop * 30, dtype=torch.float64)
+    pad = (n_fft - hop) // 2
+    spec = torch.stft(
+        torch.nn.functional.pad(x, (pad, pad)), n_fft, hop, window=window, center=False,
+        return_complex=True,
+    )
+    assert spec.shape[-1] == 30
+    y = inverse_stft(spec, hop, window, causal=False)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y[:, hop:-hop], x[:, hop:-hop])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_istft_decoder_shapes_and_causality(causal):
+    torch.manual_seed(0)
+    codec = Codec(small_config(causal=causal, **ISTFT)).eval()
+    assert isinstance(codec.decoder, ISTFTDecoder)
+    latents = torch.randn(2, 16, 20)
+    audio = codec.decoder(latents)
+    assert audio.shape == (2, 1, 20 * codec.hop_length) and torch.isfinite(audio).all()
+    changed = latents.clone()
+    changed[..., 12:] = torch.randn(2, 16, 8)
+    before = codec.hop_length * 12
+    same = torch.allclose(codec.decoder(changed)[..., :before], audio[..., :before], atol=1e-6)
+    assert same == causal  # a causal decoder's past samples ignore later frames
+
+
+def test_istft_config_is_checked():
+    with pytest.raises(ValueError, match="decoder must be 'conv' or 'istft'"):
+        small_config(decoder="vocoder")
+    with pytest.raises(ValueError, match="istft needs dim >= 1"):
+        small_config(decoder="istft", istft=ISTFTConfig(dim=0))
+
+
+def test_complex_stft_loss_sees_the_phase_that_mel_misses():
+    """A copy with every component's phase moved (a Hilbert-style 90 degree shift) has the same
+    spectrogram magnitudes: mel barely notices, the complex term scores it far from identical."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8000) * 0.1
+    spectrum = torch.fft.rfft(x)
+    shifted = torch.fft.irfft(spectrum * 1j, n=x.shape[-1])
+    windows = (256, 512)
+    assert complex_stft_loss(x, x, windows) == 0
+    phase_error = complex_stft_loss(shifted, x, windows)
+    noise = complex_stft_loss(x + 0.01 * torch.randn_like(x), x, windows)
+    assert phase_error > 3 * noise > 0
+    mel_shift = multiscale_mel_loss(shifted, x, 16000, (256, 512), (40, 80))
+    mel_noise = multiscale_mel_loss(x + 0.01 * torch.randn_like(x), x, 16000, (256, 512), (40, 80))
+    assert mel_shift < mel_noise  # the magnitude-only term cannot tell
+    assert torch.isfinite(complex_stft_loss(torch.zeros_like(x), x, windows))
+
+
+def test_the_bundled_codec_still_decodes_as_before():
+    """The shipped bundle's config has no `decoder` key: it loads the transposed-convolution
+    decoder and decodes fixed codes to the samples it gave before the inverse-STFT decoder
+    existed (reference values from the commit before it)."""
+    from pathlib import Path
+
+    import segue
+
+    codec = Codec.from_pretrained(Path(segue.__file__).parent / "assets/speech-tiny/codec")
+    assert codec.config.decoder == "conv" and isinstance(codec.decoder, Decoder)
+    seeded = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, codec.codebook_size, (1, codec.n_codebooks, 25), generator=seeded)
+    audio = codec.decode(codes)[0]
+    expected = [-0.025355, 0.006412, 0.017623, -0.003979, -0.020498, 0.133278, 0.067059, -0.015633]
+    torch.testing.assert_close(audio[::1000], torch.tensor(expected), atol=2e-4, rtol=0)
+    assert abs(float(audio.abs().sum()) - 297.908) < 0.05

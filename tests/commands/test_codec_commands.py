@@ -165,12 +165,42 @@ def test_n_quantizers_out_of_range_is_refused(codec_dir, tmp_path, capsys, level
     assert np.load(tmp_path / "c.npy").shape[0] == 2
 
 
-def test_outputs_must_be_npy_and_not_the_input(codec_dir, tmp_path, capsys):
+def test_outputs_must_name_a_code_format_and_not_the_input(codec_dir, tmp_path, capsys):
     wav = write(tmp_path / "in.wav", tone(0.5))
-    for out, message in ((tmp_path / "out.wav", "must end in .npy"),):
+    for out, message in ((tmp_path / "out.wav", "must end in .npy or .pt or .safetensors"),):
         assert main(["codec", "encode", str(wav), str(out), "--checkpoint", str(codec_dir)]) == 2
         assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("out.wav*"))  # no out.wav.npy either
     codes = tmp_path / "codes.npy"
     assert main(["codec", "encode", str(wav), str(codes), "--checkpoint", str(codec_dir)]) == 0
     assert codes.is_file() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_codes_are_written_exactly_where_said_in_the_format_the_suffix_names(
+    codec_dir, tmp_path, capsys
+):
+    """`codec encode IN codes.pt` writes codes.pt (it used to write codes.pt.npy and print
+    codes.pt); each format decodes to the same audio."""
+    wav = write(tmp_path / "in.wav", tone(0.5))
+    decoded = {}
+    for name in ("codes.npy", "codes.pt", "codes.safetensors"):
+        out = tmp_path / name
+        assert main(["codec", "encode", str(wav), str(out), "--checkpoint", str(codec_dir)]) == 0
+        assert f"{out}: codes [4 levels, 25 frames]" in capsys.readouterr().out
+        audio_out = tmp_path / f"{name}.wav"
+        argv = ["codec", "decode", str(out), str(audio_out), "--checkpoint", str(codec_dir)]
+        assert main(argv) == 0
+        decoded[name] = audio.load(audio_out, 16000)
+    assert sorted(p.name for p in tmp_path.glob("codes.*") if p.suffix != ".wav") == [
+        "codes.npy", "codes.pt", "codes.safetensors"
+    ]
+    np.testing.assert_array_equal(decoded["codes.pt"], decoded["codes.npy"])
+    np.testing.assert_array_equal(decoded["codes.safetensors"], decoded["codes.npy"])
+    torch.save({"not": "a tensor"}, tmp_path / "bad.pt")
+    argv = ["codec", "decode", str(tmp_path / "bad.pt"), str(tmp_path / "x.wav")]
+    assert main([*argv, "--checkpoint", str(codec_dir)]) == 2
+    assert "cannot read codes" in capsys.readouterr().err
+    (tmp_path / "codes.txt").write_text("1 2 3")
+    argv = ["codec", "decode", str(tmp_path / "codes.txt"), str(tmp_path / "x.wav")]
+    assert main([*argv, "--checkpoint", str(codec_dir)]) == 2
+    assert "codes must be a .npy or .pt or .safetensors file" in capsys.readouterr().err
