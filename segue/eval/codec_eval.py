@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest
+from segue.eval.asr import Transcriber, normalize_text, wer
 from segue.eval.metrics import all_metrics, mean_metrics
 
 
@@ -24,6 +25,28 @@ def codebook_stats(codes: list[torch.Tensor], codebook_size: int) -> dict[str, l
     return {"usage": usage, "perplexity": ppl}
 
 
+def _english_text(entry, max_seconds: float) -> str | None:
+    """The normalised English transcript of a file that fits in `max_seconds` (else None: a cut
+    file would be scored against words it no longer holds)."""
+    text = normalize_text(str(entry.extra.get("text") or ""))
+    language = str(entry.extra.get("language") or "en")
+    if not text or not language.startswith("en") or entry.duration > max_seconds:
+        return None
+    return text
+
+
+def _asr_report(transcripts: dict[str, list[str]]) -> dict:
+    """WER of originals, round trips and coarse-only round trips against the references."""
+    refs = transcripts.pop("reference")
+    report: dict = {"files": len(refs)}
+    for name, hyps in transcripts.items():
+        report[f"wer_{name}"] = wer(refs, hyps)
+    if report.get("wer_original"):
+        for name in ("codec", "coarse"):
+            report[f"wer_{name}_ratio"] = report[f"wer_{name}"] / report["wer_original"]
+    return report
+
+
 def evaluate_codec(
     codec,
     manifest: Manifest,
@@ -31,24 +54,38 @@ def evaluate_codec(
     max_files: int | None = None,
     max_seconds: float = 10.0,
     n_quantizers: int | None = None,
+    transcriber: Transcriber | None = None,
 ) -> dict:
     """Encode/decode the first `max_seconds` of each file and compare with the original.
 
-    `codec` is any acoustic tokenizer (segue `Codec` or `PretrainedCodec`).
-    Returns {"files", "levels", "bitrate", "metrics" (means), "rows" (per file), "codebooks"}.
+    `codec` is any acoustic tokenizer (segue `Codec` or `PretrainedCodec`). With a
+    `transcriber`, English files with a transcript are also recognised three times (original,
+    round trip, round trip through the coarse levels alone) for WERs.
+    Returns {"files", "levels", "bitrate", "metrics" (means), "rows" (per file), "codebooks"},
+    plus "asr" {"files", "wer_original", "wer_codec", "wer_coarse", ratios} with a transcriber.
     """
     entries = manifest.entries[:max_files] if max_files else manifest.entries
     if not entries:
         raise ValueError("no files to evaluate (empty manifest or split)")
     rows, all_codes = [], []
+    transcripts: dict[str, list[str]] = {
+        name: [] for name in ("reference", "original", "codec", "coarse")
+    }
     for entry in tqdm(entries, desc="codec eval", unit="file", dynamic_ncols=True):
         original = audio_io.load(manifest.resolve(entry), codec.sample_rate, duration=max_seconds)
         codes = codec.encode(torch.from_numpy(original)[None], n_quantizers)
         decoded = codec.decode(codes)[0, : len(original)].float().numpy()
         rows.append({**all_metrics(decoded, original, codec.sample_rate), "path": entry.path})
         all_codes.append(codes[0])
+        reference = _english_text(entry, max_seconds) if transcriber is not None else None
+        if reference is not None:
+            coarse = codec.decode(codes[:, : codec.n_coarse])[0, : len(original)].float().numpy()
+            transcripts["reference"].append(reference)
+            for name, audio in (("original", original), ("codec", decoded), ("coarse", coarse)):
+                text = transcriber.transcribe(audio, codec.sample_rate)
+                transcripts[name].append(normalize_text(text))
     levels = all_codes[0].shape[0]
-    return {
+    report = {
         "files": len(rows),
         "levels": levels,
         "bitrate": levels * math.log2(codec.codebook_size) * codec.frame_rate,
@@ -56,6 +93,9 @@ def evaluate_codec(
         "rows": rows,
         "codebooks": codebook_stats(all_codes, codec.codebook_size),
     }
+    if transcriber is not None:
+        report["asr"] = _asr_report(transcripts) if transcripts["reference"] else {"files": 0}
+    return report
 
 
 def format_report(report: dict) -> str:
@@ -64,6 +104,14 @@ def format_report(report: dict) -> str:
     for key, value in report["metrics"].items():
         shown = "n/a (package not installed)" if value is None else f"{value:.3f}"
         lines.append(f"  {key:>13}: {shown}")
+    asr = report.get("asr")
+    if asr and asr["files"]:
+        lines.append(
+            f"  WER ({asr['files']} English files): original {asr['wer_original']:.1%}, "
+            f"round trip {asr['wer_codec']:.1%}, coarse levels alone {asr['wer_coarse']:.1%}"
+        )
+    elif asr is not None:
+        lines.append("  WER: no English file with a transcript that fits --max-seconds")
     ppl = ", ".join(f"{p:.0f}" for p in report["codebooks"]["perplexity"])
     use = ", ".join(f"{u:.0%}" for u in report["codebooks"]["usage"])
     lines.append(f"  codebook perplexity per level: {ppl}")

@@ -1,0 +1,59 @@
+"""`evaluate_codec`'s WER columns, with a stand-in codec and recogniser (the real Whisper is
+covered by tests/eval/test_e2e.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from segue.data.manifest import Manifest, ManifestEntry
+from segue.eval.codec_eval import evaluate_codec, format_report
+from tests.conftest import tone, write
+
+pytest.importorskip("jiwer")
+
+
+class EchoCodec:
+    """Full codes give the input back; the coarse level alone gives silence."""
+
+    sample_rate, frame_rate, codebook_size, n_codebooks, n_coarse, hop = 16000, 50.0, 4, 2, 1, 320
+
+    def encode(self, audio: torch.Tensor, n_quantizers=None) -> torch.Tensor:
+        self.audio = audio
+        return torch.zeros(1, self.n_codebooks, -(-audio.shape[-1] // self.hop), dtype=torch.long)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.shape[1] < self.n_codebooks:
+            return torch.zeros(1, codes.shape[-1] * self.hop)
+        return torch.nn.functional.pad(self.audio, (0, codes.shape[-1] * self.hop))
+
+
+class Hears:
+    """Recognises "hello world" in anything audible, nothing in silence."""
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int = 16000) -> str:
+        return "Hello, world!" if np.abs(audio).max() > 0.01 else ""
+
+
+def test_wer_of_originals_round_trips_and_coarse_levels(tmp_path):
+    entries = []
+    for name, extra, seconds in (
+        ("en", {"text": "hello world", "language": "en"}, 0.5),
+        ("untagged", {"text": "Hello world."}, 0.5),  # TTS manifests carry no language
+        ("es", {"text": "hola mundo", "language": "es"}, 0.5),  # not English: no WER
+        ("long", {"text": "hello world"}, 3.0),  # cut by max_seconds: no WER
+        ("silent-text", {}, 0.5),
+    ):
+        write(tmp_path / f"{name}.wav", tone(seconds))
+        entries.append(ManifestEntry(f"{name}.wav", seconds, 16000, name, "test", extra))
+    manifest = Manifest(tmp_path, entries)
+    report = evaluate_codec(EchoCodec(), manifest, max_seconds=2.0, transcriber=Hears())
+    assert report["asr"] == {
+        "files": 2, "wer_original": 0.0, "wer_codec": 0.0, "wer_coarse": 1.0
+    }  # no ratios against an original WER of 0
+    assert "WER (2 English files): original 0.0%, round trip 0.0%, coarse levels alone 100.0%" in (
+        format_report(report)
+    )
+    assert "asr" not in evaluate_codec(EchoCodec(), manifest, max_seconds=2.0)
+    only_spanish = Manifest(tmp_path, [entries[2]])
+    report = evaluate_codec(EchoCodec(), only_spanish, transcriber=Hears())
+    assert report["asr"] == {"files": 0} and "no English file" in format_report(report)
