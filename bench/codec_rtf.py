@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/codec_rtf.py [--seconds 10] [--threads 2] [--repeats 5] [--json OUT]
 
-Method: a codec per preset (`tiny`, `audiolm`) with random weights (speed does not depend on the
+Method: a codec per preset (`tiny`, `audiolm`) and decoder (`conv`, the baseline, and `istft`)
+with random weights (speed does not depend on the
 weights), fixed seed; the input is `--seconds` of white noise at the preset's sample rate, batch
 1. After one untimed warm-up call, `Codec.encode` (audio -> all codebooks) and `Codec.decode`
 (codes -> audio) are each timed `--repeats` times with torch's intra-op threads set to
 `--threads`; RTF = median processing seconds / audio seconds (below 1: faster than real time).
+"dec x" is the conv decoder's decode time over this row's (same preset, same job).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, seconds: float, repeats: int) -> dict:
+def measure(name: str, decoder: str, seconds: float, repeats: int) -> dict:
     torch.manual_seed(0)
-    config = preset(name)
+    config = preset(name, decoder=decoder)
     codec = Codec(config).eval()
     audio = 0.1 * torch.randn(1, round(seconds * config.sample_rate))
     codes = codec.encode(audio)
@@ -43,6 +45,7 @@ def measure(name: str, seconds: float, repeats: int) -> dict:
     decode = timed(lambda: codec.decode(codes), repeats)
     return {
         "preset": name,
+        "decoder": decoder,
         "params": sum(p.numel() for p in codec.parameters()),
         "bitrate": config.bitrate,
         "encode_s": encode,
@@ -56,6 +59,7 @@ def measure(name: str, seconds: float, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "audiolm"])
+    parser.add_argument("--decoders", nargs="+", default=["conv", "istft"])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -65,14 +69,20 @@ def main() -> None:
     rows = []
     with torch.inference_mode():
         for name in args.presets:
-            print(f"timing {name} ({args.repeats} x encode + decode of {args.seconds:g} s)...")
-            rows.append(measure(name, args.seconds, args.repeats))
-    head = ["preset", "params", "bps", "encode s", "enc RTF", "decode s", "dec RTF", "total RTF"]
+            for decoder in args.decoders:
+                print(f"timing {name}/{decoder} ({args.repeats} x encode + decode of "
+                      f"{args.seconds:g} s)...")
+                rows.append(measure(name, decoder, args.seconds, args.repeats))
+    baseline = {r["preset"]: r["decode_s"] for r in rows if r["decoder"] == "conv"}
+    head = ["preset", "decoder", "params", "bps", "encode s", "enc RTF", "decode s", "dec RTF",
+            "total RTF", "dec x"]
     table = [head]
     for r in rows:
-        table.append([r["preset"], f"{r['params']:,}", f"{r['bitrate']:.0f}"])
+        table.append([r["preset"], r["decoder"], f"{r['params']:,}", f"{r['bitrate']:.0f}"])
         table[-1] += [f"{r[k]:.4f}" for k in ("encode_s", "encode_rtf", "decode_s", "decode_rtf")]
         table[-1].append(f"{r['total_rtf']:.4f}")
+        base = baseline.get(r["preset"])
+        table[-1].append(f"{base / r['decode_s']:.1f}" if base else "-")
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     print(f"\nCPU, {args.threads} threads, {args.seconds:g} s of audio, median of {args.repeats}")
     for i, row in enumerate(table):
