@@ -19,8 +19,9 @@ class DiscriminatorConfig:
 
 
 @dataclass
-class ISTFTConfig:
-    """The inverse-STFT decoder (`decoder="istft"`, Vocos): ConvNeXt blocks at the frame rate."""
+class SpectralConfig:
+    """A frame-rate network around an STFT: the inverse-STFT decoder (`decoder="istft"`, Vocos)
+    or the STFT encoder (`encoder="stft"`), ConvNeXt blocks at the token frame rate."""
 
     dim: int = 256
     layers: int = 6
@@ -63,10 +64,14 @@ class CodecConfig:
     latent_dim: int = 256
     dilations: tuple[int, ...] = (1, 3, 9)
     causal: bool = False
+    # "conv": strided convolutions from the sample rate down (SoundStream; old bundles);
+    # "stft": ConvNeXt blocks on compressed complex STFT frames, all at the frame rate.
+    encoder: Literal["conv", "stft"] = "conv"
+    stft: SpectralConfig = field(default_factory=SpectralConfig)
     # "conv": transposed convolutions up to the sample rate (SoundStream; old bundles);
     # "istft": ConvNeXt blocks at the frame rate + inverse STFT (Vocos; cheap to run).
     decoder: Literal["conv", "istft"] = "conv"
-    istft: ISTFTConfig = field(default_factory=ISTFTConfig)
+    istft: SpectralConfig = field(default_factory=SpectralConfig)
     n_codebooks: int = 12
     codebook_size: int = 1024
     codebook_dim: int = 8
@@ -100,8 +105,12 @@ class CodecConfig:
             problems.append(f"quantizer must be 'factorized' or 'ema', got {self.quantizer!r}")
         if self.decoder not in ("conv", "istft"):
             problems.append(f"decoder must be 'conv' or 'istft', got {self.decoder!r}")
-        if self.istft.dim < 1 or self.istft.layers < 0 or self.istft.n_fft_hops < 1:
-            problems.append(f"istft needs dim >= 1, layers >= 0, n_fft_hops >= 1, got {self.istft}")
+        if self.encoder not in ("conv", "stft"):
+            problems.append(f"encoder must be 'conv' or 'stft', got {self.encoder!r}")
+        for name in ("stft", "istft"):
+            part = getattr(self, name)
+            if part.dim < 1 or part.layers < 0 or part.n_fft_hops < 1:
+                problems.append(f"{name} needs dim >= 1, layers >= 0, n_fft_hops >= 1, got {part}")
         if problems:
             raise ValueError("codec: " + "; ".join(problems))
         if not 1 <= self.n_coarse <= self.n_codebooks:

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segue.codec.config import CodecConfig
-from segue.codec.modules import Decoder, Encoder, ISTFTDecoder, encoder_context
+from segue.codec.modules import Decoder, Encoder, ISTFTDecoder, STFTEncoder
 from segue.codec.quantizer import QuantizerOutput, ResidualVectorQuantizer
 from segue.pretrained import PretrainedMixin
 
@@ -34,9 +34,20 @@ class Codec(nn.Module, PretrainedMixin):
     def __init__(self, config: CodecConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(
-            config.channels, config.strides, config.latent_dim, config.dilations, config.causal
-        )
+        self.encoder: Encoder | STFTEncoder
+        if config.encoder == "stft":
+            self.encoder = STFTEncoder(
+                config.hop_length,
+                config.latent_dim,
+                config.stft.dim,
+                config.stft.layers,
+                config.causal,
+                config.stft.n_fft_hops,
+            )
+        else:
+            self.encoder = Encoder(
+                config.channels, config.strides, config.latent_dim, config.dilations, config.causal
+            )
         self.quantizer = ResidualVectorQuantizer(
             config.latent_dim,
             config.n_codebooks,
@@ -135,7 +146,7 @@ class Codec(nn.Module, PretrainedMixin):
         x = self._as_batch(audio)
         hop = self.hop_length
         frames = x.shape[-1] // hop
-        margin = -(-encoder_context(self.encoder) // hop) + 1
+        margin = -(-self.encoder.context_samples // hop) + 1
         was_training = self.training
         self.eval()
         try:

@@ -8,9 +8,10 @@ the codec can stream; otherwise it is split evenly.
 Length contract: for input [B, 1, T] with T a multiple of hop = prod(strides), the encoder gives
 [B, latent_dim, T // hop] and the decoder turns [B, latent_dim, F] back into [B, 1, F * hop].
 
-Two decoders keep that contract: `Decoder` upsamples with transposed convolutions (SoundStream),
-`ISTFTDecoder` stays at the frame rate and predicts each frame's spectrum, which an inverse STFT
-turns into samples (Vocos): no convolution ever runs at the sample rate.
+Two encoders and two decoders keep that contract: `Encoder` / `Decoder` stride down and up with
+convolutions (SoundStream); `STFTEncoder` reads STFT frames and `ISTFTDecoder` predicts each
+frame's spectrum, which an inverse STFT turns into samples (Vocos): no convolution of theirs runs
+at the sample rate.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class Encoder(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.net(audio)
 
+    @property
+    def context_samples(self) -> int:
+        """Input samples one latent frame depends on (see `encoder_context`)."""
+        return encoder_context(self)
+
 
 class Decoder(nn.Module):
     """[B, latent_dim, F] latents -> [B, 1, F * hop] audio in (-1, 1)."""
@@ -185,42 +191,91 @@ def inverse_stft(spec: torch.Tensor, hop: int, window: torch.Tensor, causal: boo
     return audio[:, left : left + frames * hop]
 
 
-class ISTFTDecoder(nn.Module):
-    """[B, latent_dim, F] latents -> [B, 1, F * hop] audio, all at the frame rate (Vocos).
+class FrameNet(nn.Module):
+    """conv_k7 -> LayerNorm -> ConvNeXt blocks -> LayerNorm, all at one rate. [B, C_in, F] ->
+    [B, F, dim] (channels last, ready for a linear head)."""
 
-    conv_k7 -> ConvNeXt blocks -> a linear head giving each frame's log-magnitude and phase for
-    n_fft = `n_fft_hops` x hop -> inverse STFT. Magnitude and phase are predicted explicitly, so
-    the phase is something the losses can pin down rather than an accident of upsampling.
+    def __init__(self, c_in: int, dim: int, layers: int, causal: bool, kernel: int = 7):
+        super().__init__()
+        self.kernel = kernel
+        self.padding = (kernel - 1, 0) if causal else ((kernel - 1) // 2, kernel // 2)
+        self.embed = nn.Conv1d(c_in, dim, kernel)
+        self.norm = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, 3 * dim, 1.0 / max(layers, 1), causal, kernel)
+            for _ in range(layers)
+        )
+        self.final_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(nn.functional.pad(x, self.padding))  # [B, dim, F]
+        h = self.norm(h.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+        return self.final_norm(h.transpose(1, 2))  # [B, F, dim]
+
+    @property
+    def reach(self) -> int:
+        """Frames on each side that one output frame can see (the convolutions' extent)."""
+        return (self.kernel - 1) * (1 + len(self.blocks))
+
+
+class STFTEncoder(nn.Module):
+    """[B, 1, T] audio -> [B, latent_dim, T // hop] latents, from STFT frames at the frame rate.
+
+    Frame f is the n_fft = `n_fft_hops` x hop window ending at sample (f + 1) * hop (causal) or
+    centred on hop f ("same"), as power-law compressed real and imaginary parts (|S|^0.3 with
+    S's phase: quiet bins count, phase is kept); a `FrameNet` and a linear map give the latent.
     """
 
     def __init__(
-        self,
-        latent_dim: int,
-        hop: int,
-        dim: int,
-        layers: int,
-        causal: bool,
-        n_fft_hops: int = 4,
+        self, hop: int, latent_dim: int, dim: int, layers: int, causal: bool, n_fft_hops: int = 4
     ):
         super().__init__()
-        self.hop, self.causal, self.kernel = hop, causal, 7
+        self.hop, self.causal = hop, causal
         n_fft = n_fft_hops * hop
-        self.padding = (6, 0) if causal else (3, 3)
-        self.embed = nn.Conv1d(latent_dim, dim, self.kernel)
-        self.norm = nn.LayerNorm(dim)
-        self.blocks = nn.ModuleList(
-            ConvNeXtBlock(dim, 3 * dim, 1.0 / layers, causal) for _ in range(layers)
-        )
-        self.final_norm = nn.LayerNorm(dim)
+        self.net = FrameNet(n_fft + 2, dim, layers, causal)
+        self.out = nn.Linear(dim, latent_dim)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        n_fft = self.window.shape[0]
+        extra = n_fft - self.hop
+        pad = (extra, 0) if self.causal else (extra // 2, extra - extra // 2)
+        x = nn.functional.pad(audio[:, 0].float(), pad)
+        spec = torch.stft(x, n_fft, self.hop, window=self.window, center=False,
+                          return_complex=True)  # [B, n_fft // 2 + 1, T // hop]
+        spec = spec * (spec.abs() + 1e-7).pow(-0.7)  # |S|^0.3, phase kept
+        features = torch.cat([spec.real, spec.imag], dim=1).to(audio.dtype)
+        return self.out(self.net(features)).transpose(1, 2)  # [B, latent_dim, F]
+
+    @property
+    def context_samples(self) -> int:
+        """Input samples one latent frame depends on (an upper bound)."""
+        return self.window.shape[0] + 2 * self.net.reach * self.hop
+
+
+class ISTFTDecoder(nn.Module):
+    """[B, latent_dim, F] latents -> [B, 1, F * hop] audio, all at the frame rate (Vocos).
+
+    A `FrameNet` and a linear head give each frame's log-magnitude and phase for
+    n_fft = `n_fft_hops` x hop; an inverse STFT overlaps them. Magnitude and phase are predicted
+    explicitly, so the phase is something the losses can pin down rather than an accident of
+    upsampling.
+    """
+
+    def __init__(
+        self, latent_dim: int, hop: int, dim: int, layers: int, causal: bool, n_fft_hops: int = 4
+    ):
+        super().__init__()
+        self.hop, self.causal = hop, causal
+        n_fft = n_fft_hops * hop
+        self.net = FrameNet(latent_dim, dim, layers, causal)
         self.head = nn.Linear(dim, n_fft + 2)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        h = self.embed(nn.functional.pad(latents, self.padding))  # [B, dim, F]
-        h = self.norm(h.transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            h = block(h)
-        h = self.head(self.final_norm(h.transpose(1, 2))).transpose(1, 2)  # [B, n_fft + 2, F]
+        h = self.head(self.net(latents)).transpose(1, 2)  # [B, n_fft + 2, F]
         log_magnitude, phase = h.float().chunk(2, dim=1)  # [B, n_fft // 2 + 1, F] each
         magnitude = torch.exp(log_magnitude).clamp(max=1e2)
         spec = torch.polar(magnitude, phase)
@@ -230,8 +285,7 @@ class ISTFTDecoder(nn.Module):
     def context_frames(self) -> float:
         """Latent frames one output sample depends on: the convolutions' reach plus the frames
         whose windows overlap it (an upper bound)."""
-        convs = (self.kernel - 1) * (1 + len(self.blocks))
-        return convs + self.window.shape[0] / self.hop + 1
+        return self.net.reach + self.window.shape[0] / self.hop + 1
 
 
 def encoder_context(encoder: nn.Module) -> int:

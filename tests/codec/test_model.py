@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from segue.codec import Codec, CodecConfig, preset
-from segue.codec.config import DiscriminatorConfig, ISTFTConfig
+from segue.codec.config import DiscriminatorConfig, SpectralConfig
 from segue.codec.discriminators import Discriminators
 from segue.codec.losses import (
     complex_stft_loss,
@@ -33,6 +33,8 @@ def small_config(**overrides) -> CodecConfig:
         discriminator=DiscriminatorConfig(
             periods=(2, 3), period_channels=2, stft_windows=(256, 128), stft_channels=2
         ),
+        stft=SpectralConfig(dim=16, layers=2),
+        istft=SpectralConfig(dim=16, layers=2),
     )
     base.update(overrides)
     return CodecConfig(**base)
@@ -63,8 +65,9 @@ def test_conv_length_arithmetic(kernel, stride, dilation, causal):
         assert z.shape == x.shape
 
 
-def test_causal_encoder_ignores_the_future():
-    model = Codec(small_config(causal=True)).eval()
+@pytest.mark.parametrize("encoder", ["conv", "stft"])
+def test_causal_encoder_ignores_the_future(encoder):
+    model = Codec(small_config(causal=True, encoder=encoder)).eval()
     x = torch.randn(1, 1, 3200)
     y = x.clone()
     y[..., 1600:] = torch.randn(1, 1, 1600)
@@ -133,13 +136,16 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         Codec.from_pretrained(tmp_path / "codec")
 
 
-@pytest.mark.parametrize("decoder", ["conv", "istft"])
+KINDS = [("conv", "conv"), ("conv", "istft"), ("stft", "istft")]
+
+
+@pytest.mark.parametrize(("encoder", "decoder"), KINDS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_windowed_encode_and_decode_equal_one_pass(causal, decoder):
+def test_windowed_encode_and_decode_equal_one_pass(causal, encoder, decoder):
     """Long audio is coded a window at a time with the receptive field as context: the same
     codes and audio as one pass, in bounded memory (a 20-minute file took 12.4 GB in one)."""
     torch.manual_seed(0)
-    codec = Codec(small_config(causal=causal, decoder=decoder)).eval()
+    codec = Codec(small_config(causal=causal, encoder=encoder, decoder=decoder)).eval()
     audio = 0.3 * torch.randn(2, 16000 * 3 + 123)
     full = codec.encode(audio, window_seconds=None)
     for window in (0.2, 0.5, 1.3):
@@ -151,14 +157,12 @@ def test_windowed_encode_and_decode_equal_one_pass(causal, decoder):
     torch.testing.assert_close(windowed, one_pass, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("decoder", ["conv", "istft"])
-def test_the_context_bounds_cover_the_receptive_fields(decoder):
+@pytest.mark.parametrize(("encoder", "decoder"), KINDS)
+def test_the_context_bounds_cover_the_receptive_fields(encoder, decoder):
     """Measured: a change at one input sample (one latent frame) reaches no further than the
     bounds that windowing relies on."""
-    from segue.codec.modules import encoder_context
-
     torch.manual_seed(1)
-    codec = Codec(small_config(decoder=decoder)).eval()
+    codec = Codec(small_config(encoder=encoder, decoder=decoder)).eval()
     hop = codec.hop_length
     x = 0.3 * torch.randn(1, 1, hop * 64)
     y = x.clone()
@@ -167,7 +171,7 @@ def test_the_context_bounds_cover_the_receptive_fields(decoder):
         changed = (codec.encoder(x) - codec.encoder(y)).abs().amax(1)[0] > 0
     frames = torch.nonzero(changed)[:, 0]
     reach = max(32 - int(frames.min()), int(frames.max()) - 32) * hop
-    assert 0 < reach <= encoder_context(codec.encoder)
+    assert 0 < reach <= codec.encoder.context_samples
     latents = torch.randn(1, 16, 64)
     moved = latents.clone()
     moved[..., 32] += 1.0
@@ -190,7 +194,7 @@ def test_codec_config_refuses_what_makes_no_codec(override, message):
         small_config(**override)
 
 
-ISTFT = {"decoder": "istft", "istft": ISTFTConfig(dim=16, layers=2)}
+ISTFT = {"decoder": "istft"}
 
 
 def test_inverse_stft_inverts_torch_stft():
@@ -225,11 +229,15 @@ def test_istft_decoder_shapes_and_causality(causal):
     assert same == causal  # a causal decoder's past samples ignore later frames
 
 
-def test_istft_config_is_checked():
+def test_spectral_config_is_checked():
     with pytest.raises(ValueError, match="decoder must be 'conv' or 'istft'"):
         small_config(decoder="vocoder")
     with pytest.raises(ValueError, match="istft needs dim >= 1"):
-        small_config(decoder="istft", istft=ISTFTConfig(dim=0))
+        small_config(decoder="istft", istft=SpectralConfig(dim=0))
+    with pytest.raises(ValueError, match="encoder must be 'conv' or 'stft'"):
+        small_config(encoder="mel")
+    with pytest.raises(ValueError, match="stft needs dim >= 1"):
+        small_config(stft=SpectralConfig(layers=-1))
 
 
 def test_complex_stft_loss_sees_the_phase_that_mel_misses():
