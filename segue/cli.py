@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `segue` console script; returns the exit status."""
+    from segue.runtime import configure_cpu
+
+    configure_cpu()  # before anything imports torch
     from segue.audio import AudioError
     from segue.config import ConfigError
     from segue.data.manifest import ManifestError

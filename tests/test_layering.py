@@ -16,6 +16,7 @@ LEVELS = {
     "segue.features": 0,
     "segue.pretrained": 0,
     "segue.plot": 0,
+    "segue.runtime": 0,
     "segue.data": 1,
     "segue.train": 1,
     "segue.codec": 2,
