@@ -13,6 +13,7 @@ from segue.commands import (
     check_array_output,
     finish_shards,
     load_array,
+    positive_int,
     save_array,
     torchrun_ranks,
 )
@@ -73,6 +74,7 @@ def _eval(args: argparse.Namespace) -> None:
         codec,
         manifest,
         max_files=args.max_files,
+        per_voice=args.per_voice,
         max_seconds=args.max_seconds,
         n_quantizers=args.n_quantizers,
         transcriber=_transcriber() if args.asr else None,
@@ -166,7 +168,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help=checkpoint_help)
     p.add_argument("--manifest", required=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--max-files", type=int, default=50)
+    p.add_argument("--max-files", type=positive_int, default=50)
+    p.add_argument(
+        "--per-voice",
+        type=positive_int,
+        default=None,
+        help="at most this many files of each voice (group), taken round-robin over the voices "
+        "(default: the split's files in manifest order)",
+    )
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--n-quantizers", type=int, default=None)
     p.add_argument(

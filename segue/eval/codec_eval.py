@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -47,24 +48,39 @@ def _asr_report(transcripts: dict[str, list[str]]) -> dict:
     return report
 
 
+def spread_over_voices(entries: list, per_voice: int | None) -> list:
+    """At most `per_voice` files of each group (voice), in manifest order, taken round-robin
+    over the groups, so that any prefix of the list (`--max-files`) spreads over the voices."""
+    if per_voice is None:
+        return list(entries)
+    groups: dict[str, list] = {}
+    for entry in entries:
+        if len(group := groups.setdefault(entry.group, [])) < per_voice:
+            group.append(entry)
+    return [e for row in itertools.zip_longest(*groups.values()) for e in row if e is not None]
+
+
 def evaluate_codec(
     codec,
     manifest: Manifest,
     *,
     max_files: int | None = None,
+    per_voice: int | None = None,
     max_seconds: float = 10.0,
     n_quantizers: int | None = None,
     transcriber: Transcriber | None = None,
 ) -> dict:
     """Encode/decode the first `max_seconds` of each file and compare with the original.
 
-    `codec` is any acoustic tokenizer (segue `Codec` or `PretrainedCodec`). With a
+    `codec` is any acoustic tokenizer (segue `Codec` or `PretrainedCodec`); `per_voice` keeps
+    at most that many files of each voice (group), then `max_files` the first of those. With a
     `transcriber`, English files with a transcript are also recognised three times (original,
     round trip, round trip through the coarse levels alone) for WERs.
     Returns {"files", "levels", "bitrate", "metrics" (means), "rows" (per file), "codebooks"},
     plus "asr" {"files", "wer_original", "wer_codec", "wer_coarse", ratios} with a transcriber.
     """
-    entries = manifest.entries[:max_files] if max_files else manifest.entries
+    entries = spread_over_voices(manifest.entries, per_voice)
+    entries = entries[:max_files] if max_files else entries
     if not entries:
         raise ValueError("no files to evaluate (empty manifest or split)")
     rows, all_codes = [], []

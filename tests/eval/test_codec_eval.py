@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segue.data.manifest import Manifest, ManifestEntry
-from segue.eval.codec_eval import evaluate_codec, format_report
+from segue.eval.codec_eval import evaluate_codec, format_report, spread_over_voices
 from tests.conftest import tone, write
 
 pytest.importorskip("jiwer")
@@ -57,3 +57,10 @@ def test_wer_of_originals_round_trips_and_coarse_levels(tmp_path):
     only_spanish = Manifest(tmp_path, [entries[2]])
     report = evaluate_codec(EchoCodec(), only_spanish, transcriber=Hears())
     assert report["asr"] == {"files": 0} and "no English file" in format_report(report)
+
+
+def test_per_voice_spreads_the_files_over_the_voices():
+    entries = [ManifestEntry(f"{g}{i}.wav", 1.0, 16000, g, "test") for g in "abc" for i in range(3)]
+    picked = spread_over_voices(entries, 2)
+    assert [e.path for e in picked] == ["a0.wav", "b0.wav", "c0.wav", "a1.wav", "b1.wav", "c1.wav"]
+    assert spread_over_voices(entries, None) == entries
