@@ -90,8 +90,8 @@ def step_ways_ms(lm: StageLM, repeats: int) -> dict[str, float]:
 
 def products_ms(lm: StageLM, repeats: int) -> dict[str, float]:
     """ms for one token's matrix products, [1, in] x [in, out], per weight format."""
-    weights = [w for block in lm.model.blocks for w in (block.qkv.weight, block.proj.weight,
-               block.up.weight, block.down.weight)] + [lm.model.head.weight]  # fmt: skip
+    linears = [(b.attn.qkv, b.attn.proj, b.mlp.up, b.mlp.down) for b in lm.model.blocks]
+    weights = [m.weight for four in linears for m in four] + [lm.model.head.weight]
     weights = [w.detach() for w in weights]
     out: dict[str, float] = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):

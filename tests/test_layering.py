@@ -1,6 +1,7 @@
-"""Imports run one way: audio, config <- data, train <- models <- bundle, pipeline <- eval,
+"""Imports run one way: audio, config, nn <- data, train <- models <- bundle, pipeline <- eval,
 recipes <- commands, cli. The engine knows no model, the LMs see only token ids (never the codec
-or the semantic model), and no model imports the pipeline or the CLI."""
+or the semantic model), no model imports the pipeline or the CLI, and the shared layers
+(`segue.nn`) import no other part of segue (segue.config at most)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ ROOT = Path(segue.__file__).parent
 LEVELS = {
     "segue.audio": 0,
     "segue.config": 0,
+    "segue.nn": 0,
     "segue.features": 0,
     "segue.pretrained": 0,
     "segue.plot": 0,
@@ -95,6 +97,12 @@ def violations(edges: list[tuple[str, str, str]]) -> list[str]:
 def test_imports_run_one_way():
     wrong = violations(_edges())
     assert not wrong, "\n".join(wrong)
+
+
+def test_shared_layers_import_no_other_part_of_segue():
+    """segue.nn sits under every model: torch, and at most segue.config, nothing else of segue."""
+    wrong = [e for e in _edges() if e[1] == "segue.nn" and _package(e[2]) != "segue.config"]
+    assert not wrong, wrong
 
 
 def test_the_checker_flags_wrong_imports(tmp_path):

@@ -112,7 +112,8 @@ class FusedWeights:
 
     def __init__(self, model: Transformer):
         blocks = model.blocks
-        matrices = [m for b in blocks for m in (b.qkv, b.proj, b.up, b.down)] + [model.head]
+        linears = [(b.attn.qkv, b.attn.proj, b.mlp.up, b.mlp.down) for b in blocks]
+        matrices = [m for four in linears for m in four] + [model.head]
         self.half = all(_is_half_exact(m.weight) for m in matrices)
         dtype = torch.float16 if self.half else torch.float32
 
@@ -124,14 +125,14 @@ class FusedWeights:
 
         self.tensors = [
             t
-            for b in blocks
+            for b, (qkv, proj, up, down) in zip(blocks, linears)
             for t in (
                 vector(b.norm1.weight),
-                matrix(b.qkv),
-                matrix(b.proj),
+                matrix(qkv),
+                matrix(proj),
                 vector(b.norm2.weight),
-                matrix(b.up),
-                matrix(b.down),
+                matrix(up),
+                matrix(down),
             )
         ]
         self.layers = (ctypes.c_void_p * len(self.tensors))(*(t.data_ptr() for t in self.tensors))
@@ -169,7 +170,7 @@ class FusedDecoder:
         cos, sin, _ = cache.rope
         self.cos, self.sin = cos.contiguous(), sin.contiguous()
         self.row_bytes = self.cos.stride(0) * self.cos.element_size()
-        hidden = model.blocks[0].up.weight.shape[0]
+        hidden = model.blocks[0].mlp.up.weight.shape[0]
         dims = (c.d_model, c.n_head, c.kv_heads, c.head_dim, hidden, c.n_layer, cache.max_len)
         self.dims = (ctypes.c_int64 * 8)(*dims, int(weights.half))
         self.vocab = weights.head.shape[1]

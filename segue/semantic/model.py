@@ -1,7 +1,8 @@
 """The semantic model: audio [B, T] at 16 kHz -> 25 Hz features and masked-prediction logits.
 
     log-mel (100 Hz) -> conv x4 subsampling (25 Hz) -> [mask embedding on masked frames]
-    -> + conv position embedding -> N pre-LN transformer blocks -> LayerNorm -> cosine head
+    -> + conv position embedding -> N pre-LN transformer blocks (segue.nn) -> LayerNorm
+    -> cosine head
 
 `features(audio, lengths, layer)` runs only the first `layer` blocks (what k-means tokens need);
 `forward(audio, lengths, mask)` gives logits [B, F, n_classes] for training.
@@ -12,10 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from segue.nn import Block
 from segue.pretrained import PretrainedMixin
 from segue.semantic.config import SemanticConfig
 from segue.semantic.masking import frame_mask
-from segue.semantic.modules import Block, CosineHead, FrontEnd, PositionalConv
+from segue.semantic.modules import CosineHead, FrontEnd, PositionalConv
 
 
 class SemanticModel(nn.Module, PretrainedMixin):
@@ -38,13 +40,16 @@ class SemanticModel(nn.Module, PretrainedMixin):
         )
         self.mask_embedding = nn.Parameter(torch.rand(config.dim))
         self.position = PositionalConv(config.dim, config.pos_conv_kernel, config.pos_conv_groups)
-        self.blocks = nn.ModuleList(
+        self.blocks = nn.ModuleList(  # HuBERT's: biases, exact GELU, dropout in the MLP too
             Block(
                 config.dim,
                 config.n_heads,
-                config.ffn_mult,
-                config.dropout,
-                config.attention_dropout,
+                mlp_ratio=config.ffn_mult,
+                bias=True,
+                gelu="none",
+                dropout=config.dropout,
+                attn_dropout=config.attention_dropout,
+                mlp_dropout=config.dropout,
             )
             for _ in range(config.n_layers)
         )
@@ -86,7 +91,7 @@ class SemanticModel(nn.Module, PretrainedMixin):
             raise ValueError(f"layer must be in [0, {self.config.n_layers}], got {layer}")
         x, attn_mask, frame_lengths = self._embed(audio, lengths, mask)
         for block in self.blocks[:layer]:
-            x = block(x, attn_mask)
+            x = block(x, mask=attn_mask)
         return x, frame_lengths
 
     def _embed(
@@ -127,7 +132,7 @@ class SemanticModel(nn.Module, PretrainedMixin):
         x, attn_mask, _ = self._embed(audio, lengths, mask)
         kept = x if return_layer == 0 else None
         for index, block in enumerate(self.blocks, start=1):
-            x = block(x, attn_mask)
+            x = block(x, mask=attn_mask)
             if index == return_layer:
                 kept = x
         logits = self.head(self.norm(x))

@@ -1,5 +1,6 @@
 """Building blocks of the semantic model: log-mel front end with x4 conv subsampling, a
-convolutional relative position embedding, pre-LN transformer blocks on SDPA, HuBERT's head."""
+convolutional relative position embedding, HuBERT's head. (Its transformer blocks are
+`segue.nn.Block`s.)"""
 
 from __future__ import annotations
 
@@ -94,40 +95,6 @@ class PositionalConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, F, D] -> [B, F, D]."""
         return x + F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block: x + Attn(LN(x)), then x + FFN(LN(x)); bidirectional."""
-
-    def __init__(self, dim: int, heads: int, ffn_mult: int, dropout: float, attn_dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.attn_dropout = attn_dropout
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_mult * dim),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(ffn_mult * dim, dim),
-        )
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, F, D]; attn_mask bool [B, 1, 1, F] (True: a key to attend to) or None."""
-        batch, frames, dim = x.shape
-        q, k, v = (
-            self.qkv(self.norm1(x))
-            .view(batch, frames, 3, self.heads, dim // self.heads)
-            .permute(2, 0, 3, 1, 4)
-        )
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )
-        x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, frames, dim)))
-        return x + self.dropout(self.ffn(self.norm2(x)))
 
 
 class CosineHead(nn.Module):

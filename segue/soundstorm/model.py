@@ -2,63 +2,19 @@
 
 Each acoustic frame's input is the sum of its Q level embeddings (one table of K + 1 rows per
 level, row K being MASK) and the embedding of the semantic token it is aligned to (token
-t // ratio; PAD past the last one). Pre-norm blocks with full (non-causal) SDPA attention and
-rotary positions, then one output head per level.
+t // ratio; PAD past the last one). Bidirectional `segue.nn.Block`s (full SDPA attention over
+the valid frames, rotary positions), then one output head per level.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.nn import Block, init_residuals, init_weights, rotary_table
 from segue.pretrained import PretrainedMixin
 from segue.soundstorm.config import SoundStormConfig
-
-
-def rotary(max_len: int, head_dim: int, base: float) -> torch.Tensor:
-    """[max_len, head_dim / 2] complex rotations."""
-    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv[None]
-    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
-
-
-def apply_rotary(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """x [B, H, T, hd] rotated pairwise by rope [T, hd / 2]."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rope).flatten(-2).to(x.dtype)
-
-
-class Block(nn.Module):
-    """x + attention(norm(x)), then x + mlp(norm(x)); attention sees every valid frame."""
-
-    def __init__(self, config: SoundStormConfig):
-        super().__init__()
-        d, hidden = config.d_model, int(config.mlp_ratio * config.d_model)
-        self.n_head, self.dropout = config.n_head, config.dropout
-        self.norm1 = nn.LayerNorm(d, bias=False)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.proj = nn.Linear(d, d, bias=False)
-        self.norm2 = nn.LayerNorm(d, bias=False)
-        self.up = nn.Linear(d, hidden, bias=False)
-        self.down = nn.Linear(hidden, d, bias=False)
-
-    def forward(
-        self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """x [B, T, D], rope [T, hd/2] complex, mask [B, 1, 1, T] bool (True: a valid key)."""
-        batch, length, d = x.shape
-        p = self.dropout if self.training else 0.0
-        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.n_head, -1).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, hd]
-        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        y = self.proj(y.transpose(1, 2).reshape(batch, length, d))
-        x = x + F.dropout(y, p, self.training)
-        y = self.down(F.gelu(self.up(self.norm2(x)), approximate="tanh"))
-        return x + F.dropout(y, p, self.training)
 
 
 class SoundStorm(nn.Module, PretrainedMixin):
@@ -77,23 +33,18 @@ class SoundStorm(nn.Module, PretrainedMixin):
         q, k, d = config.n_levels, config.codebook_size, config.d_model
         self.levels = nn.Embedding(q * (k + 1), d)  # level l's table: rows l(K+1) .. l(K+1)+K
         self.semantic = nn.Embedding(config.semantic_vocab + 1, d)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(
+            Block(d, config.n_head, mlp_ratio=config.mlp_ratio, dropout=config.dropout)
+            for _ in range(config.n_layer)
+        )
         self.norm = nn.LayerNorm(d, bias=False)
         self.heads = nn.Parameter(torch.empty(q, k, d))  # level l's output layer: heads[l]
         self.register_buffer("offsets", torch.arange(q) * (k + 1), persistent=False)  # [Q]
-        self.register_buffer(
-            "rope", rotary(config.max_frames, config.head_dim, config.rope_base), persistent=False
-        )
-        self.apply(self._init)
+        table = rotary_table(config.max_frames, config.head_dim, config.rope_base)
+        self.register_buffer("rope", table, persistent=False)  # [max_frames, hd/2, 2]
+        self.apply(init_weights)
         nn.init.normal_(self.heads, std=0.02)
-        for block in self.blocks:  # GPT-2: residual projections scaled by depth
-            for linear in (block.proj, block.down):
-                nn.init.normal_(linear.weight, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
+        init_residuals(self.blocks, config.n_layer)
 
     def align(self, semantic: torch.Tensor, n_frames: int) -> torch.Tensor:
         """semantic [B, Ts] -> [B, n_frames]: token t // ratio for frame t, PAD past the end."""
@@ -121,7 +72,7 @@ class SoundStorm(nn.Module, PretrainedMixin):
             mask = mask[:, None, None, :]  # [B, 1, 1, T]
         rope = self.rope[:length]
         for block in self.blocks:
-            x = block(x, rope, mask)
+            x = block(x, rope, mask)  # [B, T, D]
         return self.norm(x)
 
     def forward(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from segue.config import config_differences, to_dict
+from segue.nn import upgrade_keys, upgrade_state_dict
 from segue.train import checkpoint as ckpt
 from segue.train.distributed import (
     DistInfo,
@@ -78,6 +79,9 @@ def restore_checkpoint(trainer: Trainer, checkpoint: ckpt.Checkpoint) -> None:
     for name, module in trainer.raw_modules.items():
         if name not in checkpoint.weights:
             raise ckpt.CheckpointError(f"{checkpoint.path}: no weights for module {name!r}")
+        for key in (name, f"{name}.ema"):  # names saved before the blocks were segue.nn Blocks
+            if key in checkpoint.weights:
+                checkpoint.weights[key] = upgrade_state_dict(module, checkpoint.weights[key])
         try:
             load_full_state_dict(module, checkpoint.weights[name])
         except (KeyError, ValueError) as error:
@@ -87,9 +91,10 @@ def restore_checkpoint(trainer: Trainer, checkpoint: ckpt.Checkpoint) -> None:
             ) from error
     optim = checkpoint.objects["optim"]
     for name, optimizer in trainer.optimizers.items():
-        load_optimizer_state(
-            optimizer, trainer._containers[name], optim[name]["optimizer"], checkpoint.path, name
-        )
+        saved = dict(optim[name]["optimizer"])
+        if "param_names" in saved:
+            saved["param_names"] = upgrade_keys(trainer._containers[name], saved["param_names"])
+        load_optimizer_state(optimizer, trainer._containers[name], saved, checkpoint.path, name)
         scheduler_state = dict(optim[name]["scheduler"])
         # The schedule's shape comes from the current config (see apply_hyperparameters).
         scheduler_state["lr_lambdas"] = [None] * len(optimizer.param_groups)

@@ -77,7 +77,7 @@ def test_fused_weights_follow_parameter_updates():
     with torch.no_grad():
         before = model.fused_weights()
         assert model.fused_weights() is before  # reused while nothing changes
-        model.blocks[1].up.weight.mul_(1.5)
+        model.blocks[1].mlp.up.weight.mul_(1.5)
         assert model.fused_weights() is not before
         want, _ = steps(model, ids, fused=False)
         got, _ = steps(model, ids, fused=True)

@@ -76,3 +76,42 @@ def test_derived_model_sizes_cannot_be_set_by_hand(shards):
     with pytest.raises(ValueError, match=r"model.max_seq_len=1"):
         LMTask(config)
     LMTask(tiny_run("coarse", shards))  # its own values (0, then the layout's) are fine
+
+
+def test_a_run_saved_before_segue_nn_loads_and_resumes(shards, tmp_path):
+    """Checkpoints written when the blocks' weights were blocks.i.{qkv, proj, up, down} (before
+    they became segue.nn Blocks: blocks.i.attn.qkv, ...) load as a stage and resume exactly like
+    a run saved under today's names: weights, EMA and the optimizer's parameter names."""
+    import re
+    import shutil
+
+    from segue.train.checkpoint import load_latest, save_checkpoint
+
+    ema = {"train.ema_decay": 0.9}
+    config = tiny_run("semantic", shards, steps=3, **ema)
+    trainer = Trainer(LMTask(config), config, tmp_path / "new")
+    trainer.fit()
+    trainer.close()
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    root = tmp_path / "old" / "checkpoints"
+    saved = load_latest(root)
+    legacy = lambda key: re.sub(r"(blocks\.\d+\.)(attn|mlp)\.", r"\1", key)  # noqa: E731
+    assert set(saved.weights) == {"model", "model.ema"}
+    weights = {n: {legacy(k): v for k, v in s.items()} for n, s in saved.weights.items()}
+    assert "blocks.0.qkv.weight" in weights["model.ema"]
+    for optimizer in saved.objects["optim"].values():
+        optimizer["optimizer"]["param_names"] = [
+            legacy(n) for n in optimizer["optimizer"]["param_names"]
+        ]
+    save_checkpoint(
+        root, saved.step, weights=weights, objects=saved.objects, config=saved.config
+    )
+    new, old = load_lm(tmp_path / "new").model.state_dict(), load_lm(tmp_path / "old").model
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.items())
+    longer = tiny_run("semantic", shards, steps=5, **ema)
+    runs = [Trainer(LMTask(longer), longer, tmp_path / n, resume=True) for n in ("new", "old")]
+    for trainer in runs:
+        assert trainer.fit() == "completed" and trainer.step == 5
+        trainer.close()
+    a, b = (t.raw_modules["model"].state_dict() for t in runs)
+    assert all(torch.equal(v, b[k]) for k, v in a.items())

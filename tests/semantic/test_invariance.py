@@ -187,8 +187,9 @@ def test_training_with_perturbation_and_pairs(paired_corpus, tmp_path):
 
     full, tiny = gradients(1.0), gradients(1e-6)
     task.config.invariance.weight = 1.0
-    assert not torch.allclose(full["blocks.0.qkv.weight"], tiny["blocks.0.qkv.weight"])
-    assert torch.allclose(full["blocks.1.qkv.weight"], tiny["blocks.1.qkv.weight"])
+    qkv = "blocks.{}.attn.qkv.weight".format
+    assert not torch.allclose(full[qkv(0)], tiny[qkv(0)])
+    assert torch.allclose(full[qkv(1)], tiny[qkv(1)])
     assert trainer.fit() == "completed"
     trainer.close()
     # perturbation alone (no pairs) trains too; validation is never perturbed
