@@ -112,3 +112,19 @@ def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Corpus character error rate (edits / reference characters, spaces included)."""
     jiwer = _require("jiwer", "jiwer")
     return float(jiwer.cer(*_checked(refs, hyps)))
+
+
+def word_recall(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Share of reference words the hypotheses contain, over all pairs together: each reference
+    word counts once per occurrence, matched at most as often as the hypothesis says it (order
+    ignored). Unlike WER it stays in [0, 1] when a recogniser babbles (insertions cost nothing),
+    so it says how many of the words survived. Texts as given: normalise them first."""
+    from collections import Counter
+
+    refs, hyps = _checked(refs, hyps)
+    found = total = 0
+    for ref, hyp in zip(refs, hyps):
+        want, have = Counter(ref.split()), Counter(hyp.split())
+        found += sum(min(n, have[word]) for word, n in want.items())
+        total += sum(want.values())
+    return found / total

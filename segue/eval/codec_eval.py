@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest
-from segue.eval.asr import Transcriber, normalize_text, wer
+from segue.eval.asr import Transcriber, normalize_text, wer, word_recall
 from segue.eval.metrics import all_metrics, mean_metrics
 
 
@@ -37,11 +37,13 @@ def _english_text(entry, max_seconds: float) -> str | None:
 
 
 def _asr_report(transcripts: dict[str, list[str]]) -> dict:
-    """WER of originals, round trips and coarse-only round trips against the references."""
+    """WER and word recall of originals, round trips and coarse-only round trips against the
+    references."""
     refs = transcripts.pop("reference")
     report: dict = {"files": len(refs)}
     for name, hyps in transcripts.items():
         report[f"wer_{name}"] = wer(refs, hyps)
+        report[f"recall_{name}"] = word_recall(refs, hyps)
     if report.get("wer_original"):
         for name in ("codec", "coarse"):
             report[f"wer_{name}_ratio"] = report[f"wer_{name}"] / report["wer_original"]
@@ -125,6 +127,10 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  WER ({asr['files']} English files): original {asr['wer_original']:.1%}, "
             f"round trip {asr['wer_codec']:.1%}, coarse levels alone {asr['wer_coarse']:.1%}"
+        )
+        lines.append(
+            f"  word recall: original {asr['recall_original']:.1%}, round trip "
+            f"{asr['recall_codec']:.1%}, coarse levels alone {asr['recall_coarse']:.1%}"
         )
     elif asr is not None:
         lines.append("  WER: no English file with a transcript that fits --max-seconds")

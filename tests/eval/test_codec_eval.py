@@ -48,7 +48,8 @@ def test_wer_of_originals_round_trips_and_coarse_levels(tmp_path):
     manifest = Manifest(tmp_path, entries)
     report = evaluate_codec(EchoCodec(), manifest, max_seconds=2.0, transcriber=Hears())
     assert report["asr"] == {
-        "files": 2, "wer_original": 0.0, "wer_codec": 0.0, "wer_coarse": 1.0
+        "files": 2, "wer_original": 0.0, "wer_codec": 0.0, "wer_coarse": 1.0,
+        "recall_original": 1.0, "recall_codec": 1.0, "recall_coarse": 0.0,
     }  # no ratios against an original WER of 0
     assert "WER (2 English files): original 0.0%, round trip 0.0%, coarse levels alone 100.0%" in (
         format_report(report)
@@ -64,3 +65,14 @@ def test_per_voice_spreads_the_files_over_the_voices():
     picked = spread_over_voices(entries, 2)
     assert [e.path for e in picked] == ["a0.wav", "b0.wav", "c0.wav", "a1.wav", "b1.wav", "c1.wav"]
     assert spread_over_voices(entries, None) == entries
+
+
+def test_word_recall_counts_reference_words_found_and_ignores_insertions():
+    from segue.eval.asr import word_recall
+
+    assert word_recall(["a b c d"], ["a b c d"]) == 1.0
+    assert word_recall(["a b c d"], ["x a y b z w v u t"]) == 0.5  # babble costs nothing
+    assert word_recall(["the the cat"], ["the cat"]) == pytest.approx(2 / 3)  # clipped counts
+    assert word_recall(["a b", "c d e f"], ["a b", ""]) == pytest.approx(2 / 6)  # pooled
+    with pytest.raises(ValueError, match="must not be empty"):
+        word_recall([""], ["a"])
