@@ -2,10 +2,12 @@
 # Idempotent set-up on a fresh Debian machine (what the README's two commands run first):
 #   1. Debian packages: TTS engines, FluidSynth + soundfonts, texts, a C compiler for the fused
 #      decoding step (segue/lm/fused.py), ffmpeg for the G.722 files of the real-speech corpus
-#      (segue/data/real_speech.py) (only those missing);
+#      (segue/data/real_speech.py), headless Chromium and its WebDriver for the browser tests of
+#      `segue serve` (tests/serve/test_browser.py) (only those missing);
 #   2. a venv in .venv with the CPU build of torch installed FIRST and alone (a plain `torch`
 #      requirement with no torch installed would pull a multi-GB CUDA build);
-#   3. segue itself, editable, with its extras at the exact versions of requirements/constraints.txt.
+#   3. segue itself, editable, with its extras (all: serve and browser included) at the exact
+#      versions of requirements/constraints.txt.
 # Re-running it is fast: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +17,7 @@ RESEMBLYZER_VERSION=0.1.4
 APT_PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont fluidr3mono-gm-soundfont
-  bible-kjv bible-kjv-text fortunes libsndfile1 gcc libc6-dev ffmpeg
+  bible-kjv bible-kjv-text fortunes libsndfile1 gcc libc6-dev ffmpeg chromium chromium-driver
 )
 
 missing=()

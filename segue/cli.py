@@ -12,7 +12,17 @@ from segue.commands import CommandError
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import codec, data, evaluate, generate, lm, recipe, semantic, soundstorm
+    from segue.commands import (
+        codec,
+        data,
+        evaluate,
+        generate,
+        lm,
+        recipe,
+        semantic,
+        serve,
+        soundstorm,
+    )
 
     return [
         data.register,
@@ -23,6 +33,7 @@ def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
         generate.register,
         evaluate.register,
         recipe.register,
+        serve.register,
     ]
 
 

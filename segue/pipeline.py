@@ -26,6 +26,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ SILENCE_PEAK = 1e-4
 MAX_SECONDS = 600.0
 #: Crossfade (seconds) from the original prompt into the continuation.
 CROSSFADE_SECONDS = 0.005
+#: `progress` of the generation methods: a bar over the stages (True) or none (False), or a
+#: function called with each stage's name as it starts (it may raise to stop the call).
+Progress = bool | Callable[[str], None]
 
 
 @dataclass
@@ -292,7 +296,7 @@ class AudioLM:
         *,
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
-        progress: bool = True,
+        progress: Progress = True,
         acoustic: str = "ar",
     ) -> torch.Tensor:
         """Continue prompt [B, T] or [T] (at `sample_rate`) by `seconds`: [B, T + N] audio,
@@ -359,7 +363,7 @@ class AudioLM:
         *,
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
-        progress: bool = True,
+        progress: Progress = True,
         acoustic: str = "ar",
     ) -> torch.Tensor:
         """Unconditional audio: [batch_size, round(seconds * sample_rate)]; acoustic: "ar" or
@@ -395,7 +399,7 @@ class AudioLM:
         *,
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
-        progress: bool = True,
+        progress: Progress = True,
         acoustic: str = "ar",
     ) -> torch.Tensor:
         """New acoustics for the semantic content of audio [B, T] or [T]: [B, T].
@@ -597,13 +601,18 @@ def _check_cap(seconds: float, what: str, advice: str) -> None:
 
 
 class _Stages:
-    """A progress bar over named stages: `with _Stages(names, on) as stage: stage("coarse")`."""
+    """A progress bar over named stages: `with _Stages(names, on) as stage: stage("coarse")`;
+    `on` may instead be a function, called with each name."""
 
-    def __init__(self, names: list[str], enabled: bool):
-        self.bar = tqdm(total=len(names), desc="audiolm", unit="stage", disable=not enabled)
+    def __init__(self, names: list[str], enabled: Progress):
+        self.hook = enabled if callable(enabled) else None
+        quiet = not enabled or self.hook is not None
+        self.bar = tqdm(total=len(names), desc="audiolm", unit="stage", disable=quiet)
         self.started = False
 
     def __call__(self, name: str) -> None:
+        if self.hook is not None:
+            self.hook(name)
         if self.started:
             self.bar.update()
         self.started = True

@@ -1,6 +1,6 @@
 """Imports run one way: audio, config, nn <- data, train <- models <- bundle, pipeline <- eval,
-recipes <- commands, cli. The engine knows no model, the LMs see only token ids (never the codec
-or the semantic model), no model imports the pipeline or the CLI, and the shared layers
+recipes <- commands, serve, cli. The engine knows no model, the LMs see only token ids (never the
+codec or the semantic model), no model imports the pipeline or the CLI, and the shared layers
 (`segue.nn`) import no other part of segue (segue.config at most)."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ LEVELS = {
     "segue.eval": 4,
     "segue.recipes": 4,
     "segue.commands": 5,
+    "segue.serve": 5,
     "segue.cli": 5,
 }
 #: Imports across packages of one level that are allowed: SoundStorm trains on the LM's joined

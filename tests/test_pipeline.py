@@ -195,6 +195,21 @@ def test_progress_bar_names_the_stages(model, capsys):
     assert "audiolm" not in capsys.readouterr().err
 
 
+def test_progress_may_be_a_function_called_with_each_stage(model, capsys):
+    """What `segue serve` shows: each stage's name as it starts, and no bar; raising stops."""
+    names = []
+    model.continue_(speech_like(0.3), 0.2, seed=0, progress=names.append)
+    assert names == ["tokenize", "semantic", "coarse", "fine", "decode"]
+    assert "audiolm" not in capsys.readouterr().err
+
+    def stop(name):
+        if name == "coarse":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.generate(0.2, seed=0, progress=stop)
+
+
 @pytest.mark.parametrize(
     ("audio", "message"),
     [

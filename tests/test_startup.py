@@ -4,18 +4,23 @@ scipy.signal through the training code's augmentation (0.7 s of a 6 s continuati
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("scipy.signal", "faiss", "transformers", "matplotlib", "resemblyzer", "ctranslate2")
+#: The web server's modules, which only `segue serve` itself loads.
+SERVER = ("starlette", "uvicorn", "python_multipart", "segue.serve")
 
 
-def test_the_cli_imports_no_heavy_optional_module_to_parse_a_command():
+@pytest.mark.parametrize("command", ["continue", "serve"])
+def test_the_cli_imports_no_heavy_optional_module_to_parse_a_command(command):
     code = (
         "import sys\n"
         "from segue.cli import main\n"
         "try:\n"
-        "    main(['continue', '--help'])\n"
+        f"    main([{command!r}, '--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
+        f"print([m for m in {HEAVY + SERVER!r} if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
