@@ -18,8 +18,9 @@ from segue.commands.serve import exposure_warning  # noqa: E402
 
 #: Growth of the server's resident memory allowed over 20 requests after a warm-up of 10 (the
 #: allocator's caches grow over the first ten or so, then stay flat: +4 MB from the 10th request
-#: to the 80th when measured).
-WARM_UP, RSS_GROWTH_MB = 10, 16.0
+#: to the 80th when measured alone, +13 MB once with the whole suite and a training beside it).
+#: A leak of what one request holds (its audio, its spectrogram: ~2 MB) would pass 40 MB.
+WARM_UP, RSS_GROWTH_MB = 10, 32.0
 
 
 def test_twenty_requests_in_a_row_and_the_memory_stays_flat(tmp_path, capsys):
