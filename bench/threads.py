@@ -3,8 +3,9 @@
     .venv/bin/python bench/threads.py [--seconds 10] [--repeats 3] [--acoustic ar]
 
 Each variant runs the whole `segue continue` process (bundled model and prompt) `repeats` times
-and reports the median wall time. "loaded" runs it beside one busy process (a Python busy loop
-this script starts and stops), the load the speed issue measured. Variants: 1 thread; 2 threads
+and reports the median wall time (after one untimed run that warms the file caches). "loaded"
+runs it beside one busy process (a Python busy loop this script starts and stops), the load
+the speed issue measured. Variants: 1 thread; 2 threads
 with spinning OpenMP threads (OMP_WAIT_POLICY=ACTIVE, what libgomp's default amounts to for
 back-to-back small ops); 2 threads with passive waiting; and the command's default (no
 --threads, no OMP_WAIT_POLICY: what a user gets). Ratios are against 1 thread on the quiet
@@ -47,8 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[tuple[str, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base = [sys.executable, "-m", "segue.cli", "continue", "--seconds", str(args.seconds),
+        prompt = Path(__file__).resolve().parents[1] / "segue" / "assets" / "prompt-speech.wav"
+        base = [sys.executable, "-m", "segue.cli", "continue", str(prompt),
+                "--seconds", str(args.seconds),
                 "--acoustic", args.acoustic, "--out", str(Path(tmp) / "c.wav")]
+        run([*base, "--threads", "1"], None)  # untimed: file caches, the fused step's build
         for load in ("quiet", "loaded"):
             busy = None
             if load == "loaded":
