@@ -14,7 +14,8 @@ longer than any stage's context.
 
 The acoustic stage is either `acoustic="ar"` (the coarse then the fine LM, AudioLM's) or
 `acoustic="soundstorm"` (one SoundStorm decode of every level from all the semantic tokens, the
-prompt's codes as its acoustic prompt; see `_soundstorm_codes` for outputs past its context).
+prompt's codes as its acoustic prompt; `segue.soundstorm.generate_windowed` for outputs past its
+context).
 
 A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`
 (the format, and the checks that parts fit together: `segue.bundle`).
@@ -51,8 +52,7 @@ from segue.config import from_dict, to_dict, write_atomic
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, coarse_generate, fine_generate, load_lm, semantic_continue
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
-from segue.soundstorm import SoundStorm, load_soundstorm
-from segue.soundstorm import generate as soundstorm_generate
+from segue.soundstorm import SoundStorm, generate_windowed, load_soundstorm
 
 #: The acoustic stages: the coarse + fine LMs, or SoundStorm.
 ACOUSTIC = ("ar", "soundstorm")
@@ -461,37 +461,6 @@ class AudioLM:
     def _acoustic_stages(acoustic: str) -> list[str]:
         return ["soundstorm"] if acoustic == "soundstorm" else ["coarse", "fine"]
 
-    def _soundstorm_codes(
-        self, semantic: torch.Tensor, codes: torch.Tensor | None, generator
-    ) -> torch.Tensor:
-        """Semantic [B, Ts] (+ known codes [B, Q, r * Tp]) -> codes [B, Q, r * Ts] by SoundStorm.
-
-        Up to `max_frames` frames: one decode. Longer: windows of W = max_frames // r tokens,
-        each prompted with the last W // 2 tokens' codes known so far (the given prompt's for
-        the first) and seeing only its own semantic tokens; each window adds >= W / 2 tokens.
-        """
-        model = self.soundstorm
-        r, total = model.config.ratio, semantic.shape[1]
-        width = model.config.max_frames // r
-        if width < 2:
-            raise ValueError(
-                f"SoundStorm's max_frames={model.config.max_frames} holds under 2 semantic tokens"
-            )
-        done = 0 if codes is None else codes.shape[2] // r
-        decoded = codes[:, :, : r * done] if codes is not None else None
-        while done < total:
-            start = 0 if total <= width else max(0, done - width // 2)
-            end = min(total, start + width)
-            prompt = None if decoded is None or done == start else decoded[:, :, r * start :]
-            out = soundstorm_generate(
-                model, semantic[:, start:end], prompt, n_frames=r * (end - start),
-                generator=generator,
-            )  # fmt: skip
-            new = out[:, :, r * (done - start) :]
-            decoded = new if decoded is None else torch.cat([decoded, new], dim=2)
-            done = end
-        return decoded
-
     def _acoustic(
         self, semantic, codes, sampling, generator, stage, acoustic: str = "ar"
     ) -> torch.Tensor:
@@ -500,7 +469,7 @@ class AudioLM:
         codec."""
         if acoustic == "soundstorm":
             stage("soundstorm")
-            codes = self._soundstorm_codes(semantic, codes, generator)
+            codes = generate_windowed(self.soundstorm, semantic, codes, generator=generator)
             stage("decode")
             return self.codec.decode(codes.to(self.device))
         q = self.n_coarse

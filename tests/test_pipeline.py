@@ -325,12 +325,12 @@ def test_soundstorm_bundle_round_trip(bundle, storm_model, tmp_path):
 
 
 def test_soundstorm_continue_shapes_seed_and_kept_prompt(storm_model, monkeypatch):
-    from segue import pipeline
+    from segue.soundstorm import decode
 
     calls = []
-    real = pipeline.soundstorm_generate
+    real = decode.generate
     monkeypatch.setattr(
-        pipeline, "soundstorm_generate", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k)
+        decode, "generate", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k)
     )
     prompt = speech_like(0.51, batch=2)
     out = storm_model.continue_(prompt, 0.2, seed=0, progress=False, acoustic="soundstorm")

@@ -11,7 +11,7 @@ to fine. It sees only token ids (no codec, no semantic model).
 """
 
 from segue.soundstorm.config import PRESETS, SoundStormConfig, soundstorm_preset
-from segue.soundstorm.decode import generate
+from segue.soundstorm.decode import generate, generate_windowed
 from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.masking import Masked, mask_codes, mask_ratio
 from segue.soundstorm.model import SoundStorm
@@ -22,6 +22,7 @@ __all__ = [
     "SoundStorm",
     "SoundStormConfig",
     "generate",
+    "generate_windowed",
     "load_soundstorm",
     "mask_codes",
     "mask_ratio",

@@ -104,3 +104,37 @@ def generate(
                 on_step(level, s, codes.clone())
     model.train(was_training)
     return codes
+
+
+def generate_windowed(
+    model: SoundStorm,
+    semantic: torch.Tensor,
+    codes: torch.Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Semantic [B, Ts] (+ known codes [B, Q, r * Tp]) -> codes [B, Q, r * Ts], at any length.
+
+    Up to `max_frames` frames: one `generate`. Longer: windows of W = max_frames // r tokens,
+    each prompted with the last W // 2 tokens' codes known so far (the given prompt's for the
+    first) and seeing only its own semantic tokens; each window adds >= W / 2 tokens.
+    """
+    r, total = model.config.ratio, semantic.shape[1]
+    width = model.config.max_frames // r
+    if width < 2:
+        raise ValueError(
+            f"SoundStorm's max_frames={model.config.max_frames} holds under 2 semantic tokens"
+        )
+    done = 0 if codes is None else codes.shape[2] // r
+    decoded = codes[:, :, : r * done] if codes is not None else None
+    while done < total:
+        start = 0 if total <= width else max(0, done - width // 2)
+        end = min(total, start + width)
+        prompt = None if decoded is None or done == start else decoded[:, :, r * start :]
+        out = generate(
+            model, semantic[:, start:end], prompt, n_frames=r * (end - start), generator=generator
+        )
+        new = out[:, :, r * (done - start) :]
+        decoded = new if decoded is None else torch.cat([decoded, new], dim=2)
+        done = end
+    return decoded
