@@ -13,8 +13,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import signal
-import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
@@ -43,6 +41,7 @@ from segue.train.logger import RunLogger
 from segue.train.optim import build_adamw
 from segue.train.schedule import build_scheduler
 from segue.train.seed import RANK_SEED_STRIDE, fork_rng, seed_everything
+from segue.train.signals import StopRequests
 from segue.train.state import (
     changed_since,
     checkpoint_contents,
@@ -100,7 +99,7 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.logger = RunLogger(None, enabled=False, total_steps=self.optim_cfg.max_steps)
         self._saved_step = -1
-        self._stop_signal: int | None = None
+        self.stops = StopRequests(self._announce_stop)
         self._check_settings()
 
         seed_everything(tc.seed)  # model init: the same on every rank and every run
@@ -437,87 +436,64 @@ class Trainer:
             progress=tc.progress,
             tensorboard=tc.tensorboard,
         )
-        previous = self._install_signal_handlers()
         window: dict[str, list[float]] = defaultdict(list)
         items_per_step = tc.batch_size * self.optim_cfg.grad_accum * self.dist.world_size
-        try:
-            if self.resumed_from is not None:
-                self.logger.message(f"resumed from {self.resumed_from} at step {self.step}")
-            for name, module in self.models.items():
-                if name in self._trained:
-                    module.train()
-            while self.step < max_steps:
-                values = self.train_step()
-                self.step += 1
-                for key, value in values.items():
-                    if math.isfinite(value):
-                        window[key].append(value)
-                self.logger.step(self.step)
-                if self.step % tc.log_every == 0 or self.step == max_steps:
-                    stats = {key: sum(v) / len(v) for key, v in window.items() if v}
-                    stats.update(self.logger.throughput(self.step, items_per_step))
-                    stats["nan_skipped"] = float(self.nan_total)
-                    self.logger.scalars(stats, self.step)
-                    window.clear()
-                stop = self._stop_agreed()
-                if not stop and (self.step % tc.valid_every == 0 or self.step == max_steps):
-                    self.validate()
-                if stop or self.step % tc.checkpoint_every == 0 or self.step == max_steps:
+        with self.stops:  # SIGTERM / SIGINT: checkpoint after this step, return
+            try:
+                if self.resumed_from is not None:
+                    self.logger.message(f"resumed from {self.resumed_from} at step {self.step}")
+                for name, module in self.models.items():
+                    if name in self._trained:
+                        module.train()
+                while self.step < max_steps:
+                    values = self.train_step()
+                    self.step += 1
+                    for key, value in values.items():
+                        if math.isfinite(value):
+                            window[key].append(value)
+                    self.logger.step(self.step)
+                    if self.step % tc.log_every == 0 or self.step == max_steps:
+                        stats = {key: sum(v) / len(v) for key, v in window.items() if v}
+                        stats.update(self.logger.throughput(self.step, items_per_step))
+                        stats["nan_skipped"] = float(self.nan_total)
+                        self.logger.scalars(stats, self.step)
+                        window.clear()
+                    stop = self._stop_agreed()
+                    if not stop and (self.step % tc.valid_every == 0 or self.step == max_steps):
+                        self.validate()
+                    if stop or self.step % tc.checkpoint_every == 0 or self.step == max_steps:
+                        self.save_checkpoint()
+                    if stop:
+                        here = self.stops.requested
+                        cause = f"signal {self.stops.signal}" if here else "another rank's signal"
+                        self.logger.message(
+                            f"stopped by {cause} at step {self.step}; checkpoint saved in "
+                            f"{self.last_checkpoint}, continue with --resume"
+                        )
+                        self.status = INTERRUPTED
+                        return self.status
+                if self._saved_step != self.step and max_steps > 0:
                     self.save_checkpoint()
-                if stop:
-                    cause = (
-                        f"signal {self._stop_signal}"
-                        if self._stop_signal is not None
-                        else "a signal to another rank"
-                    )
-                    self.logger.message(
-                        f"stopped by {cause} at step {self.step}; checkpoint saved in "
-                        f"{self.last_checkpoint}, continue with --resume"
-                    )
-                    self.status = INTERRUPTED
-                    return self.status
-            if self._saved_step != self.step and max_steps > 0:
-                self.save_checkpoint()
-            self.status = COMPLETED
-            return self.status
-        finally:
-            self.batches.close()  # the workers end here, whatever ended the loop
-            self.lock.release()  # nothing more is written: another run may take the folder
-            self._restore_signal_handlers(previous)
-            self.logger.close()
+                self.status = COMPLETED
+                return self.status
+            finally:
+                self.batches.close()  # the workers end here, whatever ended the loop
+                self.lock.release()  # nothing more is written: another run may take the folder
+                self.logger.close()
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_signal is not None:
-                if signum == signal.SIGINT:  # Ctrl-C twice: give up the checkpoint, stop now
-                    raise KeyboardInterrupt
-                return  # e.g. torchrun's SIGTERM after the terminal's SIGINT: already stopping
-            self._stop_signal = signum
-            self.logger.message(
-                f"signal {signum}: checkpointing after this step, then exiting "
-                "(Ctrl-C again to abort without a checkpoint)"
-            )
-
-        previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    def _announce_stop(self, signum: int) -> None:
+        self.logger.message(
+            f"signal {signum}: checkpointing after this step, then exiting "
+            "(Ctrl-C again to abort without a checkpoint)"
+        )
 
     def request_stop(self) -> None:
         """Ask `fit()` to checkpoint and return after the current step (as SIGTERM does)."""
-        self._stop_signal = self._stop_signal or -1
+        self.stops.request()
 
     def _stop_agreed(self) -> bool:
         """Whether any rank was asked to stop (all ranks agree, so they save together)."""
-        flag = torch.tensor([float(self._stop_signal is not None)], device=self.device)
+        flag = torch.tensor([float(self.stops.requested)], device=self.device)
         return bool(all_reduce(flag, "max").item() > 0)
 
     # ---------------------------------------------------------------- validation
