@@ -55,7 +55,7 @@ class CodecRunConfig(RunConfig):
             betas=(0.8, 0.99),
             weight_decay=0.0,
             warmup_steps=100,
-            max_steps=2400,  # about two hours on one core of this 2-core CPU
+            max_steps=2400,  # about 25 min on one core of this 2-core CPU (the tiny preset)
             min_lr_ratio=0.1,
             grad_clip=100.0,
         )
