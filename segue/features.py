@@ -60,6 +60,12 @@ def stft_magnitude(audio: torch.Tensor, n_fft: int, hop: int, power: float = 1.0
     return magnitude if power == 1.0 else magnitude.pow(power)
 
 
+def compress(spec: torch.Tensor, power: float = 0.3) -> torch.Tensor:
+    """Complex spectrogram -> |S|^power with S's phase (a power-law compression that keeps the
+    phase: quiet bins count more, a wrong phase still costs). Same shape."""
+    return spec * (spec.abs() + 1e-7).pow(power - 1)
+
+
 def log_mel_spectrogram(
     audio: torch.Tensor,
     sample_rate: int,

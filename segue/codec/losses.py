@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from segue.features import mel_filterbank, stft_magnitude
+from segue.features import compress, mel_filterbank, stft_magnitude
 
 
 def multiscale_mel_loss(
@@ -48,7 +48,7 @@ def complex_stft_loss(
             torch.stft(x[:, 0], window, window // 4, window=hann, return_complex=True)
             for x in (fake, real)
         ]
-        fake_c, real_c = (s * (s.abs() + 1e-7).pow(power - 1) for s in specs)
+        fake_c, real_c = (compress(s, power) for s in specs)
         total = total + (fake_c - real_c).abs().mean()
     return total / len(windows)
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from segue.features import compress
+
 
 class Snake(nn.Module):
     """x + sin^2(alpha * x) / alpha, with a learned alpha per channel. [B, C, T] -> [B, C, T]."""
@@ -30,6 +32,12 @@ class Snake(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + torch.sin(self.alpha * x).pow(2) / (self.alpha + 1e-9)
+
+
+def conv_padding(total: int, causal: bool) -> tuple[int, int]:
+    """(left, right) padding of `total` samples: all on the left when causal, else split with
+    the extra one on the left."""
+    return (total, 0) if causal else ((total + 1) // 2, total // 2)
 
 
 class PaddedConv1d(nn.Module):
@@ -47,7 +55,7 @@ class PaddedConv1d(nn.Module):
         super().__init__()
         self.conv = weight_norm(nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation))
         total = dilation * (kernel - 1) - (stride - 1)
-        self.padding = (total, 0) if causal else ((total + 1) // 2, total // 2)
+        self.padding = conv_padding(total, causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(nn.functional.pad(x, self.padding))
@@ -158,7 +166,7 @@ class ConvNeXtBlock(nn.Module):
 
     def __init__(self, dim: int, hidden: int, layer_scale: float, causal: bool, kernel: int = 7):
         super().__init__()
-        self.padding = (kernel - 1, 0) if causal else ((kernel - 1) // 2, kernel // 2)
+        self.padding = conv_padding(kernel - 1, causal)
         self.dwconv = nn.Conv1d(dim, dim, kernel, groups=dim)
         self.norm = nn.LayerNorm(dim)
         self.up = nn.Linear(dim, hidden)
@@ -198,7 +206,7 @@ class FrameNet(nn.Module):
     def __init__(self, c_in: int, dim: int, layers: int, causal: bool, kernel: int = 7):
         super().__init__()
         self.kernel = kernel
-        self.padding = (kernel - 1, 0) if causal else ((kernel - 1) // 2, kernel // 2)
+        self.padding = conv_padding(kernel - 1, causal)
         self.embed = nn.Conv1d(c_in, dim, kernel)
         self.norm = nn.LayerNorm(dim)
         self.blocks = nn.ModuleList(
@@ -245,7 +253,7 @@ class STFTEncoder(nn.Module):
         x = nn.functional.pad(audio[:, 0].float(), pad)
         spec = torch.stft(x, n_fft, self.hop, window=self.window, center=False,
                           return_complex=True)  # [B, n_fft // 2 + 1, T // hop]
-        spec = spec * (spec.abs() + 1e-7).pow(-0.7)  # |S|^0.3, phase kept
+        spec = compress(spec, 0.3)  # |S|^0.3, phase kept
         features = torch.cat([spec.real, spec.imag], dim=1).to(audio.dtype)
         return self.out(self.net(features)).transpose(1, 2)  # [B, latent_dim, F]
 

@@ -168,9 +168,6 @@ class CodecTask(TrainTask):
         if loss_cfg.waveform_weight:
             waveform = torch.nn.functional.l1_loss(fake, real)
             loss = loss + loss_cfg.waveform_weight * waveform
-        if loss_cfg.complex_stft_weight:
-            spectral = complex_stft_loss(fake, real, loss_cfg.complex_stft_windows)
-            loss = loss + loss_cfg.complex_stft_weight * spectral
         metrics = {
             "mel": mel.detach(),
             "commitment": q.commitment_loss.detach(),
@@ -180,6 +177,8 @@ class CodecTask(TrainTask):
             "codes_restarted": float(self.codec.quantizer.restarts),
         }
         if loss_cfg.complex_stft_weight:
+            spectral = complex_stft_loss(fake, real, loss_cfg.complex_stft_windows)
+            loss = loss + loss_cfg.complex_stft_weight * spectral
             metrics["complex_stft"] = spectral.detach()
         if adversarial:
             with torch.no_grad():

@@ -77,9 +77,10 @@ def evaluate_codec(
     `codec` is any acoustic tokenizer (segue `Codec` or `PretrainedCodec`); `per_voice` keeps
     at most that many files of each voice (group), then `max_files` the first of those. With a
     `transcriber`, English files with a transcript are also recognised three times (original,
-    round trip, round trip through the coarse levels alone) for WERs.
+    round trip, round trip through the coarse levels alone) for WER and word recall.
     Returns {"files", "levels", "bitrate", "metrics" (means), "rows" (per file), "codebooks"},
-    plus "asr" {"files", "wer_original", "wer_codec", "wer_coarse", ratios} with a transcriber.
+    plus "asr" with a transcriber: {"files", "wer_*" and "recall_*" of "original", "codec" and
+    "coarse", and "wer_codec_ratio", "wer_coarse_ratio" against the original's WER}.
     """
     entries = spread_over_voices(manifest.entries, per_voice)
     entries = entries[:max_files] if max_files else entries
