@@ -55,7 +55,11 @@ from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
 from segue.soundstorm import SoundStorm, generate_windowed, load_soundstorm
 
 #: The acoustic stages: the coarse + fine LMs, or SoundStorm.
-ACOUSTIC = ("ar", "soundstorm")
+#: The progress stages of each acoustic path, and of each task before them (`stage_names`).
+ACOUSTIC_STAGES = {"ar": ("coarse", "fine"), "soundstorm": ("soundstorm",)}
+TASK_STAGES = {"continue": ("tokenize", "semantic"), "generate": ("semantic",),
+               "resynth": ("tokenize",)}  # fmt: skip
+ACOUSTIC = tuple(ACOUSTIC_STAGES)
 #: Inputs whose peak is below this are refused as silent.
 SILENCE_PEAK = 1e-4
 #: The longest audio one call generates: time and memory grow with it (every stage's tokens and
@@ -332,7 +336,7 @@ class AudioLM:
         self._check_semantic_context(known + n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = ["tokenize", "semantic", *self._acoustic_stages(acoustic), "decode"]
+        names = stage_names("continue", acoustic)
         with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic, codes = self._tokens(x[:, :cut])
@@ -376,7 +380,7 @@ class AudioLM:
         self._check_semantic_context(n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = ["semantic", *self._acoustic_stages(acoustic), "decode"]
+        names = stage_names("generate", acoustic)
         with _Stages(names, progress) as stage:
             stage("semantic")
             out = semantic_continue(
@@ -436,7 +440,7 @@ class AudioLM:
             p = p[:, : p.shape[1] // hop * hop].expand(batch, -1)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = ["tokenize", *self._acoustic_stages(acoustic), "decode"]
+        names = stage_names("resynth", acoustic)
         with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic = self._semantic(torch.nn.functional.pad(x, (0, -length % hop)))
@@ -456,10 +460,6 @@ class AudioLM:
                 'acoustic="soundstorm" needs a SoundStorm part, and this bundle has none (add '
                 'one with `segue bundle ... --soundstorm RUN`, or use acoustic="ar")'
             )
-
-    @staticmethod
-    def _acoustic_stages(acoustic: str) -> list[str]:
-        return ["soundstorm"] if acoustic == "soundstorm" else ["coarse", "fine"]
 
     def _acoustic(
         self, semantic, codes, sampling, generator, stage, acoustic: str = "ar"
@@ -558,6 +558,12 @@ class AudioLM:
         if seed is None:
             return None
         return torch.Generator(device=self.device).manual_seed(int(seed))
+
+
+def stage_names(task: str, acoustic: str) -> list[str]:
+    """The progress stages of a task ("continue", "generate", "resynth") on an acoustic path,
+    in the order `AudioLM` reports them to `progress`."""
+    return [*TASK_STAGES[task], *ACOUSTIC_STAGES[acoustic], "decode"]
 
 
 def _check_cap(seconds: float, what: str, advice: str) -> None:

@@ -37,10 +37,6 @@ log = logging.getLogger("segue.serve")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TASKS = ("continue", "generate", "resynth")
 STAGES = ("semantic", "coarse", "fine")
-#: The acoustic stages the page lists, per path (segue.pipeline's names).
-ACOUSTIC_STAGES = {"ar": ["coarse", "fine"], "soundstorm": ["soundstorm"]}
-#: Inputs quieter than this peak are refused (segue.pipeline refuses them too, later).
-SILENT_PEAK = 1e-4
 #: Shorter inputs are refused (the models read audio in 40 ms frames).
 MIN_SECONDS = 0.1
 
@@ -218,10 +214,11 @@ class Engine:
             raise UserError(f"unknown task {settings.task!r}: one of {', '.join(TASKS)}")
         if settings.seed is None:
             settings = replace(settings, seed=secrets.randbelow(2**31))
+        from segue.pipeline import stage_names
+
         now = time.monotonic()
-        stages = {"continue": ["tokenize", "semantic"], "generate": ["semantic"]}
-        names = [*stages.get(settings.task, ["tokenize"]), *ACOUSTIC_STAGES[settings.acoustic]]
-        job = Job(secrets.token_urlsafe(12), settings, [*names, "decode"], now, now)
+        names = stage_names(settings.task, settings.acoustic)
+        job = Job(secrets.token_urlsafe(12), settings, names, now, now)
         with self._lock:
             self._prune(now)
             if self._closing:
@@ -298,6 +295,7 @@ class Engine:
         """An uploaded file -> float32 mono at the model's rate, the segment [offset, offset +
         duration) only; UserError with a one-line message when it is not usable audio."""
         from segue import audio as audio_io
+        from segue.pipeline import SILENCE_PEAK
 
         if not data:
             raise UserError(f"{name}: empty file (0 bytes)")
@@ -333,7 +331,7 @@ class Engine:
                 f"{name}: the {what} is {audio.size / self.model.sample_rate:.3f} s "
                 f"long, too short to read: give at least {MIN_SECONDS:g} s"
             )
-        if float(np.abs(audio).max()) < SILENT_PEAK:
+        if float(np.abs(audio).max()) < SILENCE_PEAK:  # refused early, as the pipeline would
             raise UserError(f"{name}: the {what} is silent")
         return audio
 

@@ -64,13 +64,15 @@ def parse_job(
 
     files: field -> (the client's file name, the bytes).
     """
+    from segue.pipeline import ACOUSTIC
+
     task = (fields.get("task") or "").strip()
     if task not in TASKS:
         raise UserError(f"task must be one of {', '.join(TASKS)}, got {task[:40]!r}")
     model, limits = engine.model, engine.limits
     acoustic = (fields.get("acoustic") or "ar").strip()
-    if acoustic not in ("ar", "soundstorm"):
-        raise UserError(f"acoustic must be ar or soundstorm, got {acoustic[:40]!r}")
+    if acoustic not in ACOUSTIC:
+        raise UserError(f"acoustic must be {' or '.join(ACOUSTIC)}, got {acoustic[:40]!r}")
     if acoustic == "soundstorm" and model.soundstorm is None:
         raise UserError("this model has no SoundStorm part: choose the AR acoustic stage")
     stages = STAGES[1:] if task == "resynth" else STAGES
