@@ -157,12 +157,14 @@ def speech_model():
     return AudioLM.from_pretrained(DEFAULT_MODEL)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process (MB), from /proc."""
+def anonymous_rss_mb(pid: int) -> float:
+    """Resident anonymous memory of a process (MB, `RssAnon` in /proc): the heap, where a leak
+    shows. The file-backed part (libraries, the mapped weights) is left out: the kernel drops and
+    re-reads those pages as the machine's page cache comes and goes, by tens of MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no RssAnon for {pid}")
 
 
 @contextlib.contextmanager
