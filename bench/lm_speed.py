@@ -1,11 +1,14 @@
 """Sampling speed of the `tiny` (or `audiolm`) stage presets, random weights, on this machine.
 
     .venv/bin/python bench/lm_speed.py [--preset tiny] [--seconds 10] [--threads 1]
+        [--batches 1 8] [--half-values]
 
-Prints tokens/s of each stage at batch 1 and 8, and the wall time to generate every token of
-`--seconds` of audio at batch 1 (semantic -> coarse -> fine, the stages' own windows). The
-token spaces are those of the tiny codec (8 x 1024 codes, 3 coarse, 50 Hz) and a 512-cluster
-semantic tokenizer (25 Hz) unless told otherwise.
+Prints tokens/s of each stage at each batch (default 1 and 8) and, for batches > 1, the ratio
+of total tokens/s to batch 1's in the same run; and the wall time to generate every token of
+`--seconds` of audio (semantic -> coarse -> fine, the stages' own windows). The token spaces are
+those of the tiny codec (8 x 1024 codes, 3 coarse, 50 Hz) and a 512-cluster semantic tokenizer
+(25 Hz) unless told otherwise. `--half-values` rounds the weights to float16 values, as in the
+shipped bundle (the fused C step then reads them as float16).
 """
 
 from __future__ import annotations
@@ -58,11 +61,17 @@ def main() -> None:
     parser.add_argument("--acoustic-vocab", type=int, default=1024)
     parser.add_argument("--n-coarse", type=int, default=3)
     parser.add_argument("--levels", type=int, default=8)
+    parser.add_argument("--half-values", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lms = [build(args.preset, stage, args) for stage in ("semantic", "coarse", "fine")]
+    if args.half_values:
+        with torch.no_grad():
+            for lm in lms:
+                for param in lm.model.parameters():
+                    param.copy_(param.half().float())
     for lm in lms:
         print(
             f"{lm.stage.stage:9s} {lm.model.num_params() / 1e6:5.2f} M params, "
@@ -71,15 +80,21 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     run_all(lms, 1.0, 1, gen)  # warm-up
     print(f"threads {torch.get_num_threads()}, {args.seconds:g} s of audio")
+    first: dict[str, float] = {}
     for batch in args.batches:
         result = run_all(lms, args.seconds, batch, gen)
+        rates = {k: n / t for k, (n, t) in result.items()}
         total = sum(t for _, t in result.values())
-        parts = ", ".join(f"{k} {n / t:6.0f} tok/s" for k, (n, t) in result.items())
         tokens = sum(n for n, _ in result.values())
-        print(
-            f"batch {batch}: {parts}; all {tokens} tokens in {total:.2f} s "
-            f"({tokens / total:.0f} tok/s)"
-        )
+        rates["all"] = tokens / total
+        parts = ", ".join(f"{k} {rate:6.0f} tok/s" for k, rate in rates.items() if k != "all")
+        print(f"batch {batch}: {parts}; all {tokens} tokens in {total:.2f} s", end=" ")
+        print(f"({rates['all']:.0f} tok/s)")
+        if not first:
+            first, base = rates, batch
+        else:
+            ratios = ", ".join(f"{k} {rate / first[k]:.2f}x" for k, rate in rates.items())
+            print(f"  tokens/s vs batch {base}: {ratios}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """AudioLM's three language models: semantic, coarse acoustic and fine acoustic (docs/lm.md).
 
-One decoder-only transformer (`model.py`) serves all three; each stage has its own token layout
+One decoder-only transformer (`model.py`, decoded through a `decode.DecodeSession`) serves all
+three; each stage has its own token layout
 (`layout.py`), training windows (`data.py`), training task (`train.py`) and sampling entry point
 (`stages.py`). The LMs see token ids only: they never import the codec or the semantic model.
 """
 
 from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
+from segue.lm.decode import DecodeSession
 from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout, layout_for
-from segue.lm.model import KVCache, Transformer
+from segue.lm.model import Transformer
 from segue.lm.sampling import Generation, generate, sample
 from segue.lm.stages import (
     StageLM,
@@ -19,9 +21,9 @@ from segue.lm.stages import (
 
 __all__ = [
     "CoarseLayout",
+    "DecodeSession",
     "FineLayout",
     "Generation",
-    "KVCache",
     "LMConfig",
     "SemanticLayout",
     "StageConfig",
@@ -37,3 +39,5 @@ __all__ = [
     "semantic_continue",
     "stage_preset",
 ]
+
+KVCache = DecodeSession  # its former name, kept for old imports

@@ -1,12 +1,19 @@
-"""The batch-1 decoding step in one C call: `segue/lm/csrc/decode_step.c`, through ctypes.
+"""The decoding step in one C call for small batches: `segue/lm/csrc/decode_step.c`, via ctypes.
 
-At batch 1 on a CPU, a PyTorch decoding step spends as long in the dispatch of its ~100 small
-kernels as in reading the weights. The C step does the same arithmetic in one call, and reads
+At small batches on a CPU, a PyTorch decoding step spends as long in the dispatch of its ~100
+small kernels as in reading the weights, and a batch of 8 costs about 8 steps' time. The C step
+does the same arithmetic in one call, reads each weight once for the whole batch, and reads
 float16 weights when every weight of the model is a float16 value (a bundle saved in half
-precision): the same numbers from half the bytes. `Transformer.new_cache` attaches a
-`FusedDecoder` to caches of batch 1 on the CPU in float32; `Transformer.extend` uses it for
-single-token steps outside autograd. Logits match the PyTorch step to float32 rounding (another
-summation order); tests/lm/test_fused.py checks it.
+precision): the same numbers from half the bytes. A `DecodeSession` (segue/lm/decode.py) on the
+CPU in float32 with at most `MAX_BATCH` sequences steps through a `FusedStep` outside autograd.
+Logits match the PyTorch step to float32 rounding (another summation order);
+tests/lm/test_fused.py checks it.
+
+Everything a step reads goes through one struct (`StepArgs` here, `SegueStep` in C); when the
+library is loaded its size and every field's offset are compared with the C side's, so the two
+cannot drift apart silently. The step allocates nothing: its scratch memory is the session's.
+It is built with -ffast-math (vectorized reductions and exp); the tests compare its logits with
+the PyTorch step's and pin the shipped bundle's outputs.
 
 The library is compiled on first use with the system C compiler (`$CC`, default `cc`; -O3
 -march=native), into `$SEGUE_CACHE_DIR` (default `~/.cache/segue`), keyed by the source, the
@@ -33,12 +40,59 @@ import torch
 from segue.config import cache_dir
 
 if TYPE_CHECKING:
-    from segue.lm.model import KVCache, Transformer
+    from segue.lm.decode import DecodeSession
+    from segue.lm.model import Transformer
 
 SOURCE = Path(__file__).parent / "csrc" / "decode_step.c"
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", "-std=c11")
 DISABLE = "SEGUE_FUSED_DECODE"  # "0": always the PyTorch step
+#: The largest batch that steps in C (one thread). Measured on the tiny presets at one thread
+#: (bench/lm_speed.py --batches 1 8 16 32): at 16 sequences the C step is still ~2x faster than the
+#: PyTorch step, at 32 they are even, and beyond that PyTorch's threaded matrix products win.
+MAX_BATCH = 16
 
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
+
+
+class StepArgs(ctypes.Structure):
+    """`SegueStep` of decode_step.c, field for field (checked when the library loads)."""
+
+    _fields_ = [
+        ("size", _i64),
+        *((name, _i64) for name in ("d_model", "n_head", "n_kv_head", "head_dim", "hidden")),
+        *((name, _i64) for name in ("n_layer", "max_len", "half", "batch")),
+        ("embed", _ptr),
+        ("layers", _ptr),
+        ("norm", _ptr),
+        ("head", _ptr),
+        ("ld_head", _i64),
+        ("kv", _ptr),
+        ("scratch", _ptr),
+        ("scratch_floats", _i64),
+        ("tokens", _ptr),
+        ("cos_", _ptr),
+        ("sin_", _ptr),
+        ("pos", _i64),
+        ("lo", _i64),
+        ("hi", _i64),
+        ("logits", _ptr),
+    ]
+
+
+def _check_layout(lib: ctypes.CDLL) -> None:
+    """Raise if the library's SegueStep is not StepArgs: the same field names in the same
+    order, the same struct size, and the same offset and size of every field."""
+    names = [name for name, _ in StepArgs._fields_]
+    theirs = lib.segue_step_fields().decode().rstrip(",").split(",")
+    out = (_i64 * (2 * len(theirs) + 1))()
+    written = lib.segue_step_layout(out, len(out))
+    fields = [getattr(StepArgs, name) for name in names]
+    want = [ctypes.sizeof(StepArgs), *(n for f in fields for n in (f.offset, f.size))]
+    if theirs != names or written != len(want) or list(out) != want:
+        raise RuntimeError(
+            f"decode_step.c's SegueStep {theirs} (size and offsets {list(out)[:written]}) does "
+            f"not match StepArgs {names} ({want}): edit both together"
+        )
 
 
 def _cpu_flags() -> str:
@@ -92,9 +146,12 @@ def library() -> ctypes.CDLL | None:
             stacklevel=2,
         )
         return None
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.segue_decode_step.restype = ctypes.c_int
-    lib.segue_decode_step.argtypes = [p, p, i64, p, p, p, p, i64, p, p, i64, i64, i64, p]
+    args = ctypes.POINTER(StepArgs)
+    lib.segue_step_fields.restype, lib.segue_step_fields.argtypes = ctypes.c_char_p, []
+    lib.segue_step_layout.restype, lib.segue_step_layout.argtypes = _i64, [_ptr, _i64]
+    lib.segue_step_scratch.restype, lib.segue_step_scratch.argtypes = _i64, [args]
+    lib.segue_decode_step.restype, lib.segue_decode_step.argtypes = ctypes.c_int, [args]
+    _check_layout(lib)
     return lib
 
 
@@ -159,45 +216,59 @@ def weights_for(model: Transformer) -> FusedWeights:
     return made[1]
 
 
-class FusedDecoder:
-    """One cache's decoding steps through the C step: `step(ids [1, 1], lo, hi)` appends the
-    token at `cache.length` and returns the logits [1, hi - lo] (the caller advances length)."""
+class FusedStep:
+    """A session's single-token steps through the C step: `step(ids [B], pos, lo, hi)` writes
+    the tokens' keys and values at `pos` and returns the logits [B, hi - lo]."""
 
-    def __init__(self, lib: ctypes.CDLL, weights: FusedWeights, model: Transformer, cache: KVCache):
+    def __init__(self, lib: ctypes.CDLL, weights: FusedWeights, session: DecodeSession):
+        model = session.model
         c = model.config
-        self.call = lib.segue_decode_step
-        self.weights, self.cache = weights, cache
-        cos, sin, _ = cache.rope
+        self.call, self.weights = lib.segue_decode_step, weights
+        cos, sin, _ = session.rope
         self.cos, self.sin = cos.contiguous(), sin.contiguous()
         self.row_bytes = self.cos.stride(0) * self.cos.element_size()
-        hidden = model.blocks[0].mlp.up.weight.shape[0]
-        dims = (c.d_model, c.n_head, c.kv_heads, c.head_dim, hidden, c.n_layer, cache.max_len)
-        self.dims = (ctypes.c_int64 * 8)(*dims, int(weights.half))
         self.vocab = weights.head.shape[1]
+        kv = session.kv
+        self.args = args = StepArgs(
+            size=ctypes.sizeof(StepArgs),
+            d_model=c.d_model,
+            n_head=c.n_head,
+            n_kv_head=c.kv_heads,
+            head_dim=c.head_dim,
+            hidden=model.blocks[0].mlp.up.weight.shape[0],
+            n_layer=c.n_layer,
+            max_len=session.max_len,
+            half=int(weights.half),
+            batch=session.batch,
+            embed=weights.embed.data_ptr(),
+            layers=ctypes.cast(weights.layers, ctypes.c_void_p),
+            norm=weights.norm.data_ptr(),
+            head=weights.head.data_ptr(),
+            ld_head=self.vocab,
+            kv=kv.data_ptr(),
+        )
+        self.kv = kv  # the session's tensor, kept alive with the pointer to it
+        self.scratch = torch.empty(lib.segue_step_scratch(ctypes.byref(args)), dtype=torch.float32)
+        args.scratch, args.scratch_floats = self.scratch.data_ptr(), self.scratch.numel()
 
-    def step(self, ids: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        pos, w, token = self.cache.length, self.weights, int(ids)
-        if not 0 <= token < w.embed.shape[0]:  # the C step reads the row unchecked
-            raise IndexError(f"token id {token} is outside the vocabulary [0, {w.embed.shape[0]})")
+    def step(self, ids: torch.Tensor, pos: int, lo: int, hi: int) -> torch.Tensor:
+        args, batch = self.args, self.args.batch
+        ids = ids.reshape(batch)
+        if ids.dtype != torch.int64 or not ids.is_contiguous():
+            ids = ids.to(torch.int64).contiguous()
+        vocab = self.weights.embed.shape[0]
+        low, high = (int(ids), int(ids)) if batch == 1 else map(int, torch.aminmax(ids))
+        if low < 0 or high >= vocab:  # the C step reads the rows unchecked
+            bad = low if low < 0 else high
+            raise IndexError(f"token id {bad} is outside the vocabulary [0, {vocab})")
         if not 0 <= lo < hi <= self.vocab:
             raise ValueError(f"logit range [{lo}, {hi}) is not inside [0, {self.vocab})")
-        logits = torch.empty(1, hi - lo, dtype=torch.float32)
-        status = self.call(
-            self.dims,
-            w.embed.data_ptr(),
-            token,
-            w.layers,
-            self.cache.kv.data_ptr(),
-            self.cos.data_ptr() + pos * self.row_bytes,
-            self.sin.data_ptr() + pos * self.row_bytes,
-            pos,
-            w.norm.data_ptr(),
-            w.head.data_ptr(),
-            self.vocab,
-            lo,
-            hi,
-            logits.data_ptr(),
-        )
-        if status != 0:
-            raise MemoryError("the fused decoding step could not allocate its scratch memory")
+        logits = torch.empty(batch, hi - lo, dtype=torch.float32)
+        args.tokens = ids.data_ptr()
+        args.cos_ = self.cos.data_ptr() + pos * self.row_bytes
+        args.sin_ = self.sin.data_ptr() + pos * self.row_bytes
+        args.pos, args.lo, args.hi, args.logits = pos, lo, hi, logits.data_ptr()
+        status = self.call(ctypes.byref(args))
+        if status != 0:  # the layout is checked at load and the scratch sized by the C side
+            raise RuntimeError(f"the fused decoding step failed (status {status})")
         return logits

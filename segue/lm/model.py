@@ -3,12 +3,13 @@
 Pre-norm blocks (LayerNorm without bias), SDPA attention with grouped key/value heads (n_kv_head
 <= n_head; 1 is multi-query attention), rotary positions, tanh-GELU MLP. The same weights serve
 training (`forward`, causal SDPA over the whole sequence) and sampling (`extend`: append T tokens
-to a `KVCache` and get the logits of the last one; a step costs one position).
+to a `DecodeSession` and get the logits of the last one; a step costs one position).
 
-The blocks are causal `segue.nn.Block`s. A decoding step (`Block.step`) calls a dozen kernels
-per layer on weight views made once per cache: on a CPU, a step is bound by reading the weights
-and by per-call overhead, not by arithmetic. At batch 1 on the CPU, the whole step is one C call
-instead (`segue.lm.fused`), with the same logits to float32 rounding.
+The blocks are causal `segue.nn.Block`s. A decoding session (`segue.lm.decode.DecodeSession`)
+owns the cache and the step: `Block.step` per layer, a dozen kernels on weight views made once
+per session (on a CPU, bound by reading the weights and by per-call overhead, not by
+arithmetic), or, for small batches on the CPU, the whole step in one C call (`segue.lm.fused`),
+with the same logits to float32 rounding.
 """
 
 from __future__ import annotations
@@ -18,52 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from segue.lm.config import LMConfig
-from segue.lm.fused import FusedDecoder, FusedWeights, weights_for
-from segue.lm.fused import library as fused_library
+from segue.lm.decode import DecodeSession
+from segue.lm.fused import FusedWeights, weights_for
 from segue.nn import Block, init_residuals, init_weights, rotary_table, step_rotary
 from segue.pretrained import PretrainedMixin
-
-
-class KVCache:
-    """Keys and values of every layer, preallocated: kv [layers, 2, B, kv_heads, max_len, hd].
-
-    `length` positions are filled. `Transformer.new_cache` builds one of the right shape and
-    attaches what a decoding step reads, made once rather than at every step: the rotary table
-    and the transposed weight views of each layer (views, not copies: valid while the model's
-    parameters are the same tensors).
-    """
-
-    def __init__(
-        self,
-        n_layer: int,
-        batch: int,
-        n_kv_head: int,
-        max_len: int,
-        head_dim: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ):
-        self.kv = torch.zeros(
-            n_layer, 2, batch, n_kv_head, max_len, head_dim, dtype=dtype, device=device
-        )
-        self.layers = list(self.kv.unbind(0))  # per layer [2, B, kv_heads, max_len, hd]
-        self.length = 0
-        self.rope: tuple[torch.Tensor, ...] = ()  # see Transformer.step_rope
-        self.weights: list[tuple[torch.Tensor, ...]] = []  # per layer, see Block.step_weights
-        self.head: torch.Tensor | None = None  # [D, V], the output layer transposed
-        self.fused: FusedDecoder | None = None  # batch-1 steps in one C call (segue.lm.fused)
-
-    @property
-    def batch(self) -> int:
-        return self.kv.shape[2]
-
-    @property
-    def max_len(self) -> int:
-        return self.kv.shape[4]
-
-    def reset(self) -> None:
-        self.length = 0
 
 
 class Transformer(nn.Module, PretrainedMixin):
@@ -123,33 +82,10 @@ class Transformer(nn.Module, PretrainedMixin):
         dtype: torch.dtype | None = None,
         *,
         fused: bool = True,
-    ) -> KVCache:
-        """An empty cache for `batch` sequences of up to `max_len` (default max_seq_len).
-
-        fused: single-token steps of a batch-1 float32 CPU cache go through the C step
-        (`segue.lm.fused`) when it is available.
-        """
-        weight = self.head.weight
-        max_len = max_len or self.config.max_seq_len
-        if max_len > self.config.max_seq_len:
-            raise ValueError(f"max_len {max_len} is past max_seq_len={self.config.max_seq_len}")
-        cache = KVCache(
-            self.config.n_layer,
-            batch,
-            self.config.kv_heads,
-            max_len,
-            self.config.head_dim,
-            dtype=dtype or weight.dtype,
-            device=weight.device,
-        )
-        cache.rope = self.step_rope(cache.kv.dtype)
-        cache.weights = [block.step_weights() for block in self.blocks]
-        cache.head = self.head.weight.t()
-        if fused and batch == 1 and cache.kv.dtype == weight.dtype == torch.float32:
-            lib = fused_library() if weight.device.type == "cpu" else None
-            if lib is not None:
-                cache.fused = FusedDecoder(lib, self.fused_weights(), self, cache)
-        return cache
+    ) -> DecodeSession:
+        """An empty `DecodeSession` for `batch` sequences of up to `max_len` (default
+        max_seq_len); fused: small CPU float32 batches step in C when it is available."""
+        return DecodeSession(self, batch, max_len, dtype, fused=fused)
 
     def fused_weights(self) -> FusedWeights:
         """The weights as the C step reads them, remade when a parameter has changed."""
@@ -165,34 +101,26 @@ class Transformer(nn.Module, PretrainedMixin):
         return self._step_rope[key]
 
     def extend(
-        self, ids: torch.Tensor, cache: KVCache, lo: int = 0, hi: int | None = None
+        self, ids: torch.Tensor, cache: DecodeSession, lo: int = 0, hi: int | None = None
     ) -> torch.Tensor:
         """Append ids [B, T] to `cache`; logits of the last position, ids [lo, hi) only: [B, hi-lo].
 
-        T = 1 is a decoding step (one position of work); T > 1 prefills a prompt.
+        T = 1 is a decoding step (one position of work, the session's backend); T > 1 prefills
+        a prompt through the blocks' forward.
         """
         start, length = cache.length, ids.shape[1]
         if start + length > cache.max_len:
             raise ValueError(f"cache of {cache.max_len} positions cannot take {start + length}")
-        if length == 1 and cache.fused is not None and not torch.is_grad_enabled():
-            logits = cache.fused.step(ids, lo, self.config.vocab_size if hi is None else hi)
-            cache.length = start + 1
-            return logits
+        hi = self.config.vocab_size if hi is None else hi
         if length == 1:
-            x = F.embedding(ids[:, 0], self.embed.weight)
-            cos, sin, swap = cache.rope
-            rope = (cos[start], sin[start], swap)
-            for block, weights, kv in zip(self.blocks, cache.weights, cache.layers):
-                x = block.step(x, weights, rope, kv, start)
-        else:
-            x = self.embed(ids)
-            rope = self._rope(start, length)
-            for block, kv in zip(self.blocks, cache.layers):
-                x = block(x, rope, kv=kv, start=start)
-            x = x[:, -1]
+            return cache.step(ids, lo, hi)
+        x = self.embed(ids)
+        rope = self._rope(start, length)
+        for block, kv in zip(self.blocks, cache.layers):
+            x = block(x, rope, kv=kv, start=start)  # [B, T, D]
         cache.length = start + length
-        h = F.layer_norm(x, (x.shape[-1],), self.norm.weight)
-        return torch.mm(h, cache.head[:, lo:hi])
+        h = F.layer_norm(x[:, -1], (x.shape[-1],), self.norm.weight)
+        return torch.mm(h, self.head.weight[lo:hi].t())
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

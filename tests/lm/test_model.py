@@ -92,11 +92,14 @@ def test_presets_and_save_load(tmp_path):
         LMConfig(n_head=4, n_kv_head=3)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"n_head": 0}, "n_head must be >= 1"),
-    ({"n_layer": 0}, "n_layer must be >= 1"),
-    ({"dropout": 1.5}, "0 <= dropout < 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_head": 0}, "n_head must be >= 1"),
+        ({"n_layer": 0}, "n_layer must be >= 1"),
+        ({"dropout": 1.5}, "0 <= dropout < 1"),
+    ],
+)
 def test_lm_config_refuses_what_makes_no_model(kwargs, message):
     from segue.lm.config import LMConfig
 

@@ -68,8 +68,11 @@ def test_derived_model_sizes_cannot_be_set_by_hand(shards):
     """`--set model.vocab_size=10` used to be silently overwritten by the layout's."""
     config = tiny_run("coarse", shards)
     config.model.vocab_size = 10
-    with pytest.raises(ValueError, match=r"model.vocab_size=10 but the stage's token layout "
-                                         r"needs 36: leave it unset"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.vocab_size=10 but the stage's token layout "
+        r"needs 36: leave it unset",
+    ):
         LMTask(config)
     config = tiny_run("coarse", shards)
     config.model.max_seq_len = 1
@@ -103,9 +106,7 @@ def test_a_run_saved_before_segue_nn_loads_and_resumes(shards, tmp_path):
         optimizer["optimizer"]["param_names"] = [
             legacy(n) for n in optimizer["optimizer"]["param_names"]
         ]
-    save_checkpoint(
-        root, saved.step, weights=weights, objects=saved.objects, config=saved.config
-    )
+    save_checkpoint(root, saved.step, weights=weights, objects=saved.objects, config=saved.config)
     new, old = load_lm(tmp_path / "new").model.state_dict(), load_lm(tmp_path / "old").model
     assert all(torch.equal(v, old.state_dict()[k]) for k, v in new.items())
     longer = tiny_run("semantic", shards, steps=5, **ema)
