@@ -12,10 +12,10 @@ acoustic frames, `semantic_hop` samples. The stage functions of `segue.lm.stages
 (the semantic context slides, the coarse and fine stages run window by window), so outputs may be
 longer than any stage's context.
 
-The acoustic stage is either `acoustic="ar"` (the coarse then the fine LM, AudioLM's) or
-`acoustic="soundstorm"` (one SoundStorm decode of every level from all the semantic tokens, the
-prompt's codes as its acoustic prompt; `segue.soundstorm.generate_windowed` for outputs past its
-context).
+The acoustic stage is a `segue.acoustic.AcousticPath` (or its name): `AR`, "ar" (the coarse
+then the fine LM, AudioLM's) or `SOUNDSTORM`, "soundstorm" (one SoundStorm decode of every level
+from all the semantic tokens, the prompt's codes as its acoustic prompt, in windows of its own
+for outputs past its context).
 
 A bundle is a folder holding each part in the format its own loader reads, and `bundle.json`
 (the format, and the checks that parts fit together: `segue.bundle`).
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from segue.acoustic import AR, PATHS, AcousticPath, acoustic_path
 from segue.audio import PEAK_TARGET
 from segue.bundle import (
     BUNDLE_FORMAT,
@@ -50,16 +51,15 @@ from segue.bundle import (
 from segue.codec.load import load_codec
 from segue.config import from_dict, to_dict, write_atomic
 from segue.lm.layout import prompt_frames as _prompt_frames
-from segue.lm.stages import StageLM, coarse_generate, fine_generate, load_lm, semantic_continue
+from segue.lm.stages import StageLM, load_lm, semantic_continue
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
-from segue.soundstorm import SoundStorm, generate_windowed, load_soundstorm
+from segue.soundstorm import SoundStorm, load_soundstorm
 
-#: The acoustic stages: the coarse + fine LMs, or SoundStorm.
-#: The progress stages of each acoustic path, and of each task before them (`stage_names`).
-ACOUSTIC_STAGES = {"ar": ("coarse", "fine"), "soundstorm": ("soundstorm",)}
+#: The progress stages of each task before its acoustic path's (`stage_names`).
 TASK_STAGES = {"continue": ("tokenize", "semantic"), "generate": ("semantic",),
                "resynth": ("tokenize",)}  # fmt: skip
-ACOUSTIC = tuple(ACOUSTIC_STAGES)
+#: The names of the acoustic paths (`segue.acoustic`).
+ACOUSTIC = tuple(PATHS)
 #: Inputs whose peak is below this are refused as silent.
 SILENCE_PEAK = 1e-4
 #: The longest audio one call generates: time and memory grow with it (every stage's tokens and
@@ -301,7 +301,7 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: Progress = True,
-        acoustic: str = "ar",
+        acoustic: str | AcousticPath = AR,
     ) -> torch.Tensor:
         """Continue prompt [B, T] or [T] (at `sample_rate`) by `seconds`: [B, T + N] audio,
         N = round(seconds * sample_rate).
@@ -312,10 +312,11 @@ class AudioLM:
         of the continuation, and the last 5 ms before that point crossfade from the original
         into the decoded audio. The prompt must be under `max_prompt_seconds`.
 
-        acoustic: "ar" (coarse + fine LMs) or "soundstorm" (the bundle's SoundStorm part; the
-        prompt's codes are its acoustic prompt). `sampling` then sets the semantic stage only.
+        acoustic: `segue.acoustic.AR` or "ar" (coarse + fine LMs), or `SOUNDSTORM` or
+        "soundstorm" (the bundle's SoundStorm part; the prompt's codes are its acoustic prompt).
+        `sampling` then sets the semantic stage only.
         """
-        self._check_acoustic(acoustic)
+        path = self._path(acoustic)
         x = self._audio(prompt, "prompt")
         new = self._samples(seconds)
         hop, length = self.semantic_hop, x.shape[1]
@@ -336,7 +337,7 @@ class AudioLM:
         self._check_semantic_context(known + n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = stage_names("continue", acoustic)
+        names = stage_names("continue", path)
         with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic, codes = self._tokens(x[:, :cut])
@@ -350,7 +351,7 @@ class AudioLM:
                 **sampling.semantic.kwargs(),
             )
             semantic = torch.cat([semantic, out.tokens], dim=1)
-            decoded = self._acoustic(semantic, codes, sampling, generator, stage, acoustic)
+            decoded = self._acoustic(path, semantic, codes, sampling, generator, stage)
         audio = torch.cat([x[:, :cut], decoded[:, cut : length + new]], dim=1)
         fade = min(cut, round(CROSSFADE_SECONDS * self.sample_rate))
         if fade:
@@ -368,11 +369,11 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: Progress = True,
-        acoustic: str = "ar",
+        acoustic: str | AcousticPath = AR,
     ) -> torch.Tensor:
-        """Unconditional audio: [batch_size, round(seconds * sample_rate)]; acoustic: "ar" or
-        "soundstorm" (see `continue_`)."""
-        self._check_acoustic(acoustic)
+        """Unconditional audio: [batch_size, round(seconds * sample_rate)]; acoustic: the
+        path or its name (see `continue_`)."""
+        path = self._path(acoustic)
         new = self._samples(seconds)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -380,7 +381,7 @@ class AudioLM:
         self._check_semantic_context(n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = stage_names("generate", acoustic)
+        names = stage_names("generate", path)
         with _Stages(names, progress) as stage:
             stage("semantic")
             out = semantic_continue(
@@ -392,7 +393,7 @@ class AudioLM:
                 generator=generator,
                 **sampling.semantic.kwargs(),
             )
-            audio = self._acoustic(out.tokens, None, sampling, generator, stage, acoustic)
+            audio = self._acoustic(path, out.tokens, None, sampling, generator, stage)
         return audio[:, :new]
 
     @torch.inference_mode()
@@ -404,7 +405,7 @@ class AudioLM:
         seed: int | None = None,
         sampling: PipelineSampling | None = None,
         progress: Progress = True,
-        acoustic: str = "ar",
+        acoustic: str | AcousticPath = AR,
     ) -> torch.Tensor:
         """New acoustics for the semantic content of audio [B, T] or [T]: [B, T].
 
@@ -417,15 +418,16 @@ class AudioLM:
         SoundStorm decodes every level at once with the voice's codes as its acoustic prompt
         (at most half its `max_frames` of them when the output needs several windows).
         """
-        self._check_acoustic(acoustic)
+        path = self._path(acoustic)
         x = self._audio(audio, "audio")
         hop, (batch, length) = self.semantic_hop, x.shape
         if length < hop:
             raise ValueError(
                 f"audio of {length} samples is shorter than one semantic frame ({hop} samples)"
             )
-        _check_cap(length / self.sample_rate, "resynthesize", "cut longer files and "
-                   "resynthesize the parts")  # before any compute
+        _check_cap(
+            length / self.sample_rate, "resynthesize", "cut longer files and resynthesize the parts"
+        )  # before any compute
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
         if p is not None:
             if p.shape[0] not in (1, batch):
@@ -440,7 +442,7 @@ class AudioLM:
             p = p[:, : p.shape[1] // hop * hop].expand(batch, -1)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
-        names = stage_names("resynth", acoustic)
+        names = stage_names("resynth", path)
         with _Stages(names, progress) as stage:
             stage("tokenize")
             semantic = self._semantic(torch.nn.functional.pad(x, (0, -length % hop)))
@@ -448,42 +450,22 @@ class AudioLM:
             if p is not None:  # the voice's tokens first: its codes are the acoustic prompt
                 prompt_semantic, codes = self._tokens(p)
                 semantic, start = torch.cat([prompt_semantic, semantic], dim=1), p.shape[1]
-            out = self._acoustic(semantic, codes, sampling, generator, stage, acoustic)
+            out = self._acoustic(path, semantic, codes, sampling, generator, stage)
         return out[:, start : start + length]
 
     # ---- helpers
-    def _check_acoustic(self, acoustic: str) -> None:
-        if acoustic not in ACOUSTIC:
-            raise ValueError(f"acoustic must be one of {ACOUSTIC}, got {acoustic!r}")
-        if acoustic == "soundstorm" and self.soundstorm is None:
-            raise ValueError(
-                'acoustic="soundstorm" needs a SoundStorm part, and this bundle has none (add '
-                'one with `segue bundle ... --soundstorm RUN`, or use acoustic="ar")'
-            )
+    def _path(self, acoustic: str | AcousticPath) -> AcousticPath:
+        """The acoustic path object, checked against this bundle's parts."""
+        path = acoustic_path(acoustic)
+        path.check(self)
+        return path
 
     def _acoustic(
-        self, semantic, codes, sampling, generator, stage, acoustic: str = "ar"
+        self, path: AcousticPath, semantic, codes, sampling, generator, stage
     ) -> torch.Tensor:
         """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
-        audio [B, Ts * semantic_hop] through the coarse LM, the fine LM (or SoundStorm) and the
-        codec."""
-        if acoustic == "soundstorm":
-            stage("soundstorm")
-            codes = generate_windowed(self.soundstorm, semantic, codes, generator=generator)
-            stage("decode")
-            return self.codec.decode(codes.to(self.device))
-        q = self.n_coarse
-        prompt_coarse = prompt_fine = None
-        if codes is not None:
-            prompt_coarse, prompt_fine = codes[:, :q], codes[:, q:]
-        stage("coarse")
-        coarse = coarse_generate(
-            self.coarse_lm, semantic, prompt_coarse, generator=generator, **sampling.coarse.kwargs()
-        )
-        stage("fine")
-        codes = fine_generate(
-            self.fine_lm, coarse, prompt_fine, generator=generator, **sampling.fine.kwargs()
-        )
+        audio [B, Ts * semantic_hop] through the acoustic path and the codec."""
+        codes = path.generate(self, semantic, codes, sampling, generator, stage)
         stage("decode")
         return self.codec.decode(codes.to(self.device))
 
@@ -540,8 +522,11 @@ class AudioLM:
     def _samples(self, seconds: float) -> int:
         if not (math.isfinite(seconds) and seconds > 0):
             raise ValueError(f"seconds must be > 0, got {seconds}")
-        _check_cap(seconds, "seconds must be", "for longer audio, continue the output of one "
-                   "call with the next")
+        _check_cap(
+            seconds,
+            "seconds must be",
+            "for longer audio, continue the output of one call with the next",
+        )
         return max(1, round(seconds * self.sample_rate))
 
     def _check_semantic_context(self, total: int) -> None:
@@ -560,10 +545,10 @@ class AudioLM:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
 
-def stage_names(task: str, acoustic: str) -> list[str]:
+def stage_names(task: str, acoustic: str | AcousticPath) -> list[str]:
     """The progress stages of a task ("continue", "generate", "resynth") on an acoustic path,
     in the order `AudioLM` reports them to `progress`."""
-    return [*TASK_STAGES[task], *ACOUSTIC_STAGES[acoustic], "decode"]
+    return [*TASK_STAGES[task], *acoustic_path(acoustic).stages, "decode"]
 
 
 def _check_cap(seconds: float, what: str, advice: str) -> None:

@@ -27,6 +27,7 @@ LEVELS = {
     "segue.soundstorm": 2,
     "segue.bundle": 3,
     "segue.pipeline": 3,
+    "segue.acoustic": 3,
     "segue.eval": 4,
     "segue.recipes": 4,
     "segue.commands": 5,

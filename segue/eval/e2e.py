@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from segue import audio as audio_io
+from segue.acoustic import PATHS
 from segue.data.manifest import Manifest, ManifestEntry, ManifestError, read_manifest
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
 from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
@@ -400,7 +401,8 @@ def _num(value: float | None) -> str:
 def format_e2e_report(report: dict[str, Any]) -> str:
     """The report as small plain-text tables (markdown-compatible)."""
     s = report["settings"]
-    path = {"ar": "coarse + fine LMs", "soundstorm": "SoundStorm"}.get(s.get("acoustic", "ar"), "?")
+    known = PATHS.get(s.get("acoustic", "ar"))
+    path = known.label if known else "?"
     lines = [
         f"end-to-end evaluation, split {report['split']}, seed {s['seed']}, acoustic tokens by "
         f"{path} ({s.get('acoustic', 'ar')})"

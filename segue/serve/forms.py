@@ -64,20 +64,25 @@ def parse_job(
 
     files: field -> (the client's file name, the bytes).
     """
-    from segue.pipeline import ACOUSTIC
+    from segue.acoustic import PATHS, acoustic_path
 
     task = (fields.get("task") or "").strip()
     if task not in TASKS:
         raise UserError(f"task must be one of {', '.join(TASKS)}, got {task[:40]!r}")
     model, limits = engine.model, engine.limits
     acoustic = (fields.get("acoustic") or "ar").strip()
-    if acoustic not in ACOUSTIC:
-        raise UserError(f"acoustic must be {' or '.join(ACOUSTIC)}, got {acoustic[:40]!r}")
-    if acoustic == "soundstorm" and model.soundstorm is None:
-        raise UserError("this model has no SoundStorm part: choose the AR acoustic stage")
+    if acoustic not in PATHS:
+        raise UserError(f"acoustic must be {' or '.join(PATHS)}, got {acoustic[:40]!r}")
+    path = acoustic_path(acoustic)
+    try:
+        path.check(model)
+    except ValueError:
+        message = f"this model has no {path.label} part: choose another acoustic stage"
+        raise UserError(message) from None
     stages = STAGES[1:] if task == "resynth" else STAGES
-    if acoustic == "soundstorm":  # SoundStorm samples with its own schedule
-        stages = tuple(s for s in stages if s == "semantic")
+    # the temperatures that apply: the semantic LM's and those of the path's own LMs (SoundStorm
+    # samples with its own schedule)
+    stages = tuple(s for s in stages if s == "semantic" or s in path.stages)
     temperatures = {}
     for stage in stages:
         value = number(
