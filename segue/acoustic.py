@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from segue.errors import InputError
 from segue.lm.stages import coarse_generate, fine_generate
 from segue.soundstorm import generate_windowed
 
@@ -88,7 +89,7 @@ class Parallel(AcousticPath):
 
     def check(self, model: AudioLM) -> None:
         if model.soundstorm is None:
-            raise ValueError(
+            raise InputError(
                 'acoustic="soundstorm" needs a SoundStorm part, and this bundle has none (add '
                 'one with `segue bundle ... --soundstorm RUN`, or use acoustic="ar")'
             )
@@ -110,4 +111,4 @@ def acoustic_path(value: str | AcousticPath) -> AcousticPath:
     try:
         return PATHS[value]
     except (KeyError, TypeError):
-        raise ValueError(f"acoustic must be one of {tuple(PATHS)}, got {value!r}") from None
+        raise InputError(f"acoustic must be one of {tuple(PATHS)}, got {value!r}") from None

@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from segue.errors import InputError
+
 Normalization = Literal["peak", "rms"] | None
 
 #: Peak level that `normalize="peak"` scales to (about -0.4 dBFS, leaves headroom for resampling).
@@ -25,7 +27,7 @@ PEAK_TARGET = 0.95
 RMS_TARGET = 0.1
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """Audio that cannot be used, with the file and the cause in the message."""
 
     def __init__(self, path: str | os.PathLike | None, cause: str):
@@ -167,7 +169,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return np.asarray(audio, dtype=np.float32)
     if from_rate <= 0 or to_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+        raise InputError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
     return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ")
 
 
@@ -185,7 +187,7 @@ def normalize_audio(audio: np.ndarray, mode: Normalization) -> np.ndarray:
         rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
         gain = min(RMS_TARGET / max(rms, 1e-8), 1.0 / peak)
     else:
-        raise ValueError(f"normalize must be None, 'peak' or 'rms', got {mode!r}")
+        raise InputError(f"normalize must be None, 'peak' or 'rms', got {mode!r}")
     return (audio * gain).astype(np.float32)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from segue.errors import InputError
 from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout
 from segue.lm.stages import StageLM
 from segue.semantic.tokenizer import SemanticTokenizer
@@ -51,9 +52,9 @@ def read_bundle_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads((path / BUNDLE_NAME).read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path / BUNDLE_NAME}: unreadable ({error})") from error
+        raise InputError(f"{path / BUNDLE_NAME}: unreadable ({error})") from error
     if meta.get("format") != BUNDLE_FORMAT or meta.get("version", 0) > BUNDLE_VERSION:
-        raise ValueError(
+        raise InputError(
             f"{path / BUNDLE_NAME}: format {meta.get('format')!r} version "
             f"{meta.get('version')}; this segue reads {BUNDLE_FORMAT!r} up to {BUNDLE_VERSION}"
         )
@@ -72,7 +73,7 @@ def check_compatible(
     kinds = {"semantic": SemanticLayout, "coarse": CoarseLayout, "fine": FineLayout}
     for (name, kind), lm in zip(kinds.items(), (semantic_lm, coarse_lm, fine_lm)):
         if not isinstance(lm.layout, kind):
-            raise ValueError(f"the {name} LM slot holds a {lm.stage.stage} LM")
+            raise InputError(f"the {name} LM slot holds a {lm.stage.stage} LM")
     s, c, f = semantic_lm.stage, coarse_lm.stage, fine_lm.stage
     problems = []
 
@@ -116,7 +117,7 @@ def check_compatible(
             "the semantic LM was trained on deduplicated tokens (the coarse LM needs all)"
         )
     if problems:
-        raise ValueError("incompatible AudioLM parts: " + "; ".join(problems))
+        raise InputError("incompatible AudioLM parts: " + "; ".join(problems))
 
 
 def check_bundle_meta(where: Path, meta: dict[str, Any], facts: dict[str, Any]) -> None:
@@ -128,7 +129,7 @@ def check_bundle_meta(where: Path, meta: dict[str, Any], facts: dict[str, Any]) 
         if key in meta and not _same_fact(meta[key], actual)
     ]
     if wrong:
-        raise ValueError(f"{where} does not match its parts: {'; '.join(wrong)}")
+        raise InputError(f"{where} does not match its parts: {'; '.join(wrong)}")
 
 
 def _same_fact(recorded: Any, actual: Any) -> bool:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from segue import __version__
-from segue.commands import CommandError
+from segue.errors import SegueError
+
+#: Errors of the operating system about a path the user named: theirs to fix, like a SegueError.
+FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -49,35 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `segue` console script; returns the exit status."""
+    """Entry point of the `segue` console script; returns the exit status.
+
+    A `SegueError` (bad input, a missing or busy file: see `segue.errors`) or an error of the
+    operating system about a file prints one line and returns 2; anything else is a bug in
+    segue: its traceback is printed, with a line asking to report it, and 1 is returned.
+    """
     from segue.runtime import configure_cpu
 
     configure_cpu()  # before anything imports torch
-    from segue.audio import AudioError
-    from segue.config import ConfigError
-    from segue.data.manifest import ManifestError
-    from segue.train.checkpoint import CheckpointError
-    from segue.train.lock import RunLockedError
-
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (
-        CommandError,
-        FileExistsError,
-        AudioError,
-        ConfigError,
-        ManifestError,
-        CheckpointError,
-        RunLockedError,
-        FileNotFoundError,
-        ValueError,
-    ) as error:
+    except (SegueError, *FILE_ERRORS) as error:
         print(f"segue: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("segue: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            "segue: this is a bug in segue, not in what was asked of it: please report it with "
+            "the command you ran and the traceback above",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from segue.errors import InputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file, dict or override that does not fit its dataclass."""
 
 
@@ -126,7 +128,7 @@ def require(config: Any, test: Callable[[Any], bool], what: str, *names: str) ->
     for name in names:
         value = getattr(config, name)
         if not test(value):
-            raise ValueError(f"{name} must be {what}, got {value!r}")
+            raise InputError(f"{name} must be {what}, got {value!r}")
 
 
 def _parse_override_value(text: str) -> Any:

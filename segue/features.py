@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from segue.errors import InputError
+
 
 def hz_to_mel(hz: torch.Tensor | float) -> torch.Tensor:
     """HTK mel scale."""
@@ -28,7 +30,7 @@ def mel_filterbank(
     """Triangular mel filters, [n_mels, n_fft // 2 + 1] float32 (cached; do not modify)."""
     f_max = f_max if f_max is not None else sample_rate / 2
     if n_mels > n_fft // 2:
-        raise ValueError(f"n_mels={n_mels} is too many for n_fft={n_fft}")
+        raise InputError(f"n_mels={n_mels} is too many for n_fft={n_fft}")
     bins = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
     edges = mel_to_hz(
         torch.linspace(

@@ -50,6 +50,7 @@ from segue.bundle import (
 )
 from segue.codec.load import load_codec
 from segue.config import from_dict, to_dict, write_atomic
+from segue.errors import InputError
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, load_lm, semantic_continue
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
@@ -83,11 +84,11 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+            raise InputError(f"top_k must be >= 0, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def kwargs(self) -> dict[str, Any]:
         """Explicit settings for the stage functions (which read None as "the stage's")."""
@@ -257,7 +258,7 @@ class AudioLM:
         """
         path = Path(directory)
         if not hasattr(self.codec, "save_pretrained"):
-            raise ValueError(
+            raise InputError(
                 f"a bundle holds a segue Codec, not a {type(self.codec).__name__} (a Hugging "
                 "Face codec cannot be saved in one)"
             )
@@ -322,12 +323,12 @@ class AudioLM:
         hop, length = self.semantic_hop, x.shape[1]
         known = length // hop  # semantic tokens of the prompt
         if known == 0:
-            raise ValueError(
+            raise InputError(
                 f"prompt of {length} samples is shorter than one semantic frame ({hop} samples)"
             )
         window = self.semantic_lm.layout.window
         if known >= window:
-            raise ValueError(
+            raise InputError(
                 f"prompt of {length / self.sample_rate:.2f} s fills the semantic LM's context "
                 f"({window / self.semantic_rate:g} s): give a prompt under "
                 f"{self.max_prompt_seconds:.2f} s"
@@ -376,7 +377,7 @@ class AudioLM:
         path = self._path(acoustic)
         new = self._samples(seconds)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         n = math.ceil(new / self.semantic_hop)
         self._check_semantic_context(n)
         sampling = sampling or self.sampling
@@ -422,7 +423,7 @@ class AudioLM:
         x = self._audio(audio, "audio")
         hop, (batch, length) = self.semantic_hop, x.shape
         if length < hop:
-            raise ValueError(
+            raise InputError(
                 f"audio of {length} samples is shorter than one semantic frame ({hop} samples)"
             )
         _check_cap(
@@ -431,11 +432,11 @@ class AudioLM:
         p = None if acoustic_prompt is None else self._audio(acoustic_prompt, "acoustic prompt")
         if p is not None:
             if p.shape[0] not in (1, batch):
-                raise ValueError(
+                raise InputError(
                     f"acoustic prompt batch {p.shape[0]} does not match the audio's {batch}"
                 )
             if p.shape[1] < hop:
-                raise ValueError(
+                raise InputError(
                     f"acoustic prompt of {p.shape[1]} samples is shorter than one semantic "
                     f"frame ({hop} samples)"
                 )
@@ -480,7 +481,7 @@ class AudioLM:
             audio = torch.from_numpy(np.ascontiguousarray(array.T)).to(audio.device)
         tokens = self.tokenizer.tokenize(audio.to(self.tokenizer.device))[:, :n]
         if tokens.shape[1] < n:
-            raise ValueError(f"the tokenizer gave {tokens.shape[1]} tokens for {n} frames")
+            raise InputError(f"the tokenizer gave {tokens.shape[1]} tokens for {n} frames")
         return tokens.to(self.device)
 
     def _tokens(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -497,16 +498,16 @@ class AudioLM:
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2:
-            raise ValueError(f"{name} must be audio [T] or [B, T], got {tuple(x.shape)}")
+            raise InputError(f"{name} must be audio [T] or [B, T], got {tuple(x.shape)}")
         if x.numel() == 0:
-            raise ValueError(f"{name} is empty ({tuple(x.shape)})")
+            raise InputError(f"{name} is empty ({tuple(x.shape)})")
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"{name} contains {bad} NaN or infinite sample(s)")
+            raise InputError(f"{name} contains {bad} NaN or infinite sample(s)")
         peak = x.abs().amax(dim=1)
         if bool((peak < SILENCE_PEAK).any()):
             i = int(peak.argmin())
-            raise ValueError(
+            raise InputError(
                 f"{name} is silent (sequence {i}: peak {float(peak[i]):.1e} < {SILENCE_PEAK:g})"
             )
         loud = peak > 1.0
@@ -521,7 +522,7 @@ class AudioLM:
 
     def _samples(self, seconds: float) -> int:
         if not (math.isfinite(seconds) and seconds > 0):
-            raise ValueError(f"seconds must be > 0, got {seconds}")
+            raise InputError(f"seconds must be > 0, got {seconds}")
         _check_cap(
             seconds,
             "seconds must be",
@@ -533,7 +534,7 @@ class AudioLM:
         """A semantic sequence of `total` tokens longer than the context needs a sliding one."""
         layout = self.semantic_lm.layout
         if total > layout.window and _prompt_frames(self.semantic_lm.stage) < 1:
-            raise ValueError(
+            raise InputError(
                 f"{total / self.semantic_rate:g} s do not fit the semantic LM's context "
                 f"({layout.window / self.semantic_rate:g} s), and it cannot slide "
                 "(its prompt_seconds is 0)"
@@ -554,7 +555,7 @@ def stage_names(task: str, acoustic: str | AcousticPath) -> list[str]:
 def _check_cap(seconds: float, what: str, advice: str) -> None:
     """Refuse more than MAX_SECONDS of audio in one call: time and memory grow with it."""
     if seconds > MAX_SECONDS:
-        raise ValueError(
+        raise InputError(
             f"{what} at most {MAX_SECONDS:g} s ({MAX_SECONDS / 60:g} minutes) in one call, got "
             f"{seconds:g} s: time and memory grow with the length; {advice}"
         )

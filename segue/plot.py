@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segue.errors import InputError
 from segue.features import log_mel_spectrogram
 
 N_FFT, N_MELS, FLOOR_DB = 1024, 80, 80.0
@@ -32,9 +33,9 @@ def plot_spectrogram(
 
     x = torch.as_tensor(audio, dtype=torch.float32).detach().cpu().reshape(-1)
     if x.numel() == 0:
-        raise ValueError("cannot plot empty audio")
+        raise InputError("cannot plot empty audio")
     if not bool(torch.isfinite(x).all()):
-        raise ValueError("cannot plot audio with NaN or infinite samples")
+        raise InputError("cannot plot audio with NaN or infinite samples")
     seconds = x.numel() / sample_rate
     x = torch.nn.functional.pad(x, (0, max(0, N_FFT - x.numel())))  # the STFT needs one window
     hop = max(1, sample_rate // 100)  # 10 ms

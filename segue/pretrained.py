@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from segue.config import load_config, save_config
+from segue.errors import InputError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -52,7 +53,7 @@ class PretrainedMixin:
         state = read_safetensors(directory / WEIGHTS_NAME, map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{directory / WEIGHTS_NAME}: weights do not fit {cls.__name__} "
                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
@@ -67,4 +68,4 @@ def read_safetensors(
     try:
         return load_file(str(path), device=str(device))
     except Exception as error:
-        raise ValueError(f"{path}: cannot read weights ({error})") from error
+        raise InputError(f"{path}: cannot read weights ({error})") from error

@@ -14,6 +14,7 @@ ROOT = Path(segue.__file__).parent
 LEVELS = {
     "segue.audio": 0,
     "segue.config": 0,
+    "segue.errors": 0,
     "segue.nn": 0,
     "segue.features": 0,
     "segue.pretrained": 0,

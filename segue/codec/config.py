@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from segue.errors import InputError
+
 
 @dataclass
 class DiscriminatorConfig:
@@ -112,13 +114,13 @@ class CodecConfig:
             if part.dim < 1 or part.layers < 0 or part.n_fft_hops < 1:
                 problems.append(f"{name} needs dim >= 1, layers >= 0, n_fft_hops >= 1, got {part}")
         if problems:
-            raise ValueError("codec: " + "; ".join(problems))
+            raise InputError("codec: " + "; ".join(problems))
         if not 1 <= self.n_coarse <= self.n_codebooks:
-            raise ValueError(
+            raise InputError(
                 f"n_coarse={self.n_coarse} must be in [1, n_codebooks={self.n_codebooks}]"
             )
         if self.sample_rate % self.hop_length:
-            raise ValueError(
+            raise InputError(
                 f"sample_rate {self.sample_rate} is not a multiple of the hop {self.hop_length}"
             )
 
@@ -187,5 +189,5 @@ PRESETS: dict[str, CodecConfig] = {
 def preset(name: str, **overrides) -> CodecConfig:
     """A copy of a named preset, with top-level fields overridden."""
     if name not in PRESETS:
-        raise ValueError(f"unknown codec preset {name!r}; known: {sorted(PRESETS)}")
+        raise InputError(f"unknown codec preset {name!r}; known: {sorted(PRESETS)}")
     return replace(copy.deepcopy(PRESETS[name]), **overrides)

@@ -14,6 +14,8 @@ import os
 import torch
 from torch import nn
 
+from segue.errors import InputError
+
 
 class PretrainedCodec(nn.Module):
     """Adapter around a `transformers` EncodecModel or DacModel."""
@@ -25,7 +27,7 @@ class PretrainedCodec(nn.Module):
         self.kind = config.model_type
         if self.kind == "encodec":
             if config.chunk_length is not None:
-                raise ValueError(
+                raise InputError(
                     "chunked EnCodec models (e.g. 48 kHz) are not supported; "
                     "use a model with chunk_length_s=None such as encodec_24khz"
                 )
@@ -34,7 +36,7 @@ class PretrainedCodec(nn.Module):
         elif self.kind == "dac":
             self.n_codebooks = int(config.n_codebooks)
         else:
-            raise ValueError(f"unsupported codec model type {self.kind!r} (encodec or dac)")
+            raise InputError(f"unsupported codec model type {self.kind!r} (encodec or dac)")
         self.sample_rate = int(config.sampling_rate)
         self.codebook_size = int(config.codebook_size)
         self.hop_length = int(config.hop_length)
@@ -42,7 +44,7 @@ class PretrainedCodec(nn.Module):
         # AudioLM's split: about a third of the levels are coarse (4 of 12 in the paper).
         self.n_coarse = n_coarse or max(1, self.n_codebooks // 3)
         if not 1 <= self.n_coarse <= self.n_codebooks:
-            raise ValueError(f"n_coarse={self.n_coarse} must be in [1, {self.n_codebooks}]")
+            raise InputError(f"n_coarse={self.n_coarse} must be in [1, {self.n_codebooks}]")
 
     @classmethod
     def from_pretrained(
@@ -97,7 +99,7 @@ class PretrainedCodec(nn.Module):
     ) -> torch.Tensor:
         """Codes [B, Q', F] -> audio [B, T] (one pass, as `encode`)."""
         if codes.dim() != 3 or codes.shape[1] > self.n_codebooks:
-            raise ValueError(
+            raise InputError(
                 f"expected codes [B, Q<={self.n_codebooks}, F], got {tuple(codes.shape)}"
             )
         if self.kind == "encodec":

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from segue.codec.config import CodecConfig
 from segue.codec.modules import Decoder, Encoder, ISTFTDecoder, STFTEncoder
 from segue.codec.quantizer import QuantizerOutput, ResidualVectorQuantizer
+from segue.errors import InputError
 from segue.pretrained import PretrainedMixin
 
 #: Encoding and decoding run this many seconds at a time (with context): a 20-minute file costs
@@ -104,11 +105,11 @@ class Codec(nn.Module, PretrainedMixin):
         elif audio.dim() == 2:
             audio = audio[:, None]
         if audio.dim() != 3 or audio.shape[1] != 1:
-            raise ValueError(
+            raise InputError(
                 f"expected mono audio [T], [B, T] or [B, 1, T], got {tuple(audio.shape)}"
             )
         if audio.shape[-1] == 0:
-            raise ValueError("cannot encode empty audio")
+            raise InputError("cannot encode empty audio")
         pad = (-audio.shape[-1]) % self.hop_length
         return nn.functional.pad(audio, (0, pad))
 
@@ -176,7 +177,7 @@ class Codec(nn.Module, PretrainedMixin):
         field of context on both sides: the same audio as one pass, in bounded memory.
         """
         if codes.dim() != 3:
-            raise ValueError(f"expected codes [B, Q, F], got {tuple(codes.shape)}")
+            raise InputError(f"expected codes [B, Q, F], got {tuple(codes.shape)}")
         hop, frames = self.hop_length, codes.shape[-1]
         margin = math.ceil(self.decoder.context_frames) + 1
         latents = self.quantizer.decode(codes.long())

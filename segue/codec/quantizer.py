@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from segue.errors import InputError
+
 
 @dataclass
 class QuantizerOutput:
@@ -270,7 +272,7 @@ class ResidualVectorQuantizer(nn.Module):
         elif kind == "ema":
             levels = [EMAVectorQuantizer(dim, codebook_size) for _ in range(n_codebooks)]
         else:
-            raise ValueError(f"unknown quantizer kind {kind!r}: 'factorized' or 'ema'")
+            raise InputError(f"unknown quantizer kind {kind!r}: 'factorized' or 'ema'")
         self.kind = kind
         self.levels = nn.ModuleList(levels)
         self.restarts = 0  # total dead codes restarted (for logging)
@@ -280,7 +282,7 @@ class ResidualVectorQuantizer(nn.Module):
         in training, quantizer dropout draws a number per example)."""
         batch, _, frames = latents.shape
         if n_quantizers is not None and not 1 <= n_quantizers <= self.n_codebooks:
-            raise ValueError(
+            raise InputError(
                 f"n_quantizers must be in [1, {self.n_codebooks}] (this quantizer's levels), "
                 f"got {n_quantizers}"
             )
@@ -340,11 +342,11 @@ class ResidualVectorQuantizer(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, Q', T] codes (Q' <= Q, lowest levels first) -> [B, D, T] quantized latents."""
         if codes.shape[1] > self.n_codebooks:
-            raise ValueError(
+            raise InputError(
                 f"got {codes.shape[1]} code levels, the quantizer has {self.n_codebooks}"
             )
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise ValueError(
+            raise InputError(
                 f"codes must be in [0, {self.codebook_size}), got "
                 f"[{int(codes.min())}, {int(codes.max())}]"
             )

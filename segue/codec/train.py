@@ -30,6 +30,7 @@ from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
+from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 
@@ -97,7 +98,7 @@ class CodecTask(TrainTask):
     def __init__(self, config: CodecRunConfig):
         self.config = config
         if not config.data.manifest:
-            raise ValueError("codec training needs data.manifest (--manifest)")
+            raise InputError("codec training needs data.manifest (--manifest)")
 
     def setup(self, device: torch.device) -> None:
         self.codec = Codec(self.config.model)

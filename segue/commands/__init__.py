@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from segue.errors import InputError, SegueError
 
-class CommandError(Exception):
+
+class CommandError(SegueError):
     """A user-facing failure: printed as one line, exit status 2, no traceback."""
 
 
@@ -154,10 +156,10 @@ def load_array(path: str | Path, what: str = "tokens") -> Any:
 
             tensors = load_file(str(path))
             if len(tensors) != 1:
-                raise ValueError(f"expected one tensor, found {sorted(tensors)}")
+                raise InputError(f"expected one tensor, found {sorted(tensors)}")
             loaded = next(iter(tensors.values()))
         if not isinstance(loaded, torch.Tensor):
-            raise ValueError(f"expected a tensor, found {type(loaded).__name__}")
+            raise InputError(f"expected a tensor, found {type(loaded).__name__}")
         return loaded.numpy()
     except CommandError:
         raise

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segue import audio as audio_io
+from segue.errors import InputError
 
 
 @dataclass
@@ -37,12 +38,12 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("speed", "eq", "reverb"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} is a probability, got {getattr(self, name)}")
+                raise InputError(f"augment.{name} is a probability, got {getattr(self, name)}")
         low, high = self.speed_range
         if not 0.5 <= low <= high <= 2.0:
-            raise ValueError(f"augment.speed_range must be within [0.5, 2], got {low}, {high}")
+            raise InputError(f"augment.speed_range must be within [0.5, 2], got {low}, {high}")
         if not 0.0 < self.rt60[0] <= self.rt60[1] <= 3.0:
-            raise ValueError(f"augment.rt60 must be within (0, 3] s, got {self.rt60}")
+            raise InputError(f"augment.rt60 must be within (0, 3] s, got {self.rt60}")
 
     @property
     def enabled(self) -> bool:

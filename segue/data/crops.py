@@ -20,6 +20,7 @@ from segue import audio as audio_io
 from segue.data.augment import AugmentConfig, augment, change_speed, speed_factor
 from segue.data.manifest import Manifest, check_files, read_manifest
 from segue.data.mix import entry_probabilities, read_part_weights
+from segue.errors import InputError
 
 
 class CropDataset(Dataset):
@@ -70,9 +71,9 @@ class CropDataset(Dataset):
         elif split is not None:
             manifest = manifest.subset(split)
         if crop_seconds <= 0:
-            raise ValueError(f"crop_seconds must be positive, got {crop_seconds}")
+            raise InputError(f"crop_seconds must be positive, got {crop_seconds}")
         if not 0.0 <= end_probability <= 1.0:
-            raise ValueError(f"end_probability must be in [0, 1], got {end_probability}")
+            raise InputError(f"end_probability must be in [0, 1], got {end_probability}")
         self.manifest = Manifest(
             manifest.root,
             [e for e in manifest.entries if e.duration >= min_seconds],
@@ -83,7 +84,7 @@ class CropDataset(Dataset):
             for problem in dropped:
                 print(f"warning: skipped {problem}", flush=True)
         if not self.manifest.entries:
-            raise ValueError(
+            raise InputError(
                 f"no files of at least {min_seconds}s in {manifest.root}"
                 + (f" (split {split!r})" if split else "")
             )

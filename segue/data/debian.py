@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segue.config import cache_dir
+from segue.errors import StateError
 
 FETCH_TIMEOUT_S = 600.0
 DOC = "usr/share/doc/"
@@ -30,7 +31,7 @@ class Package:
     keep: tuple[str, ...] = ("",)  # path prefixes (relative, posix) of the members to unpack
 
 
-class PackageError(RuntimeError):
+class PackageError(StateError):
     """A package that could not be fetched or unpacked (the message says how to retry)."""
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.config import write_atomic
 from segue.data.manifest import ManifestEntry, beside, read_manifest, write_manifest
+from segue.errors import InputError
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
@@ -72,9 +73,9 @@ def group_function(pattern: str) -> Callable[[str], str]:
     try:
         regex = re.compile(GROUP_PRESETS.get(pattern, pattern))
     except re.error as error:
-        raise ValueError(f"group pattern {pattern!r} is not a valid regex ({error})") from None
+        raise InputError(f"group pattern {pattern!r} is not a valid regex ({error})") from None
     if "group" not in regex.groupindex:
-        raise ValueError(f"group pattern {pattern!r} needs a named group (?P<group>...)")
+        raise InputError(f"group pattern {pattern!r} needs a named group (?P<group>...)")
 
     def group_of(relpath: str) -> str:
         match = regex.search(relpath)

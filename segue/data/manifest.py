@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from segue.config import cache_dir, write_atomic
+from segue.errors import InputError
 
 MANIFEST_NAME = "manifest.jsonl"
 _CORE_FIELDS = ("path", "duration", "sample_rate", "group", "split")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest or split file that is missing or malformed."""
 
 
@@ -54,10 +55,10 @@ class ManifestEntry:
         extra = {k: v for k, v in record.items() if k not in _CORE_FIELDS}
         duration = float(record["duration"])
         if not (math.isfinite(duration) and duration > 0):
-            raise ValueError(f"duration must be a positive number of seconds, got {duration}")
+            raise InputError(f"duration must be a positive number of seconds, got {duration}")
         sample_rate = int(record.get("sample_rate", 0))
         if sample_rate < 0:
-            raise ValueError(f"sample_rate must be >= 0 (0: unknown), got {sample_rate}")
+            raise InputError(f"sample_rate must be >= 0 (0: unknown), got {sample_rate}")
         return cls(
             path=str(record["path"]),
             duration=duration,

@@ -30,6 +30,7 @@ from segue.data.manifest import (
     write_manifest,
     write_splits,
 )
+from segue.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,11 @@ def entry_probabilities(
     parts = [str(e.extra.get("part", "")) for e in manifest.entries]
     unknown = sorted(set(parts) - set(part_weights))
     if unknown:
-        raise ValueError(f"rows of parts {unknown} have no weight in {part_weights}")
+        raise InputError(f"rows of parts {unknown} have no weight in {part_weights}")
     counts = Counter(parts)
     weights = np.array([part_weights[name] / counts[name] for name in parts], dtype=np.float64)
     if weights.sum() <= 0:
-        raise ValueError(f"every part present has weight 0: {part_weights}")
+        raise InputError(f"every part present has weight 0: {part_weights}")
     return weights / weights.sum()
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest, ManifestEntry, read_manifest
+from segue.errors import InputError
 
 
 class SentencePairs(Dataset):
@@ -41,7 +42,7 @@ class SentencePairs(Dataset):
         normalize: audio_io.Normalization = None,
     ):
         if max_seconds <= 0:
-            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+            raise InputError(f"max_seconds must be > 0, got {max_seconds}")
         self.manifest = (
             manifest if isinstance(manifest, Manifest) else read_manifest(manifest, split=split)
         )
@@ -59,7 +60,7 @@ class SentencePairs(Dataset):
             if len(by_voice) >= 2
         ]
         if not self.sentences:
-            raise ValueError(
+            raise InputError(
                 f"no sentence of {self.manifest.source or 'the manifest'} is spoken by two voices "
                 f"(groups) in at most {max_seconds:g} s: pairs need rows with a shared "
                 "`sentence_id`"
@@ -86,7 +87,7 @@ class SentencePairs(Dataset):
                 self.manifest.resolve(entry), self.sample_rate, normalize=self.normalize
             )[: self.max_samples]
             if samples.shape[0] == 0:
-                raise ValueError(f"{entry.path}: no audio")
+                raise InputError(f"{entry.path}: no audio")
             audio[row, : samples.shape[0]] = torch.from_numpy(samples)
             lengths[row] = samples.shape[0]
         return {"pair_audio": audio, "pair_length": lengths}

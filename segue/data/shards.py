@@ -29,12 +29,13 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.config import write_atomic
 from segue.data.manifest import Manifest
+from segue.errors import InputError
 
 META_NAME = "meta.json"
 INDEX_NAME = "index.jsonl"
 
 
-class ShardError(ValueError):
+class ShardError(InputError):
     """A shard folder that is missing, incomplete or inconsistent."""
 
 

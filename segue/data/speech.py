@@ -61,6 +61,7 @@ import numpy as np
 from segue import audio as audio_io
 from segue.data.corpus import BuildSummary, CorpusItem, RenderError, build_corpus
 from segue.data.speech_text import FORTUNE_FILES, FORTUNES_DIR, Utterance, text_pools
+from segue.errors import InputError
 
 SAMPLE_RATE = 16000
 #: Held-out voices that speak each evaluation sentence.
@@ -217,7 +218,7 @@ def speech_items(seed: int = 0, train_parallel: int = 1) -> Iterator[CorpusItem]
     exactly as it was.
     """
     if train_parallel < 1:
-        raise ValueError(f"train_parallel must be >= 1, got {train_parallel}")
+        raise InputError(f"train_parallel must be >= 1, got {train_parallel}")
     pools = text_pools(seed)
     splits = speaker_splits()
     by_split = {s: [i for i in SPEAKERS_BY_ID if splits[i] == s] for s in pools}

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from segue.data.manifest import read_manifest, splits_path_for, write_splits
+from segue.errors import InputError
 
 
 def _rank(group: str, seed: int) -> str:
@@ -22,7 +23,7 @@ def _rank(group: str, seed: int) -> str:
 def check_fractions(valid: float, test: float) -> None:
     """Raise ValueError unless both shares are in [0, 1) and sum below 1."""
     if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
-        raise ValueError(f"split fractions must be in [0, 1) and sum below 1, got {valid}, {test}")
+        raise InputError(f"split fractions must be in [0, 1) and sum below 1, got {valid}, {test}")
 
 
 def assign_splits(

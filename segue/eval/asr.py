@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segue.errors import InputError
 from segue.eval.speaker import _require
 
 #: The rate Whisper listens at.
@@ -68,7 +69,7 @@ class Transcriber:
 
             x = resample(x, sample_rate, SAMPLE_RATE)
         if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError(f"cannot transcribe audio of {x.size} samples with NaN/inf or none")
+            raise InputError(f"cannot transcribe audio of {x.size} samples with NaN/inf or none")
         segments, _ = model.transcribe(
             np.clip(x, -1.0, 1.0),
             language="en",
@@ -93,11 +94,11 @@ def normalize_text(text: str) -> str:
 def _checked(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:
     refs, hyps = list(refs), list(hyps)
     if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+        raise InputError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
-        raise ValueError("no references to score")
+        raise InputError("no references to score")
     if not all(r.strip() for r in refs):
-        raise ValueError("references must not be empty (normalise, then drop empty ones)")
+        raise InputError("references must not be empty (normalise, then drop empty ones)")
     return refs, hyps
 
 

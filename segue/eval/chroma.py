@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from segue.errors import InputError
 from segue.eval.speaker import _require
 
 SAMPLE_RATE = 16000
@@ -32,7 +33,7 @@ class ChromaEncoder:
         librosa = _require("librosa", "librosa")
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError(f"cannot embed audio of {x.size} samples with NaN/inf or none")
+            raise InputError(f"cannot embed audio of {x.size} samples with NaN/inf or none")
         if float(np.abs(x).max()) < 1e-6:
             return np.zeros(12, dtype=np.float32)
         n_fft = min(self.n_fft, 1 << int(np.log2(max(x.size, 64))))

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest
+from segue.errors import InputError
 from segue.eval.asr import Transcriber, normalize_text, wer, word_recall
 from segue.eval.metrics import all_metrics, mean_metrics
 
@@ -85,7 +86,7 @@ def evaluate_codec(
     entries = spread_over_voices(manifest.entries, per_voice)
     entries = entries[:max_files] if max_files else entries
     if not entries:
-        raise ValueError("no files to evaluate (empty manifest or split)")
+        raise InputError("no files to evaluate (empty manifest or split)")
     rows, all_codes = [], []
     transcripts: dict[str, list[str]] = {
         name: [] for name in ("reference", "original", "codec", "coarse")

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.acoustic import PATHS
 from segue.data.manifest import Manifest, ManifestEntry, ManifestError, read_manifest
+from segue.errors import InputError
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
 from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
 
@@ -87,11 +88,11 @@ def evaluate_e2e(
     started = time.perf_counter()
     manifest = _split(manifest, split)
     if not manifest.entries:
-        raise ValueError(f"no files in the {split!r} split")
+        raise InputError(f"no files in the {split!r} split")
     if not (prompt_seconds > 0 and continuation_seconds > 0):
-        raise ValueError("prompt and continuation seconds must be > 0")
+        raise InputError("prompt and continuation seconds must be > 0")
     if n_prompts and prompt_seconds >= model.max_prompt_seconds:
-        raise ValueError(
+        raise InputError(
             f"prompt of {prompt_seconds:g} s: this model takes prompts under "
             f"{model.max_prompt_seconds:.2f} s (its semantic context)"
         )
@@ -154,7 +155,7 @@ def _continuations(model, manifest, settings, speaker, skipped, out, progress) -
     length = round(prompt_s * rate)
     usable = [e for e in manifest.entries if e.duration >= prompt_s - 1e-6]
     if not usable:
-        raise ValueError(f"no file of the split is {prompt_s:g} s long (the prompt length)")
+        raise InputError(f"no file of the split is {prompt_s:g} s long (the prompt length)")
     rows, prompts, generated = [], [], []
     bar = tqdm(total=settings["n_prompts"], desc="continuations", disable=not progress)
     for entry in round_robin(usable, seed):
@@ -195,7 +196,7 @@ def _continuations(model, manifest, settings, speaker, skipped, out, progress) -
         bar.update()
     bar.close()
     if not rows:
-        raise ValueError("no usable prompt in the split (all unreadable or silent)")
+        raise InputError("no usable prompt in the split (all unreadable or silent)")
     # sim[i, j]: continuation i against prompt j.
     sim = np.array([[cosine(g, p) for p in prompts] for g in generated])
     groups = [r["group"] for r in rows]

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from segue.errors import InputError
 from segue.features import mel_filterbank, stft_magnitude
 
 #: Mel distance: (window, mel bins) pairs; the mean L1 of log10 mels over these scales.
@@ -119,5 +120,5 @@ def _aligned(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     n = min(len(a), len(b))
     if n == 0:
-        raise ValueError("cannot compare empty signals")
+        raise InputError("cannot compare empty signals")
     return a[:n], b[:n]

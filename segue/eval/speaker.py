@@ -20,6 +20,7 @@ from collections import defaultdict
 import numpy as np
 
 from segue.data.manifest import Manifest, read_manifest
+from segue.errors import InputError
 
 #: The rate Resemblyzer's encoder works at.
 SAMPLE_RATE = 16000
@@ -77,7 +78,7 @@ class SpeakerEncoder:
 
             x = resample(x, sample_rate, SAMPLE_RATE)
         if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError(f"cannot embed audio of {x.size} samples with NaN/inf or none")
+            raise InputError(f"cannot embed audio of {x.size} samples with NaN/inf or none")
         if float(np.abs(x).max()) < 1e-6:
             return np.zeros(256, dtype=np.float32)
         with warnings.catch_warnings():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from segue.config import require
+from segue.errors import InputError
 
 Stage = Literal["semantic", "coarse", "fine"]
 STAGES: tuple[str, ...] = ("semantic", "coarse", "fine")
@@ -37,18 +38,18 @@ class LMConfig:
     def __post_init__(self) -> None:
         require(self, lambda v: v >= 1, ">= 1", "n_layer", "n_head", "d_model")
         if self.vocab_size < 0 or self.max_seq_len < 0:
-            raise ValueError("vocab_size and max_seq_len must be >= 0 (0: from the layout)")
+            raise InputError("vocab_size and max_seq_len must be >= 0 (0: from the layout)")
         if not self.mlp_ratio > 0 or not 0 <= self.dropout < 1 or not self.rope_base > 0:
-            raise ValueError(
+            raise InputError(
                 f"need mlp_ratio > 0, 0 <= dropout < 1, rope_base > 0; got {self.mlp_ratio}, "
                 f"{self.dropout}, {self.rope_base}"
             )
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
-            raise ValueError(
+            raise InputError(
                 f"d_model={self.d_model} must split into {self.n_head} heads of even size"
             )
         if self.n_kv_head < 0 or self.n_head % self.kv_heads:
-            raise ValueError(
+            raise InputError(
                 f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}"
             )
 
@@ -88,9 +89,9 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; known: {list(STAGES)}")
+            raise InputError(f"unknown stage {self.stage!r}; known: {list(STAGES)}")
         if not 0 <= self.prompt_seconds < self.window_seconds:
-            raise ValueError(
+            raise InputError(
                 f"prompt_seconds={self.prompt_seconds} must be in [0, window_seconds="
                 f"{self.window_seconds})"
             )
@@ -100,7 +101,7 @@ class StageConfig:
         """Acoustic frames per semantic token (2 for 50 Hz codes and 25 Hz semantic tokens)."""
         ratio = self.acoustic_rate / self.semantic_rate
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
-            raise ValueError(
+            raise InputError(
                 f"acoustic rate {self.acoustic_rate} Hz is not a whole multiple of the "
                 f"semantic rate {self.semantic_rate} Hz"
             )
@@ -126,16 +127,16 @@ _WINDOWS: dict[str, dict[str, tuple[float, float, float]]] = {
 def model_preset(name: str, **overrides) -> LMConfig:
     """A copy of a named transformer preset with fields overridden."""
     if name not in MODEL_PRESETS:
-        raise ValueError(f"unknown LM preset {name!r}; known: {sorted(MODEL_PRESETS)}")
+        raise InputError(f"unknown LM preset {name!r}; known: {sorted(MODEL_PRESETS)}")
     return replace(copy.deepcopy(MODEL_PRESETS[name]), **overrides)
 
 
 def stage_preset(name: str, stage: str, **overrides) -> StageConfig:
     """The windows and sampling temperature of `stage` in preset `name`."""
     if name not in _WINDOWS:
-        raise ValueError(f"unknown LM preset {name!r}; known: {sorted(_WINDOWS)}")
+        raise InputError(f"unknown LM preset {name!r}; known: {sorted(_WINDOWS)}")
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known: {list(STAGES)}")
+        raise InputError(f"unknown stage {stage!r}; known: {list(STAGES)}")
     window, prompt, temperature = _WINDOWS[name][stage]
     config = StageConfig(
         stage=stage, window_seconds=window, prompt_seconds=prompt, temperature=temperature

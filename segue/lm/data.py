@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
+from segue.errors import InputError
 from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout, dedup
 
 IGNORE = -100
@@ -55,7 +56,7 @@ def join_utterances(semantic: TokenShards, acoustic: TokenShards) -> list[tuple[
         (where[e.key], j) for j, e in enumerate(semantic.entries) if e.key in where and e.frames > 0
     ]
     if not pairs:
-        raise ValueError(
+        raise InputError(
             f"no utterance is in both {semantic.root} and {acoustic.root} "
             "(they join on the manifest path)"
         )
@@ -67,7 +68,7 @@ class _Windows(Dataset):
 
     def __init__(self, layout, seed: int, edge_probability: float):
         if not 0.0 <= edge_probability <= 1.0:
-            raise ValueError(f"edge_probability must be in [0, 1], got {edge_probability}")
+            raise InputError(f"edge_probability must be in [0, 1], got {edge_probability}")
         self.layout, self.seed, self.edge_probability = layout, seed, edge_probability
         self.epoch = 0
 
@@ -107,7 +108,7 @@ class SemanticDataset(_Windows):
         self.shards, self.dedup = shards, dedup
         self.indices = [i for i, e in enumerate(shards.entries) if e.frames > 0]
         if not self.indices:
-            raise ValueError(f"{shards.root}: no utterance with semantic tokens")
+            raise InputError(f"{shards.root}: no utterance with semantic tokens")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -137,7 +138,7 @@ class CoarseDataset(_Windows):
     ):
         super().__init__(layout, seed, edge_probability)
         if acoustic.levels < layout.n_target_levels:
-            raise ValueError(
+            raise InputError(
                 f"{acoustic.root}: {acoustic.levels} levels, the layout needs "
                 f"{layout.n_target_levels}"
             )
@@ -176,13 +177,13 @@ class FineDataset(_Windows):
         super().__init__(layout, seed, edge_probability)
         self.levels = layout.n_coarse + layout.n_target_levels
         if acoustic.levels < self.levels:
-            raise ValueError(
+            raise InputError(
                 f"{acoustic.root}: {acoustic.levels} levels, the layout needs {self.levels}"
             )
         self.acoustic = acoustic
         self.indices = [i for i, e in enumerate(acoustic.entries) if e.frames > 0]
         if not self.indices:
-            raise ValueError(f"{acoustic.root}: no utterance with acoustic tokens")
+            raise InputError(f"{acoustic.root}: no utterance with acoustic tokens")
 
     def __len__(self) -> int:
         return len(self.indices)

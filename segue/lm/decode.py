@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 import torch.nn.functional as F
 
+from segue.errors import InputError
 from segue.lm.fused import MAX_BATCH, FusedStep, library
 
 if TYPE_CHECKING:
@@ -74,9 +75,9 @@ class DecodeSession:
         c, weight = model.config, model.head.weight
         max_len = max_len or c.max_seq_len
         if batch < 1:
-            raise ValueError(f"a decoding session needs a batch of at least 1, got {batch}")
+            raise InputError(f"a decoding session needs a batch of at least 1, got {batch}")
         if max_len > c.max_seq_len:
-            raise ValueError(f"max_len {max_len} is past max_seq_len={c.max_seq_len}")
+            raise InputError(f"max_len {max_len} is past max_seq_len={c.max_seq_len}")
         self.model = model
         dtype = dtype or weight.dtype
         self.kv = torch.zeros(
@@ -120,7 +121,7 @@ class DecodeSession:
         """ids [B, 1] at position `length` -> logits [B, hi - lo]; advances `length`. Under
         autograd the PyTorch step runs (the C step has no backward)."""
         if self.length >= self.max_len:
-            raise ValueError(f"cache of {self.max_len} positions cannot take {self.length + 1}")
+            raise InputError(f"cache of {self.max_len} positions cannot take {self.length + 1}")
         backend = self.torch_step if torch.is_grad_enabled() else self.backend
         logits = backend.step(ids, self.length, lo, hi)
         self.length += 1

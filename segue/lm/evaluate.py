@@ -12,6 +12,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from segue.errors import InputError
 from segue.lm.data import IGNORE
 from segue.lm.layout import SemanticLayout
 from segue.lm.stages import StageLM
@@ -57,7 +58,7 @@ def evaluate_lm(
         count += int(mask.sum())
         counts += torch.bincount(target[mask].cpu(), minlength=layout.vocab_size)
     if count == 0:
-        raise ValueError("no target tokens to evaluate")
+        raise InputError("no target tokens to evaluate")
     groups = level_groups(layout)
     per_level = [counts[groups == g] for g in range(int(groups.max()) + 1)]
     level_entropy = sum(float(c.sum()) / count * _entropy(c) for c in per_level if c.sum() > 0)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from segue.config import cache_dir
+from segue.errors import InputError
 
 if TYPE_CHECKING:
     from segue.lm.decode import DecodeSession
@@ -262,7 +263,7 @@ class FusedStep:
             bad = low if low < 0 else high
             raise IndexError(f"token id {bad} is outside the vocabulary [0, {vocab})")
         if not 0 <= lo < hi <= self.vocab:
-            raise ValueError(f"logit range [{lo}, {hi}) is not inside [0, {self.vocab})")
+            raise InputError(f"logit range [{lo}, {hi}) is not inside [0, {self.vocab})")
         logits = torch.empty(batch, hi - lo, dtype=torch.float32)
         args.tokens = ids.data_ptr()
         args.cos_ = self.cos.data_ptr() + pos * self.row_bytes

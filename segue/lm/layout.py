@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from segue.errors import InputError
 from segue.lm.config import StageConfig
 
 
@@ -43,7 +44,7 @@ def unflatten_levels(ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Inverse of `flatten_levels`: ids [..., T*L] -> codes [..., L, T]."""
     levels = offsets.numel()
     if ids.shape[-1] % levels:
-        raise ValueError(f"{ids.shape[-1]} ids are not whole frames of {levels} levels")
+        raise InputError(f"{ids.shape[-1]} ids are not whole frames of {levels} levels")
     frames = ids.reshape(*ids.shape[:-1], -1, levels)
     return (frames - offsets).transpose(-1, -2)
 
@@ -160,7 +161,7 @@ class CoarseLayout(_AcousticLayout):
         """semantic [..., m <= window] -> [..., window + 1]: right-padded with PAD, then SEP."""
         m = semantic.shape[-1]
         if m > self.window:
-            raise ValueError(f"{m} semantic tokens do not fit a window of {self.window}")
+            raise InputError(f"{m} semantic tokens do not fit a window of {self.window}")
         tail = torch.full((*semantic.shape[:-1], self.window - m + 1), self.pad)
         tail[..., -1] = self.sep
         return torch.cat([semantic.long(), tail.to(semantic.device)], dim=-1)
@@ -199,7 +200,7 @@ class FineLayout(_AcousticLayout):
         """coarse [..., Q', m <= window] -> [..., window * Q' + 1]: PAD-padded, then SEP."""
         m = coarse.shape[-1]
         if m > self.window:
-            raise ValueError(f"{m} frames do not fit a window of {self.window}")
+            raise InputError(f"{m} frames do not fit a window of {self.window}")
         ids = flatten_levels(coarse.long(), self._offsets(range(self.n_coarse)).to(coarse.device))
         tail = torch.full((*ids.shape[:-1], (self.window - m) * self.n_coarse + 1), self.pad)
         tail[..., -1] = self.sep
@@ -220,15 +221,15 @@ def layout_for(stage: StageConfig) -> Layout:
     """The layout of a stage whose token spaces are filled in (see `StageConfig`)."""
     if stage.stage == "semantic":
         if stage.semantic_vocab < 1:
-            raise ValueError("semantic stage: semantic_vocab is not set (read it from shards)")
+            raise InputError("semantic stage: semantic_vocab is not set (read it from shards)")
         window = round(stage.window_seconds * stage.semantic_rate)
         return SemanticLayout(n_codes=stage.semantic_vocab, window=window)
     q_coarse, q_all, ka = stage.n_coarse, stage.n_levels, stage.acoustic_vocab
     if ka < 1 or q_coarse < 1:
-        raise ValueError(f"{stage.stage} stage: acoustic_vocab/n_coarse are not set")
+        raise InputError(f"{stage.stage} stage: acoustic_vocab/n_coarse are not set")
     if stage.stage == "coarse":
         if stage.semantic_vocab < 1:
-            raise ValueError("coarse stage: semantic_vocab is not set")
+            raise InputError("coarse stage: semantic_vocab is not set")
         return CoarseLayout(
             n_codes=stage.semantic_vocab + q_coarse * ka,
             acoustic_vocab=ka,
@@ -239,7 +240,7 @@ def layout_for(stage: StageConfig) -> Layout:
             ratio=stage.ratio,
         )
     if q_all <= q_coarse:
-        raise ValueError(f"fine stage: needs n_levels ({q_all}) > n_coarse ({q_coarse})")
+        raise InputError(f"fine stage: needs n_levels ({q_all}) > n_coarse ({q_coarse})")
     return FineLayout(
         n_codes=q_all * ka,
         acoustic_vocab=ka,

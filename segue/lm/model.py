@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.errors import InputError
 from segue.lm.config import LMConfig
 from segue.lm.decode import DecodeSession
 from segue.lm.fused import FusedWeights, weights_for
@@ -33,7 +34,7 @@ class Transformer(nn.Module, PretrainedMixin):
     def __init__(self, config: LMConfig):
         super().__init__()
         if config.vocab_size < 1 or config.max_seq_len < 1:
-            raise ValueError(
+            raise InputError(
                 "LMConfig.vocab_size and max_seq_len must be set (they come from the layout)"
             )
         self.config = config
@@ -60,7 +61,7 @@ class Transformer(nn.Module, PretrainedMixin):
     def _rope(self, start: int, length: int) -> torch.Tensor:
         """Rotary table rows of positions [start, start + length): [length, hd/2, 2]."""
         if start + length > self.config.max_seq_len:
-            raise ValueError(
+            raise InputError(
                 f"position {start + length} is past max_seq_len={self.config.max_seq_len}"
             )
         return self.rope[start : start + length]
@@ -110,7 +111,7 @@ class Transformer(nn.Module, PretrainedMixin):
         """
         start, length = cache.length, ids.shape[1]
         if start + length > cache.max_len:
-            raise ValueError(f"cache of {cache.max_len} positions cannot take {start + length}")
+            raise InputError(f"cache of {cache.max_len} positions cannot take {start + length}")
         hi = self.config.vocab_size if hi is None else hi
         if length == 1:
             return cache.step(ids, lo, hi)

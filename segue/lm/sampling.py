@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from segue.errors import InputError
 from segue.lm.model import Transformer
 
 
@@ -107,7 +108,7 @@ def generate(
     Prompts of a batch have the same length. Returns early when every sequence has ended.
     """
     if prompt.ndim != 2 or prompt.shape[1] < 1:
-        raise ValueError(f"prompt must be [B, T0 >= 1], got {tuple(prompt.shape)}")
+        raise InputError(f"prompt must be [B, T0 >= 1], got {tuple(prompt.shape)}")
     model.eval()
     batch, n = prompt.shape[0], len(ranges)
     device = model.head.weight.device

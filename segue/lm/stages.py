@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from segue.config import from_dict, load_config, save_config
+from segue.errors import InputError
 from segue.lm.config import StageConfig, model_preset
 from segue.lm.layout import CoarseLayout, FineLayout, Layout, SemanticLayout, layout_for
 from segue.lm.layout import prompt_frames as _prompt_frames
@@ -95,7 +96,7 @@ def load_lm(
 
 def _expect(lm: StageLM, kind: type) -> None:
     if not isinstance(lm.layout, kind):
-        raise ValueError(f"this is a {lm.stage.stage} LM, not a {kind.__name__[:-6].lower()} one")
+        raise InputError(f"this is a {lm.stage.stage} LM, not a {kind.__name__[:-6].lower()} one")
 
 
 def _settings(lm: StageLM, temperature, top_k, top_p, generator) -> dict:
@@ -110,7 +111,7 @@ def _settings(lm: StageLM, temperature, top_k, top_p, generator) -> dict:
 
 def _check_codes(name: str, codes: torch.Tensor, size: int) -> None:
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
-        raise ValueError(f"{name}: ids outside [0, {size})")
+        raise InputError(f"{name}: ids outside [0, {size})")
 
 
 def windows(
@@ -125,7 +126,7 @@ def windows(
     window but a short input's is full.
     """
     if prompt >= window:
-        raise ValueError(f"prompt ({prompt}) must be shorter than the window ({window})")
+        raise InputError(f"prompt ({prompt}) must be shorter than the window ({window})")
     while done < total:
         s0 = max(0, min(done // ratio - prompt, cond - window))
         end = min(ratio * (s0 + window), total)
@@ -160,7 +161,7 @@ def semantic_continue(
     if prompt is None:
         prompt = torch.zeros(batch_size, 0, dtype=torch.long)
     if prompt.ndim != 2:
-        raise ValueError(f"prompt must be [B, T], got {tuple(prompt.shape)}")
+        raise InputError(f"prompt must be [B, T], got {tuple(prompt.shape)}")
     _check_codes("prompt", prompt, layout.n_codes)
     history = prompt.long().to(device)
     batch, keep = history.shape[0], _prompt_frames(lm.stage)
@@ -172,14 +173,14 @@ def semantic_continue(
         length = history.shape[1]
         if length >= layout.window:  # slide: the last `keep` tokens are the new prompt
             if keep < 1:
-                raise ValueError("prompt_seconds is 0: the semantic context cannot slide")
+                raise InputError("prompt_seconds is 0: the semantic context cannot slide")
             context, bos = history[:, length - keep :], False
         else:
             context, bos = history, from_start
         if bos:
             context = torch.cat([torch.full((batch, 1), layout.bos, device=device), context], 1)
         if context.shape[1] == 0:
-            raise ValueError("semantic_continue needs a prompt unless from_start=True")
+            raise InputError("semantic_continue needs a prompt unless from_start=True")
         k = min(n_tokens - done, layout.window - (context.shape[1] - bos))
         ranges = layout.target_ranges(k) if eos else [(0, layout.n_codes)] * k
         gen = generate(
@@ -211,7 +212,7 @@ def _prompted(
     if prompt is None:
         return out, 0
     if prompt.ndim != 3 or prompt.shape[:2] != shape[:2] or prompt.shape[2] > shape[2]:
-        raise ValueError(
+        raise InputError(
             f"{name} must be [{shape[0]}, {shape[1]}, <= {shape[2]}], got {tuple(prompt.shape)}"
         )
     _check_codes(name, prompt, size)
@@ -250,13 +251,13 @@ def coarse_generate(
     layout = lm.layout
     device = lm.model.head.weight.device
     if semantic.ndim != 2:
-        raise ValueError(f"semantic must be [B, Ts], got {tuple(semantic.shape)}")
+        raise InputError(f"semantic must be [B, Ts], got {tuple(semantic.shape)}")
     _check_codes("semantic", semantic, layout.semantic_vocab)
     batch, cond = semantic.shape
     ratio, window = layout.ratio, layout.window
     n_frames = ratio * cond if n_frames is None else n_frames
     if n_frames > ratio * cond:
-        raise ValueError(f"{cond} semantic tokens cover {ratio * cond} frames, not {n_frames}")
+        raise InputError(f"{cond} semantic tokens cover {ratio * cond} frames, not {n_frames}")
     shape = (batch, layout.n_target_levels, n_frames)
     out, done = _prompted("prompt_coarse", prompt_coarse, shape, layout.acoustic_vocab, device)
     semantic = semantic.long().to(device)
@@ -285,7 +286,7 @@ def fine_generate(
     layout = lm.layout
     device = lm.model.head.weight.device
     if coarse.ndim != 3 or coarse.shape[1] != layout.n_coarse:
-        raise ValueError(f"coarse must be [B, {layout.n_coarse}, T], got {tuple(coarse.shape)}")
+        raise InputError(f"coarse must be [B, {layout.n_coarse}, T], got {tuple(coarse.shape)}")
     _check_codes("coarse", coarse, layout.acoustic_vocab)
     batch, _, total = coarse.shape
     window = layout.window

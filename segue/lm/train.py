@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
+from segue.errors import InputError
 from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
 from segue.lm.data import IGNORE, CoarseDataset, FineDataset, FirstItems, SemanticDataset
 from segue.lm.layout import Layout, layout_for
@@ -83,7 +84,7 @@ _NEEDS = {"semantic": ("semantic",), "coarse": ("semantic", "acoustic"), "fine":
 def _check(stage: StageConfig, name: str, value, where: str) -> None:
     current = getattr(stage, name)
     if current and current != value:
-        raise ValueError(f"stage.{name}={current} but {where} says {value}")
+        raise InputError(f"stage.{name}={current} but {where} says {value}")
 
 
 def fill_from_shards(config: LMRunConfig) -> Layout:
@@ -93,13 +94,13 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
         path = getattr(data, f"{kind}_shards")
         if not path:
             flags = " ".join(k.upper() for k in _NEEDS[stage.stage])
-            raise ValueError(
+            raise InputError(
                 f"the {stage.stage} stage needs {kind} token shards "
                 f"(data.{kind}_shards; on the command line --shards {flags})"
             )
         meta = TokenShards(path).meta
         if meta.get("kind") != kind:
-            raise ValueError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
+            raise InputError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
         if kind == "semantic":
             _check(stage, "semantic_vocab", int(meta["vocab_size"]), path)
             stage.semantic_vocab = int(meta["vocab_size"])
@@ -112,7 +113,7 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
             stage.n_levels = stage.n_levels or levels
             stage.n_coarse = stage.n_coarse or int(meta.get("n_coarse", 0))
             if not 1 <= stage.n_coarse < stage.n_levels <= levels:
-                raise ValueError(
+                raise InputError(
                     f"{path}: need 1 <= n_coarse ({stage.n_coarse}) < n_levels "
                     f"({stage.n_levels}) <= the shards' {levels} levels"
                 )
@@ -120,7 +121,7 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
     for name, derived in (("vocab_size", layout.vocab_size), ("max_seq_len", layout.max_length)):
         given = getattr(config.model, name)
         if given not in (0, derived):  # derived from the stage's layout, not a free setting
-            raise ValueError(
+            raise InputError(
                 f"model.{name}={given} but the stage's token layout needs {derived}: leave it "
                 "unset (0), it is computed"
             )

@@ -36,6 +36,7 @@ from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import write_atomic
 from segue.data.manifest import MANIFEST_NAME, read_manifest
 from segue.data.mix import read_part_weights
+from segue.errors import InputError
 from segue.lm.train import LMRunConfig, LMTask, run_config_for
 from segue.recipes.runner import Context, RecipeError, Step
 from segue.semantic.train import SemanticRunConfig, SemanticTask
@@ -67,7 +68,7 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.real_weight <= 1.0:
-            raise ValueError(f"corpus.real_weight must be in [0, 1], got {self.real_weight}")
+            raise InputError(f"corpus.real_weight must be in [0, 1], got {self.real_weight}")
 
 
 @dataclass
@@ -106,7 +107,7 @@ class SemanticStepConfig:
 
     def __post_init__(self) -> None:
         if self.iterations not in (1, 2):
-            raise ValueError(f"semantic.iterations must be 1 or 2, got {self.iterations}")
+            raise InputError(f"semantic.iterations must be 1 or 2, got {self.iterations}")
 
 
 @dataclass

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from segue.config import config_differences, from_dict, to_dict, write_atomic
+from segue.errors import InputError
 
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
 RECIPE_NAME = "recipe.json"
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe that cannot run as asked (unknown step, changed config, ...)."""
 
 

@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass, replace
 
 from segue.config import require
+from segue.errors import InputError
 
 
 @dataclass
@@ -53,15 +54,15 @@ class SemanticConfig:
         require(self, lambda v: v >= 2, ">= 2", "n_classes")
         require(self, lambda v: v > 0, "> 0", "logit_temperature")
         if self.n_fft < self.mel_hop:
-            raise ValueError(f"n_fft={self.n_fft} must be >= mel_hop={self.mel_hop}")
+            raise InputError(f"n_fft={self.n_fft} must be >= mel_hop={self.mel_hop}")
         if self.dim % self.n_heads:
-            raise ValueError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
+            raise InputError(f"dim={self.dim} is not a multiple of n_heads={self.n_heads}")
         if self.pos_conv_kernel % 2 == 0:
-            raise ValueError(f"pos_conv_kernel must be odd, got {self.pos_conv_kernel}")
+            raise InputError(f"pos_conv_kernel must be odd, got {self.pos_conv_kernel}")
         if self.dim % self.pos_conv_groups:
-            raise ValueError(f"dim={self.dim} is not a multiple of pos_conv_groups")
+            raise InputError(f"dim={self.dim} is not a multiple of pos_conv_groups")
         if not 0 <= self.tokenizer_layer <= self.n_layers:
-            raise ValueError(f"tokenizer_layer must be in [0, {self.n_layers}]")
+            raise InputError(f"tokenizer_layer must be in [0, {self.n_layers}]")
 
     @property
     def hop_length(self) -> int:
@@ -95,5 +96,5 @@ PRESETS: dict[str, SemanticConfig] = {
 def preset(name: str, **overrides) -> SemanticConfig:
     """A copy of a named preset, with top-level fields overridden."""
     if name not in PRESETS:
-        raise ValueError(f"unknown semantic preset {name!r}; known: {sorted(PRESETS)}")
+        raise InputError(f"unknown semantic preset {name!r}; known: {sorted(PRESETS)}")
     return replace(copy.deepcopy(PRESETS[name]), **overrides)

@@ -33,6 +33,8 @@ from typing import BinaryIO
 import numpy as np
 from torch import nn
 
+from segue.errors import InputError
+
 MODEL_FILE = "model.bin"
 MAX_BINARY_VERSION = 6  # what CTranslate2 4.x writes; its model.cc reads 1..6 as above
 # DataType ids -> numpy dtypes (bfloat16 is read as raw uint16 and widened).
@@ -158,7 +160,7 @@ def _dequantize(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if name.endswith("_scale") and name[: -len("_scale")] in raw:
             continue
         if name.endswith("_zero") and name[: -len("_zero")] in raw:
-            raise ValueError(f"{name}: zero-point (AWQ) quantization is not supported")
+            raise InputError(f"{name}: zero-point (AWQ) quantization is not supported")
         scale = raw.get(name + "_scale")
         if scale is not None and value.dtype.kind == "i":
             scale = scale.astype(np.float32)
@@ -192,14 +194,14 @@ def whisper_encoder_from_ct2(path: str | Path) -> nn.Module:
     file = _model_file(path)
     _, spec, _ = read_ct2_header(file)
     if spec != "WhisperSpec":
-        raise ValueError(f"{path}: a CTranslate2 {spec or 'version-1'} model, not Whisper")
+        raise InputError(f"{path}: a CTranslate2 {spec or 'version-1'} model, not Whisper")
     variables = read_ct2_variables(file, "encoder/")
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
         key = "encoder/" + name
         if key not in variables:
-            raise ValueError(f"{path}: the Whisper encoder has no {key}")
+            raise InputError(f"{path}: the Whisper encoder has no {key}")
         used.add(key)
         return variables[key]
 
@@ -208,7 +210,7 @@ def whisper_encoder_from_ct2(path: str | Path) -> nn.Module:
     layers = sorted({int(m.group(1)) for name in variables
                      if (m := re.match(r"encoder/layer_(\d+)/", name))})
     if layers != list(range(len(layers))):
-        raise ValueError(f"{path}: encoder layers {layers} are not numbered 0..n-1")
+        raise InputError(f"{path}: encoder layers {layers} are not numbered 0..n-1")
     heads = variables.get("encoder/num_heads")
     heads = 8 if heads is None else int(heads)  # CTranslate2's default
     used.add("encoder/num_heads")
@@ -231,7 +233,7 @@ def whisper_encoder_from_ct2(path: str | Path) -> nn.Module:
         qkv, qkv_bias = take(ct2 + "self_attention/linear_0/weight"), take(
             ct2 + "self_attention/linear_0/bias")
         if qkv.shape != (3 * d_model, d_model):
-            raise ValueError(f"{path}: layer {i}'s fused q/k/v weight is {qkv.shape}, "
+            raise InputError(f"{path}: layer {i}'s fused q/k/v weight is {qkv.shape}, "
                              f"not {(3 * d_model, d_model)}")
         q, k, v = np.split(qkv, 3)
         q_bias, _, v_bias = np.split(qkv_bias, 3)
@@ -257,14 +259,14 @@ def whisper_encoder_from_ct2(path: str | Path) -> nn.Module:
         }
     unknown = sorted(set(variables) - used)
     if unknown:
-        raise ValueError(f"{path}: encoder variables this conversion does not know: {unknown}")
+        raise InputError(f"{path}: encoder variables this conversion does not know: {unknown}")
     encoder = WhisperEncoder(config)
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
                for name, value in state.items()}
     try:
         encoder.load_state_dict(tensors, strict=True)
     except RuntimeError as error:  # shapes that do not fit the sizes read above
-        raise ValueError(f"{path}: the encoder weights do not fit a Whisper encoder: "
+        raise InputError(f"{path}: the encoder weights do not fit a Whisper encoder: "
                          f"{error}") from None
     return encoder.eval()
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from segue import audio as audio_io
 from segue.data.manifest import Manifest, ManifestEntry
+from segue.errors import InputError
 from segue.semantic.metrics import dedup, normalized_edit_distance, perplexity
 
 
@@ -75,7 +76,7 @@ def build_eval_set(
     """Pairs and triplets from the entries that carry `sentence_id` (voice = `group`); each pair
     gets `b_per_pair` Bs drawn at random (0: all of them)."""
     if b_per_pair < 0:
-        raise ValueError(f"b_per_pair must be >= 0 (0: every B), got {b_per_pair}")
+        raise InputError(f"b_per_pair must be >= 0 (0: every B), got {b_per_pair}")
     by_sentence: dict[str, dict[str, ManifestEntry]] = defaultdict(dict)
     by_voice: dict[str, list[ManifestEntry]] = defaultdict(list)
     for entry in sorted(manifest.entries, key=lambda e: e.path):
@@ -86,7 +87,7 @@ def build_eval_set(
         by_voice[entry.group].append(entry)
     sentences = sorted(s for s, voices in by_sentence.items() if len(voices) >= 2)
     if not sentences:
-        raise ValueError(
+        raise InputError(
             "no sentence is spoken by two voices here: the eval split needs entries with a "
             "`sentence_id` field shared across voices (groups)"
         )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.errors import InputError
 from segue.features import deltas, mfcc
 from segue.semantic.masking import frame_mask
 
@@ -136,7 +137,7 @@ class ModelExtractor(FeatureExtractor):
     def __init__(self, model: nn.Module, layer: int):
         super().__init__()
         if not 0 <= layer <= model.config.n_layers:
-            raise ValueError(f"layer must be in [0, {model.config.n_layers}], got {layer}")
+            raise InputError(f"layer must be in [0, {model.config.n_layers}], got {layer}")
         self.model = model.eval()
         self.layer = layer
         self.sample_rate = model.sample_rate
@@ -173,6 +174,6 @@ EXTRACTORS = {
 def load_extractor(directory: Path, kind: str, spec: dict[str, Any]) -> FeatureExtractor:
     """Rebuild the extractor of a tokenizer folder from its kind and spec."""
     if kind not in EXTRACTORS:
-        raise ValueError(f"{directory}: unknown feature kind {kind!r}; known: {sorted(EXTRACTORS)}")
+        raise InputError(f"{directory}: unknown feature kind {kind!r}; known: {sorted(EXTRACTORS)}")
     module, name = EXTRACTORS[kind].split(":")
     return getattr(importlib.import_module(module), name).load(directory, spec)

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.data.manifest import Manifest
 from segue.data.mix import entry_probabilities
+from segue.errors import InputError
 from segue.semantic.extractors import FeatureExtractor
 from segue.semantic.kmeans import fit_kmeans
 from segue.semantic.tokenizer import SemanticTokenizer
@@ -41,7 +42,7 @@ def collect_features(
     `part_weights` (a mixture's, `segue.data.mix`) samples the files of each part in
     proportion to its weight, as the training crops are, instead of uniformly."""
     if not manifest.entries:
-        raise ValueError("no files to fit k-means on (empty manifest or split)")
+        raise InputError("no files to fit k-means on (empty manifest or split)")
     rng = np.random.default_rng(seed)
     probabilities = entry_probabilities(manifest, part_weights)
     count = min(max_files, int(np.count_nonzero(probabilities)) if probabilities is not None
@@ -65,7 +66,7 @@ def collect_features(
             features, frames = extractor(torch.from_numpy(audio)[None].to(device))
         chunks.append(features[0, : int(frames[0])].float().cpu().numpy())
     if not chunks:
-        raise ValueError(f"none of the {len(order)} sampled files could be read")
+        raise InputError(f"none of the {len(order)} sampled files could be read")
     features = np.concatenate(chunks)
     total = features.shape[0]
     if total > max_frames:

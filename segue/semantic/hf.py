@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.errors import InputError
 from segue.semantic.extractors import FeatureExtractor, per_utterance
 
 SUPPORTED = ("hubert", "wav2vec2", "wav2vec2-bert")
@@ -73,14 +74,14 @@ class HFExtractor(FeatureExtractor):
         super().__init__()
         config = model.config
         if config.model_type not in SUPPORTED:
-            raise ValueError(
+            raise InputError(
                 f"unsupported model type {config.model_type!r}; supported: {list(SUPPORTED)}"
             )
         layers = model.encoder.layers
         if not 0 <= layer <= len(layers):
-            raise ValueError(f"layer must be in [0, {len(layers)}], got {layer}")
+            raise InputError(f"layer must be in [0, {len(layers)}], got {layer}")
         if pool < 1:
-            raise ValueError(f"pool must be >= 1, got {pool}")
+            raise InputError(f"pool must be >= 1, got {pool}")
         keep = max(layer, 1)
         model.encoder.layers = nn.ModuleList(list(layers)[:keep])
         config.num_hidden_layers = keep

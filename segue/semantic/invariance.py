@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segue.errors import InputError
+
 
 @dataclass
 class InvarianceConfig:
@@ -43,14 +45,14 @@ class InvarianceConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb <= 1.0:
-            raise ValueError(f"invariance.perturb is a probability, got {self.perturb}")
+            raise InputError(f"invariance.perturb is a probability, got {self.perturb}")
         low, high = self.perturb_range
         if not 0.5 <= low <= high <= 2.0:
-            raise ValueError(f"invariance.perturb_range must be within [0.5, 2], got {low}, {high}")
+            raise InputError(f"invariance.perturb_range must be within [0.5, 2], got {low}, {high}")
         if self.pairs == 1 or self.pairs < 0:
-            raise ValueError(f"invariance.pairs must be 0 (off) or at least 2, got {self.pairs}")
+            raise InputError(f"invariance.pairs must be 0 (off) or at least 2, got {self.pairs}")
         if self.pair_seconds <= 0 or self.weight < 0 or self.temperature <= 0:
-            raise ValueError("invariance.pair_seconds and .temperature must be > 0, .weight >= 0")
+            raise InputError("invariance.pair_seconds and .temperature must be > 0, .weight >= 0")
 
     @property
     def aligns(self) -> bool:
@@ -115,7 +117,7 @@ def dtw_path(cost: np.ndarray) -> np.ndarray:
     """
     n, m = cost.shape
     if n == 0 or m == 0:
-        raise ValueError(f"cannot align an empty sequence (cost {n} x {m})")
+        raise InputError(f"cannot align an empty sequence (cost {n} x {m})")
     total = np.full((n + 1, m + 1), np.inf)
     total[0, 0] = 0.0
     for diagonal in range(n + m - 1):
@@ -166,7 +168,7 @@ def alignment_loss(
     first}).
     """
     if len(paths) < 2:
-        raise ValueError("the alignment loss needs at least 2 pairs (the others are negatives)")
+        raise InputError("the alignment loss needs at least 2 pairs (the others are negatives)")
     device = states_a.device
     owner_a = torch.cat([torch.full((int(n),), p, device=device) for p, n in enumerate(lengths_a)])
     owner_b = torch.cat([torch.full((int(n),), p, device=device) for p, n in enumerate(lengths_b)])

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segue.errors import InputError
+
 
 class KMeansCodebook(nn.Module):
     """Normalisation (mean, std: [D]) + centroids [K, D] in normalised space, as buffers.
@@ -22,7 +24,7 @@ class KMeansCodebook(nn.Module):
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, centroids: torch.Tensor):
         super().__init__()
         if mean.shape != std.shape or centroids.dim() != 2 or centroids.shape[1] != mean.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"inconsistent codebook shapes: mean {tuple(mean.shape)}, std {tuple(std.shape)}, "
                 f"centroids {tuple(centroids.shape)}"
             )
@@ -80,11 +82,11 @@ def fit_kmeans(
 
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 2:
-        raise ValueError(f"expected features [N, D], got shape {features.shape}")
+        raise InputError(f"expected features [N, D], got shape {features.shape}")
     if not np.isfinite(features).all():
-        raise ValueError("features contain NaN or infinite values")
+        raise InputError("features contain NaN or infinite values")
     if features.shape[0] < k:
-        raise ValueError(
+        raise InputError(
             f"k-means with k={k} needs at least {k} feature frames, got {features.shape[0]} "
             "(use more audio or a smaller k)"
         )

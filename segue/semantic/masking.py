@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from segue.errors import InputError
+
 
 def frame_mask(frame_lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """[B] valid-frame counts -> bool [B, frames], True on valid (non-padding) frames."""
@@ -32,7 +34,7 @@ def span_mask(
     shorter than `span` frames are not masked. Draws from `generator` (CPU) or the global RNG.
     """
     if not 0.0 <= prob <= 1.0 or span < 1:
-        raise ValueError(f"need 0 <= prob <= 1 and span >= 1, got prob={prob}, span={span}")
+        raise InputError(f"need 0 <= prob <= 1 and span >= 1, got prob={prob}, span={span}")
     lengths = frame_lengths.tolist()
     mask = torch.zeros(len(lengths), frames, dtype=torch.bool)
     uniform = torch.rand(len(lengths), generator=generator).tolist()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from segue.errors import InputError
 from segue.nn import Block
 from segue.pretrained import PretrainedMixin
 from segue.semantic.config import SemanticConfig
@@ -88,7 +89,7 @@ class SemanticModel(nn.Module, PretrainedMixin):
         """
         layer = self.config.n_layers if layer is None else layer
         if not 0 <= layer <= self.config.n_layers:
-            raise ValueError(f"layer must be in [0, {self.config.n_layers}], got {layer}")
+            raise InputError(f"layer must be in [0, {self.config.n_layers}], got {layer}")
         x, attn_mask, frame_lengths = self._embed(audio, lengths, mask)
         for block in self.blocks[:layer]:
             x = block(x, mask=attn_mask)
@@ -139,5 +140,5 @@ class SemanticModel(nn.Module, PretrainedMixin):
         if return_layer is None:
             return logits
         if kept is None:
-            raise ValueError(f"return_layer must be in [0, {self.config.n_layers}]")
+            raise InputError(f"return_layer must be in [0, {self.config.n_layers}]")
         return logits, kept

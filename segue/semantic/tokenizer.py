@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from segue.config import write_atomic
+from segue.errors import InputError
 from segue.pretrained import read_safetensors
 from segue.semantic.extractors import FeatureExtractor, load_extractor
 from segue.semantic.kmeans import KMeansCodebook
@@ -56,9 +57,9 @@ class SilenceGate:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.db) and self.db > 0):
-            raise ValueError(f"the silence gate's db must be > 0, got {self.db}")
+            raise InputError(f"the silence gate's db must be > 0, got {self.db}")
         if self.token < 0:
-            raise ValueError(f"the silence token must be >= 0, got {self.token}")
+            raise InputError(f"the silence token must be >= 0, got {self.token}")
 
 
 def quiet_frames(
@@ -86,11 +87,11 @@ class SemanticTokenizer(nn.Module):
     ):
         super().__init__()
         if extractor.dim != codebook.dim:
-            raise ValueError(
+            raise InputError(
                 f"codebook of {codebook.dim}-d centroids for {extractor.dim}-d features"
             )
         if silence is not None and silence.token >= codebook.k:
-            raise ValueError(f"silence token {silence.token} outside the {codebook.k} clusters")
+            raise InputError(f"silence token {silence.token} outside the {codebook.k} clusters")
         self.extractor = extractor
         self.codebook = codebook
         self.info = dict(info or {})
@@ -136,9 +137,9 @@ class SemanticTokenizer(nn.Module):
         if audio.dim() == 1:
             audio = audio[None]
         if audio.dim() != 2:
-            raise ValueError(f"expected audio [T] or [B, T], got {tuple(audio.shape)}")
+            raise InputError(f"expected audio [T] or [B, T], got {tuple(audio.shape)}")
         if audio.shape[-1] == 0:
-            raise ValueError("cannot tokenize empty audio")
+            raise InputError("cannot tokenize empty audio")
         with torch.autocast(self.device.type, enabled=False):
             features, frame_lengths = self.extractor(audio, lengths)
             tokens = self.codebook(features)
@@ -235,7 +236,7 @@ class SemanticTokenizer(nn.Module):
             state = read_safetensors(directory / CODEBOOK_NAME)
             codebook = KMeansCodebook(state["mean"], state["std"], state["centroids"])
         except (ValueError, KeyError) as error:
-            raise ValueError(f"{directory}: damaged tokenizer folder ({error})") from error
+            raise InputError(f"{directory}: damaged tokenizer folder ({error})") from error
         extractor = load_extractor(directory, description["kind"], description["features"])
         silence = description.get("silence")
         gate = None if silence is None else SilenceGate(float(silence["db"]), int(silence["token"]))

@@ -26,6 +26,7 @@ from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.data.manifest import read_manifest
 from segue.data.pairs import SentencePairs, WithPairs
+from segue.errors import InputError
 from segue.semantic.config import SemanticConfig, preset
 from segue.semantic.extractors import MFCCExtractor, ModelExtractor
 from segue.semantic.fit import fit_tokenizer
@@ -116,9 +117,9 @@ def run_config_for_preset(
 ) -> SemanticRunConfig:
     """Defaults for a model preset (`tiny`: CPU, `base`: GPUs) and HuBERT iteration (1 or 2)."""
     if iteration not in (1, 2):
-        raise ValueError(f"iteration must be 1 or 2, got {iteration}")
+        raise InputError(f"iteration must be 1 or 2, got {iteration}")
     if iteration == 2 and not teacher:
-        raise ValueError("iteration 2 needs a teacher (the iteration-1 run folder)")
+        raise InputError("iteration 2 needs a teacher (the iteration-1 run folder)")
     config = SemanticRunConfig(
         model=preset(name),
         data=SemanticDataConfig(manifest=manifest),
@@ -189,9 +190,9 @@ class SemanticTask(TrainTask):
     def __init__(self, config: SemanticRunConfig):
         self.config = config
         if not config.data.manifest:
-            raise ValueError("semantic training needs data.manifest (--manifest)")
+            raise InputError("semantic training needs data.manifest (--manifest)")
         if not config.targets.path:
-            raise ValueError("semantic training needs targets.path (the command sets RUN/targets)")
+            raise InputError("semantic training needs targets.path (the command sets RUN/targets)")
 
     def setup(self, device: torch.device) -> None:
         self.model = SemanticModel(self.config.model)
@@ -208,12 +209,12 @@ class SemanticTask(TrainTask):
         barrier()
         self.targets = SemanticTokenizer.load(path).to(device)
         if self.targets.vocab_size != self.config.targets.k:
-            raise ValueError(
+            raise InputError(
                 f"{path} has {self.targets.vocab_size} clusters but targets.k="
                 f"{self.config.targets.k}; delete it to refit or set targets.k"
             )
         if abs(self.targets.frame_rate - self.model.frame_rate) > 1e-6:
-            raise ValueError(
+            raise InputError(
                 f"targets at {self.targets.frame_rate:g} Hz "
                 f"for a model at {self.model.frame_rate:g} Hz"
             )

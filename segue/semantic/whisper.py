@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.errors import InputError
 from segue.semantic.extractors import FeatureExtractor, per_utterance
 from segue.semantic.hf import pool_frames
 
@@ -96,9 +97,9 @@ class WhisperExtractor(FeatureExtractor):
     ):
         super().__init__()
         if backend not in ("ct2", "hf"):
-            raise ValueError(f"backend must be 'ct2' or 'hf', got {backend!r}")
+            raise InputError(f"backend must be 'ct2' or 'hf', got {backend!r}")
         if pool < 1:
-            raise ValueError(f"pool must be >= 1, got {pool}")
+            raise InputError(f"pool must be >= 1, got {pool}")
         self.backend, self.source, self.pool = backend, str(source), pool
         self.compute_type = compute_type
         self.sample_rate = SAMPLE_RATE
@@ -122,7 +123,7 @@ class WhisperExtractor(FeatureExtractor):
             n_layers = len(encoder.layers)
             layer = n_layers if layer == -1 else layer
             if not 0 <= layer <= n_layers:
-                raise ValueError(f"layer must be in [0, {n_layers}] (or -1: last), got {layer}")
+                raise InputError(f"layer must be in [0, {n_layers}] (or -1: last), got {layer}")
             self.layer = layer
             # The encoder's final LayerNorm belongs to its last layer's output only.
             self.final_norm = layer == n_layers if final_norm is None else final_norm

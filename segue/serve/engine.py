@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from segue.errors import InputError
+
 log = logging.getLogger("segue.serve")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -54,7 +56,7 @@ class Limits:
     abandon_seconds: float = 90.0  # a job nobody asked about for this long is dropped
 
 
-class UserError(ValueError):
+class UserError(InputError):
     """A request the server refuses: a one-line message for the page, and its HTTP status."""
 
     def __init__(self, message: str, status: int = 400):

@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass, replace
 
 from segue.config import require
+from segue.errors import InputError
 
 
 @dataclass
@@ -45,11 +46,11 @@ class SoundStormConfig:
         require(self, lambda v: 0 <= v < 1, "in [0, 1)", "dropout")
         require(self, lambda v: v >= 0, ">= 0", "temperature", "fine_temperature", "noise")
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
-            raise ValueError(
+            raise InputError(
                 f"d_model={self.d_model} must split into {self.n_head} heads of even size"
             )
         if self.ratio < 1 or self.steps_first < 1 or self.steps_rest < 1:
-            raise ValueError("ratio, steps_first and steps_rest must be >= 1")
+            raise InputError("ratio, steps_first and steps_rest must be >= 1")
 
     @property
     def head_dim(self) -> int:
@@ -81,5 +82,5 @@ PRESETS: dict[str, SoundStormConfig] = {
 def soundstorm_preset(name: str, **overrides) -> SoundStormConfig:
     """A copy of a named preset with fields overridden."""
     if name not in PRESETS:
-        raise ValueError(f"unknown SoundStorm preset {name!r}; known: {sorted(PRESETS)}")
+        raise InputError(f"unknown SoundStorm preset {name!r}; known: {sorted(PRESETS)}")
     return replace(copy.deepcopy(PRESETS[name]), **overrides)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from segue.errors import InputError
 from segue.soundstorm.masking import mask_ratio, pick_lowest
 from segue.soundstorm.model import SoundStorm
 
@@ -35,7 +36,7 @@ def _per_level(value: float | Sequence | None, default: list, n_levels: int, nam
     if isinstance(value, (int, float)):
         return [value] * n_levels
     if len(value) != n_levels:
-        raise ValueError(f"{name}: {len(value)} values for {n_levels} levels")
+        raise InputError(f"{name}: {len(value)} values for {n_levels} levels")
     return list(value)
 
 
@@ -70,7 +71,7 @@ def generate(
     if prompt_codes is not None:
         n_prompt = prompt_codes.shape[2]
         if prompt_codes.shape[:2] != (batch, q_levels) or n_prompt > length:
-            raise ValueError(
+            raise InputError(
                 f"prompt_codes {tuple(prompt_codes.shape)} do not fit [B={batch}, Q={q_levels}, "
                 f"Tp <= {length}]"
             )
@@ -122,7 +123,7 @@ def generate_windowed(
     r, total = model.config.ratio, semantic.shape[1]
     width = model.config.max_frames // r
     if width < 2:
-        raise ValueError(
+        raise InputError(
             f"SoundStorm's max_frames={model.config.max_frames} holds under 2 semantic tokens"
         )
     done = 0 if codes is None else codes.shape[2] // r

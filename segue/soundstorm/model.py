@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.errors import InputError
 from segue.nn import Block, init_residuals, init_weights, rotary_table
 from segue.pretrained import PretrainedMixin
 from segue.soundstorm.config import SoundStormConfig
@@ -25,7 +26,7 @@ class SoundStorm(nn.Module, PretrainedMixin):
     def __init__(self, config: SoundStormConfig):
         super().__init__()
         if min(config.n_levels, config.codebook_size, config.semantic_vocab) < 1:
-            raise ValueError(
+            raise InputError(
                 "SoundStormConfig.n_levels, codebook_size and semantic_vocab must be set "
                 "(they come from the token shards)"
             )
@@ -60,9 +61,9 @@ class SoundStorm(nn.Module, PretrainedMixin):
         """codes [B, Q, T] (MASK = K), semantic [B, Ts], lengths [B] valid frames -> [B, T, D]."""
         _, n_levels, length = codes.shape
         if n_levels != self.config.n_levels:
-            raise ValueError(f"codes have {n_levels} levels, the model {self.config.n_levels}")
+            raise InputError(f"codes have {n_levels} levels, the model {self.config.n_levels}")
         if length > self.config.max_frames:
-            raise ValueError(f"{length} frames is past max_frames={self.config.max_frames}")
+            raise InputError(f"{length} frames is past max_frames={self.config.max_frames}")
         x = self.levels(codes + self.offsets[:, None]).sum(1)  # [B, T, D]
         x = x + self.semantic(self.align(semantic, length))
         x = F.dropout(x, self.config.dropout, self.training)

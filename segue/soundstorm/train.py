@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
+from segue.errors import InputError
 from segue.lm.data import FirstItems, join_utterances, window_start
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
 from segue.soundstorm.masking import mask_codes
@@ -60,10 +61,10 @@ class SoundStormRunConfig(RunConfig):
 
 def _meta(path: str, kind: str) -> dict:
     if not path:
-        raise ValueError(f"SoundStorm needs {kind} token shards (data.{kind}_shards)")
+        raise InputError(f"SoundStorm needs {kind} token shards (data.{kind}_shards)")
     meta = TokenShards(path).meta
     if meta.get("kind") != kind:
-        raise ValueError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
+        raise InputError(f"{path}: {meta.get('kind')!r} shards, expected {kind!r}")
     return meta
 
 
@@ -80,15 +81,15 @@ def fill_from_shards(config: SoundStormRunConfig) -> int:
     for name, value in found.items():
         current = getattr(model, name)
         if current and current != value:
-            raise ValueError(f"model.{name}={current} but the shards say {value}")
+            raise InputError(f"model.{name}={current} but the shards say {value}")
         setattr(model, name, value)
     ratio = float(acoustic["frame_rate"]) / float(semantic["frame_rate"])
     if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
-        raise ValueError(f"acoustic/semantic frame rates {ratio} is not a whole number")
+        raise InputError(f"acoustic/semantic frame rates {ratio} is not a whole number")
     model.ratio = round(ratio)
     window = max(1, round(data.window_seconds * float(semantic["frame_rate"])))
     if window * model.ratio > model.max_frames:
-        raise ValueError(
+        raise InputError(
             f"window of {window * model.ratio} frames is past model.max_frames={model.max_frames}"
         )
     return window
@@ -110,7 +111,7 @@ class SoundStormDataset(Dataset):
         seed: int = 0,
     ):
         if acoustic.levels < config.n_levels:
-            raise ValueError(f"{acoustic.root}: {acoustic.levels} levels, need {config.n_levels}")
+            raise InputError(f"{acoustic.root}: {acoustic.levels} levels, need {config.n_levels}")
         self.semantic, self.acoustic, self.config = semantic, acoustic, config
         self.window, self.seed, self.epoch = window, seed, 0
         self.pairs = join_utterances(semantic, acoustic)

@@ -33,13 +33,14 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from segue.config import write_atomic
+from segue.errors import StateError
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StateError):
     """A checkpoint that is missing, incomplete or corrupt."""
 
 

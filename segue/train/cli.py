@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from segue.config import apply_overrides, load_config
+from segue.errors import InputError
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
     from segue.train.engine import Trainer
 
     if config.optim.max_steps < 1:
-        raise ValueError(f"optim.max_steps={config.optim.max_steps}: nothing to train")
+        raise InputError(f"optim.max_steps={config.optim.max_steps}: nothing to train")
     absolute_paths(config)  # config.json must find the data from any working folder
     trainer = Trainer(task, config, args.out, resume=args.resume)
     try:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from segue.errors import InputError
+
 Precision = Literal["fp32", "bf16", "auto"]
 Distributed = Literal["ddp", "fsdp", "none"]
 
@@ -55,7 +57,7 @@ class OptimConfig:
         if self.grad_accum < 1:
             problems.append(f"grad_accum must be >= 1, got {self.grad_accum}")
         if problems:
-            raise ValueError("optim: " + "; ".join(problems))
+            raise InputError("optim: " + "; ".join(problems))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from segue.errors import InputError
 from segue.train.config import TrainConfig
 from segue.train.distributed import DistInfo, ResumableBatchSampler
 from segue.train.task import TrainTask
@@ -100,7 +101,7 @@ def build_data(
         drop_last=True,
     )
     if len(train_sampler) == 0:
-        raise ValueError(
+        raise InputError(
             f"training set of {len(dataset)} items gives no full batch of {train_cfg.batch_size} "
             f"per process with {info.world_size} process(es)"
         )

@@ -16,6 +16,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from segue.errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -62,19 +64,19 @@ def parse_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"device {spec!r} is not a device name: use cpu, cuda, cuda:N, mps or auto"
         ) from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {spec!r}: this machine has no CUDA device (use cpu or auto)")
+            raise InputError(f"device {spec!r}: this machine has no CUDA device (use cpu or auto)")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device {spec!r}: this machine has {count} CUDA device(s)")
+            raise InputError(f"device {spec!r}: this machine has {count} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {spec!r}: MPS is not available here (use cpu or auto)")
+        raise InputError(f"device {spec!r}: MPS is not available here (use cpu or auto)")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {spec!r}: segue runs on cpu, cuda or mps")
+        raise InputError(f"device {spec!r}: segue runs on cpu, cuda or mps")
     return device
 
 
@@ -183,7 +185,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         drop_last: bool = True,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.size = size
         self.batch_size = batch_size
         self.rank = rank
@@ -246,7 +248,7 @@ def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor]) -> N
         )
     for key, target in targets.items():
         if tuple(state[key].shape) != tuple(target.shape):
-            raise ValueError(f"{key}: shape {tuple(state[key].shape)} != {tuple(target.shape)}")
+            raise InputError(f"{key}: shape {tuple(state[key].shape)} != {tuple(target.shape)}")
         copy_full_into(target, state[key])
 
 

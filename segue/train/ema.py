@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from segue.errors import InputError
 from segue.train.distributed import copy_full_into
 
 
@@ -25,7 +26,7 @@ class EMA:
 
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise InputError(f"EMA decay must be in [0, 1), got {decay}")
         self.modules = modules
         self.decay = decay
         self.num_updates = 0

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from segue.config import save_config, to_dict
+from segue.errors import InputError
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
 from segue.train.data import build_data, move_to_device, shutdown_workers
@@ -107,7 +108,7 @@ class Trainer:
         self.raw_modules = dict(task.modules())
         for name, module in self.raw_modules.items():
             if not name.isidentifier():
-                raise ValueError(f"module name {name!r} must be a python identifier")
+                raise InputError(f"module name {name!r} must be a python identifier")
             module.to(self.device)
         self.specs = dict(task.optimizers())
         self._check_specs()
@@ -145,16 +146,16 @@ class Trainer:
     def _check_settings(self) -> None:
         tc, oc = self.train_cfg, self.optim_cfg
         if tc.distributed == "none" and self.dist.is_distributed:
-            raise ValueError(
+            raise InputError(
                 "train.distributed=none under torchrun with several processes: use ddp or fsdp"
             )
         if oc.grad_accum < 1 or tc.batch_size < 1 or oc.max_steps < 0:
-            raise ValueError("grad_accum and batch_size must be >= 1, max_steps >= 0")
+            raise InputError("grad_accum and batch_size must be >= 1, max_steps >= 0")
         if tc.max_nan_steps < 1:
-            raise ValueError("train.max_nan_steps must be >= 1")
+            raise InputError("train.max_nan_steps must be >= 1")
         for name in ("checkpoint_every", "log_every", "valid_every", "keep_last"):
             if getattr(tc, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1")
+                raise InputError(f"train.{name} must be >= 1")
 
     @property
     def _mode(self) -> str:
@@ -162,17 +163,17 @@ class Trainer:
 
     def _check_specs(self) -> None:
         if not self.specs:
-            raise ValueError("task.optimizers() declared no optimizer")
+            raise InputError("task.optimizers() declared no optimizer")
         owner: dict[str, str] = {}
         for opt_name, spec in self.specs.items():
             for module_name in spec.modules:
                 if module_name not in self.raw_modules:
-                    raise ValueError(
+                    raise InputError(
                         f"optimizer {opt_name!r} names module {module_name!r}; "
                         f"modules: {sorted(self.raw_modules)}"
                     )
                 if module_name in owner:
-                    raise ValueError(
+                    raise InputError(
                         f"module {module_name!r} is in optimizers {owner[module_name]!r} "
                         f"and {opt_name!r}"
                     )
@@ -180,10 +181,10 @@ class Trainer:
             bad = sorted(set(spec.overrides) - {f.name for f in dataclasses.fields(OptimConfig)})
             fixed = sorted(set(spec.overrides) & set(_FIXED_OPTIM_FIELDS))
             if bad or fixed:
-                raise ValueError(f"optimizer {opt_name!r}: cannot override {bad + fixed}")
+                raise InputError(f"optimizer {opt_name!r}: cannot override {bad + fixed}")
         self._trained = owner
         if self._mode == "fsdp" and len(self.specs) > 1 and self.optim_cfg.grad_accum > 1:
-            raise ValueError(
+            raise InputError(
                 "FSDP with several optimizers does not support grad_accum > 1 "
                 "(use ddp, or grad_accum=1)"
             )
@@ -288,16 +289,16 @@ class Trainer:
             raise TypeError(f"train_step produced {type(phase).__name__}, expected Phase")
         name = phase.optimizer
         if name not in self.specs:
-            raise ValueError(f"phase for unknown optimizer {name!r}; known: {sorted(self.specs)}")
+            raise InputError(f"phase for unknown optimizer {name!r}; known: {sorted(self.specs)}")
         if name in done:
-            raise ValueError(f"optimizer {name!r} got two phases in one train_step: sum its losses")
+            raise InputError(f"optimizer {name!r} got two phases in one train_step: sum its losses")
         if self.step < self.specs[name].start_step:
-            raise ValueError(
+            raise InputError(
                 f"phase for optimizer {name!r} at step {self.step}, before its start_step "
                 f"{self.specs[name].start_step}: check task.optimizer_active(name, step)"
             )
         if phase.loss.numel() != 1:
-            raise ValueError(
+            raise InputError(
                 f"loss of {name!r} must be a scalar, got shape {tuple(phase.loss.shape)}"
             )
         done.add(name)

@@ -17,10 +17,12 @@ import time
 import weakref
 from pathlib import Path
 
+from segue.errors import StateError
+
 LOCK_NAME = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(StateError):
     """Another process holds the run folder."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segue.errors import InputError
 from segue.train.checkpoint import CheckpointError
 from segue.train.config import OptimConfig
 from segue.train.distributed import copy_full_into, full_tensor
@@ -41,7 +42,7 @@ def build_adamw(
             groups.append({"params": params, "weight_decay": cfg.weight_decay * is_decay})
             flags.append(is_decay)
     if not groups:
-        raise ValueError(f"optimizer {name!r} has no trainable parameters")
+        raise InputError(f"optimizer {name!r} has no trainable parameters")
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     return optimizer, decay + no_decay, flags
 
