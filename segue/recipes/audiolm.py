@@ -42,7 +42,7 @@ from segue.recipes.runner import Context, RecipeError, Step
 from segue.semantic.train import SemanticRunConfig, SemanticTask
 from segue.semantic.train import run_config_for_preset as semantic_preset
 from segue.soundstorm.train import SoundStormRunConfig, SoundStormTask
-from segue.train import INTERRUPTED, Trainer
+from segue.train import Trainer
 
 STAGES = ("semantic", "coarse", "fine")
 
@@ -164,35 +164,18 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in values.items() if math.isfinite(float(v))}
 
 
-class _Trainer(Trainer):
-    """The engine's trainer, remembering the last training and validation scalars."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.last_train: dict[str, float] = {}
-        self.last_valid: dict[str, float] = {}
-        super().__init__(*args, **kwargs)
-
-    def train_step(self) -> dict[str, float]:
-        self.last_train = super().train_step()
-        return self.last_train
-
-    def validate(self) -> dict[str, float]:
-        self.last_valid = super().validate()
-        return self.last_valid
-
-
 def _train(task: Any, config: Any, run_dir: Path) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; the final step and last scalars."""
     resume = (run_dir / "checkpoints").is_dir()
-    trainer = _Trainer(task, config, run_dir, resume=resume)
+    trainer = Trainer(task, config, run_dir, resume=resume)
     try:
-        status = trainer.fit()
+        result = trainer.fit()
     finally:
         trainer.close()
-    if status == INTERRUPTED:
-        raise KeyboardInterrupt(f"{run_dir}: stopped at step {trainer.step}")
-    keep = {k: v for k, v in trainer.last_train.items() if not k.startswith(("lr", "grad_norm"))}
-    return {"steps": trainer.step, "train": _rounded(keep), "valid": _rounded(trainer.last_valid)}
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{run_dir}: stopped at step {result.step}")
+    keep = {k: v for k, v in result.train.items() if not k.startswith(("lr", "grad_norm"))}
+    return {"steps": result.step, "train": _rounded(keep), "valid": _rounded(result.valid)}
 
 
 def _lm_config(ctx: Context, stage: str) -> LMRunConfig:

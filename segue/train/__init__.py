@@ -3,13 +3,14 @@
 from segue.train.checkpoint import CheckpointError
 from segue.train.cli import add_training_arguments, config_from_args, run_training
 from segue.train.config import OptimConfig, RunConfig, TrainConfig
-from segue.train.engine import COMPLETED, INTERRUPTED, Trainer
+from segue.train.engine import COMPLETED, INTERRUPTED, FitResult, Trainer
 from segue.train.task import OptimizerSpec, Phase, TrainTask
 
 __all__ = [
     "COMPLETED",
     "INTERRUPTED",
     "CheckpointError",
+    "FitResult",
     "OptimConfig",
     "OptimizerSpec",
     "Phase",

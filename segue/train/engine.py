@@ -53,6 +53,22 @@ from segue.train.task import Phase, TrainTask
 
 COMPLETED = "completed"
 INTERRUPTED = "interrupted"
+
+
+@dataclasses.dataclass
+class FitResult:
+    """How `Trainer.fit` ended: status (COMPLETED, or INTERRUPTED by SIGTERM/SIGINT after a
+    checkpoint), the step reached, the last logged training averages and the last validation
+    metrics (empty when none ran)."""
+
+    status: str
+    step: int
+    train: dict[str, float] = dataclasses.field(default_factory=dict)
+    valid: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == INTERRUPTED
 _FIXED_OPTIM_FIELDS = ("max_steps", "grad_accum")  # run-wide, not per optimizer
 
 
@@ -96,6 +112,8 @@ class Trainer:
         self.nan_total = 0
         self.nan_consecutive = 0
         self.status: str | None = None
+        self.last_train: dict[str, float] = {}  # the last logged training averages
+        self.last_valid: dict[str, float] = {}  # the last validation metrics
         self.last_checkpoint: Path | None = None
         self.resumed_from: Path | None = None
         self.logger = RunLogger(None, enabled=False, total_steps=self.optim_cfg.max_steps)
@@ -158,7 +176,8 @@ class Trainer:
                 raise InputError(f"train.{name} must be >= 1")
 
     @property
-    def _mode(self) -> str:
+    def mode(self) -> str:
+        """How modules are wrapped: "none" (one process), "ddp" or "fsdp"."""
         return self.train_cfg.distributed if self.dist.is_distributed else "none"
 
     def _check_specs(self) -> None:
@@ -183,7 +202,7 @@ class Trainer:
             if bad or fixed:
                 raise InputError(f"optimizer {opt_name!r}: cannot override {bad + fixed}")
         self._trained = owner
-        if self._mode == "fsdp" and len(self.specs) > 1 and self.optim_cfg.grad_accum > 1:
+        if self.mode == "fsdp" and len(self.specs) > 1 and self.optim_cfg.grad_accum > 1:
             raise InputError(
                 "FSDP with several optimizers does not support grad_accum > 1 "
                 "(use ddp, or grad_accum=1)"
@@ -200,9 +219,9 @@ class Trainer:
         models = {}
         for name, module in self.raw_modules.items():
             trainable = any(p.requires_grad for p in module.parameters())
-            if name not in self._trained or not trainable or self._mode == "none":
+            if name not in self._trained or not trainable or self.mode == "none":
                 models[name] = module
-            elif self._mode == "ddp":
+            elif self.mode == "ddp":
                 models[name] = wrap_ddp(
                     module,
                     self.device,
@@ -217,24 +236,28 @@ class Trainer:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
         self.optim_cfgs: dict[str, OptimConfig] = {}
         self._params: dict[str, list[nn.Parameter]] = {}
-        self._containers: dict[str, nn.Module] = {}
-        self._group_decay: dict[str, list[bool]] = {}
+        # per optimizer: its modules in one container (the parameter names of its checkpoint)
+        # and which of its parameter groups decay (how the config's weight decay applies)
+        self.param_containers: dict[str, nn.Module] = {}
+        self.decay_groups: dict[str, list[bool]] = {}
         for name, spec in self.specs.items():
             cfg = dataclasses.replace(self.optim_cfg, **spec.overrides)
             modules = [self.raw_modules[m] for m in spec.modules]
-            optimizer, self._params[name], self._group_decay[name] = build_adamw(name, cfg, modules)
+            optimizer, self._params[name], self.decay_groups[name] = build_adamw(name, cfg, modules)
             self.optimizers[name] = optimizer
             self.schedulers[name] = build_scheduler(
-                optimizer, cfg.warmup_steps, self._horizon(name), cfg.min_lr_ratio
+                optimizer, cfg.warmup_steps, self.schedule_horizon(name), cfg.min_lr_ratio
             )
             self.optim_cfgs[name] = cfg
-            self._containers[name] = nn.ModuleDict({m: self.raw_modules[m] for m in spec.modules})
+            container = nn.ModuleDict({m: self.raw_modules[m] for m in spec.modules})
+            self.param_containers[name] = container
         self._others = {
             name: [p for other, ps in self._params.items() if other != name for p in ps]
             for name in self._params
         }
 
-    def _horizon(self, name: str) -> int:
+    def schedule_horizon(self, name: str) -> int:
+        """Steps over which optimizer `name`'s learning-rate schedule runs."""
         return max(1, self.optim_cfg.max_steps - self.specs[name].start_step)
 
     @property
@@ -423,9 +446,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
 
-    def fit(self) -> str:
-        """Train to optim.max_steps. Returns "completed", or "interrupted" after SIGTERM/SIGINT
-        (a checkpoint of the last finished step is saved first)."""
+    def fit(self) -> FitResult:
+        """Train to optim.max_steps; the result says whether it completed or was interrupted
+        by SIGTERM/SIGINT (a checkpoint of the last finished step is saved first), and the last
+        training and validation numbers."""
         tc, max_steps = self.train_cfg, self.optim_cfg.max_steps
         if not self.lock.active:  # fit again after an earlier fit released the folder
             self.lock = lock_run_folder(self.out_dir, self.dist.is_main)
@@ -458,6 +482,7 @@ class Trainer:
                         stats.update(self.logger.throughput(self.step, items_per_step))
                         stats["nan_skipped"] = float(self.nan_total)
                         self.logger.scalars(stats, self.step)
+                        self.last_train = stats
                         window.clear()
                     stop = self._stop_agreed()
                     if not stop and (self.step % tc.valid_every == 0 or self.step == max_steps):
@@ -471,16 +496,18 @@ class Trainer:
                             f"stopped by {cause} at step {self.step}; checkpoint saved in "
                             f"{self.last_checkpoint}, continue with --resume"
                         )
-                        self.status = INTERRUPTED
-                        return self.status
+                        return self._ended(INTERRUPTED)
                 if self._saved_step != self.step and max_steps > 0:
                     self.save_checkpoint()
-                self.status = COMPLETED
-                return self.status
+                return self._ended(COMPLETED)
             finally:
                 self.batches.close()  # the workers end here, whatever ended the loop
                 self.lock.release()  # nothing more is written: another run may take the folder
                 self.logger.close()
+
+    def _ended(self, status: str) -> FitResult:
+        self.status = status
+        return FitResult(status, self.step, dict(self.last_train), dict(self.last_valid))
 
     def _announce_stop(self, signum: int) -> None:
         self.logger.message(
@@ -541,6 +568,7 @@ class Trainer:
         if result:
             self.logger.scalars(result, self.step, prefix="valid")
         self.logger.flush()
+        self.last_valid = result
         return result
 
     # ---------------------------------------------------------------- checkpoints

@@ -42,14 +42,14 @@ def checkpoint_contents(trainer: Trainer) -> tuple[dict[str, dict[str, torch.Ten
     """
     weights: dict[str, dict[str, torch.Tensor]] = {}
     optim: dict[str, Any] = {}
-    if trainer.dist.is_main or trainer._mode == "fsdp":  # FSDP gathers shards: all take part
+    if trainer.dist.is_main or trainer.mode == "fsdp":  # FSDP gathers shards: all take part
         weights = {name: full_state_dict(m) for name, m in trainer.raw_modules.items()}
         if trainer.ema is not None:
             for name in trainer.ema.shadow:
                 weights[f"{name}.ema"] = trainer.ema.state_dict(name)
         optim = {
             name: {
-                "optimizer": optimizer_state(optimizer, trainer._containers[name]),
+                "optimizer": optimizer_state(optimizer, trainer.param_containers[name]),
                 "scheduler": trainer.schedulers[name].state_dict(),
             }
             for name, optimizer in trainer.optimizers.items()
@@ -91,10 +91,10 @@ def restore_checkpoint(trainer: Trainer, checkpoint: ckpt.Checkpoint) -> None:
             ) from error
     optim = checkpoint.objects["optim"]
     for name, optimizer in trainer.optimizers.items():
-        saved = dict(optim[name]["optimizer"])
+        saved, container = dict(optim[name]["optimizer"]), trainer.param_containers[name]
         if "param_names" in saved:
-            saved["param_names"] = upgrade_keys(trainer._containers[name], saved["param_names"])
-        load_optimizer_state(optimizer, trainer._containers[name], saved, checkpoint.path, name)
+            saved["param_names"] = upgrade_keys(container, saved["param_names"])
+        load_optimizer_state(optimizer, container, saved, checkpoint.path, name)
         scheduler_state = dict(optim[name]["scheduler"])
         # The schedule's shape comes from the current config (see apply_hyperparameters).
         scheduler_state["lr_lambdas"] = [None] * len(optimizer.param_groups)
@@ -102,8 +102,8 @@ def restore_checkpoint(trainer: Trainer, checkpoint: ckpt.Checkpoint) -> None:
         apply_hyperparameters(
             trainer.schedulers[name],
             trainer.optim_cfgs[name],
-            trainer._horizon(name),
-            trainer._group_decay[name],
+            trainer.schedule_horizon(name),
+            trainer.decay_groups[name],
         )
     if trainer.ema is not None:
         for name in trainer.ema.shadow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 
@@ -143,3 +144,23 @@ def test_one_run_per_folder_at_a_time(tmp_path, capsys):
     third = train(tiny_config("optim.max_steps=13"), tmp_path / "run", resume=True)
     assert third.step == 13
     assert "taking over from pid 999999" in capsys.readouterr().out
+
+
+def test_fit_returns_how_it_ended_and_the_last_numbers(tmp_path):
+    """What a caller (a recipe step) reports after training: no subclass needed to catch it."""
+    from segue.train import COMPLETED, FitResult
+
+    trainer = Trainer(make_task(tiny_config().model), tiny_config(), tmp_path / "run")
+    result = trainer.fit()
+    trainer.close()
+    assert isinstance(result, FitResult) and result.status == COMPLETED and not result.interrupted
+    assert result.step == trainer.step == 8
+    assert result.train and all(math.isfinite(v) for v in result.train.values())
+    assert "items_per_s" in result.train and result.valid == trainer.last_valid != {}
+
+    stopped = Trainer(make_task(tiny_config().model), tiny_config("optim.max_steps=12"),
+                      tmp_path / "run", resume=True)  # fmt: skip
+    stopped.request_stop()
+    result = stopped.fit()
+    stopped.close()
+    assert result.status == INTERRUPTED and result.interrupted and result.step == 9
