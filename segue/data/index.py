@@ -134,6 +134,60 @@ def skipped_path_for(manifest_path: Path) -> Path:
     return beside(manifest_path, ".skipped.jsonl")
 
 
+def _previous_scan(out: Path, skipped_file: Path) -> tuple[dict, dict]:
+    """What an earlier scan into `out` knows, by absolute path: (manifest entries, skip records),
+    each valid while the file's size and mtime are unchanged."""
+    known: dict[str, ManifestEntry] = {}
+    if out.is_file():
+        previous = read_manifest(out)
+        for entry in previous:
+            known[str(previous.resolve(entry).resolve())] = entry
+    known_bad: dict[str, dict] = {}
+    if skipped_file.is_file():
+        for line in skipped_file.read_text().splitlines():
+            record = json.loads(line)
+            known_bad[record["abspath"]] = record
+    return known, known_bad
+
+
+def _candidates(root: Path, out: Path, all_files: bool) -> tuple[list[Path], list[str]]:
+    """The files under `root` to index, in a stable order, and those ignored (no audio
+    extension). Hidden files and folders, the manifest and its side files are left out."""
+    own_prefix = out.name.removesuffix(".jsonl") + "."
+    candidates, ignored = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.startswith(".") or (path.parent == out.parent and name.startswith(own_prefix)):
+                continue
+            if all_files or path.suffix.lower() in AUDIO_EXTENSIONS:
+                candidates.append(path)
+            else:
+                ignored.append(str(path.relative_to(root)))
+    return candidates, ignored
+
+
+Probe = tuple[dict | None, str | None]  # (metadata, None) or (None, why the file is skipped)
+
+
+def _probe_all(paths: list[Path], verify: bool, workers: int) -> list[Probe]:
+    """`probe` every file, in `workers` processes when there are enough files, with a bar."""
+    jobs = [(str(p), verify) for p in paths]
+    results = []
+    with tqdm(total=len(jobs), desc="indexing", unit="file", dynamic_ncols=True) as bar:
+        if workers > 1 and len(jobs) > 8:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(_probe_job, jobs, chunksize=16):
+                    results.append(result)
+                    bar.update()
+        else:
+            for job in jobs:
+                results.append(_probe_job(job))
+                bar.update()
+    return results
+
+
 def index_directory(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -155,36 +209,13 @@ def index_directory(
         raise FileNotFoundError(f"{root}: not a directory")
     group_of = group_function(group)
     skipped_file = skipped_path_for(out)
+    known, known_bad = _previous_scan(out, skipped_file)
+    candidates, ignored = _candidates(root, out, all_files)
 
-    # What an earlier scan already knows, keyed by absolute path, valid while size/mtime match.
-    known: dict[str, ManifestEntry] = {}
-    if out.is_file():
-        previous = read_manifest(out)
-        for entry in previous:
-            known[str(previous.resolve(entry).resolve())] = entry
-    known_bad: dict[str, dict] = {}
-    if skipped_file.is_file():
-        for line in skipped_file.read_text().splitlines():
-            record = json.loads(line)
-            known_bad[record["abspath"]] = record
-
-    own_prefix = out.name.removesuffix(".jsonl") + "."
-    candidates, ignored = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if name.startswith(".") or (path.parent == out.parent and name.startswith(own_prefix)):
-                continue  # hidden files, and the manifest and its side files
-            if all_files or path.suffix.lower() in AUDIO_EXTENSIONS:
-                candidates.append(path)
-            else:
-                ignored.append(str(path.relative_to(root)))
-
+    # Files unchanged since the last scan keep their entry (or their skip record).
     entries: list[ManifestEntry] = []
     bad: list[dict] = []
     to_probe: list[Path] = []
-    reused = 0
     for path in candidates:
         try:
             stat = path.stat()
@@ -196,27 +227,13 @@ def index_directory(
         if entry and _unchanged(entry.extra, stat):
             entry.group = group_of(path.relative_to(root).as_posix())
             entries.append(entry)
-            reused += 1
         elif key in known_bad and _unchanged(known_bad[key], stat):
             bad.append(known_bad[key])
         else:
             to_probe.append(path)
+    reused = len(entries)
 
-    workers = workers or os.cpu_count() or 1
-    jobs = [(str(p), verify) for p in to_probe]
-    with tqdm(total=len(jobs), desc="indexing", unit="file", dynamic_ncols=True) as bar:
-        if workers > 1 and len(jobs) > 8:
-            with ProcessPoolExecutor(workers) as pool:
-                results = []
-                for result in pool.map(_probe_job, jobs, chunksize=16):
-                    results.append(result)
-                    bar.update()
-        else:
-            results = []
-            for job in jobs:
-                results.append(_probe_job(job))
-                bar.update()
-
+    results = _probe_all(to_probe, verify, workers or os.cpu_count() or 1)
     for path, (meta, reason) in zip(to_probe, results):
         try:
             stat = path.stat()
@@ -225,28 +242,18 @@ def index_directory(
             continue
         rel_to_root = path.relative_to(root).as_posix()
         if meta is None:
-            bad.append(
-                {
-                    "abspath": str(path),
-                    "path": rel_to_root,
-                    "reason": reason,
-                    "size": stat.st_size,
-                    "mtime": stat.st_mtime,
-                }
-            )
+            bad.append({"abspath": str(path), "path": rel_to_root, "reason": reason,
+                        "size": stat.st_size, "mtime": stat.st_mtime})  # fmt: skip
             continue
+        extra = {"channels": meta["channels"], "num_frames": meta["num_frames"],
+                 "size": stat.st_size, "mtime": stat.st_mtime}  # fmt: skip
         entries.append(
             ManifestEntry(
                 path=os.path.relpath(path, out.parent),
                 duration=meta["duration"],
                 sample_rate=meta["sample_rate"],
                 group=group_of(rel_to_root),
-                extra={
-                    "channels": meta["channels"],
-                    "num_frames": meta["num_frames"],
-                    "size": stat.st_size,
-                    "mtime": stat.st_mtime,
-                },
+                extra=extra,
             )
         )
 
