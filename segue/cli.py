@@ -48,6 +48,7 @@ def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `segue` parser and every subcommand's; `parse` also merges the hidden old spellings."""
     parser = argparse.ArgumentParser(
         prog="segue", description="segue: AudioLM in PyTorch, trained from audio alone."
     )
@@ -58,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed as `segue` runs it: hidden old spellings merged into the new
+    ones and required inputs checked (`segue.commands.finish_args`); a usage error exits 2."""
+    from segue.commands import finish_args
+
+    parser = build_parser()
+    return finish_args(parser, parser.parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `segue` console script; returns the exit status.
 
@@ -65,10 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     operating system about a file prints one line and returns 2; anything else is a bug in
     segue: its traceback is printed, with a line asking to report it, and 1 is returned.
     """
-    from segue.runtime import configure_cpu
+    from segue.runtime import configure_cpu, set_threads
 
     configure_cpu()  # before anything imports torch
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
+    set_threads(getattr(args, "threads", None))  # --threads, the same way for every command
     try:
         args.func(args)
     except (SegueError, *FILE_ERRORS) as error:

@@ -55,3 +55,14 @@ def configure_cpu() -> None:
     available core (OMP_NUM_THREADS), unless the environment already says otherwise."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OMP_NUM_THREADS", str(available_cores()))
+
+
+def set_threads(threads: int | None) -> None:
+    """`--threads N` of any command: torch's intra-op threads, and OMP_NUM_THREADS for the
+    processes it starts (None: leave `configure_cpu`'s choice)."""
+    if threads is None:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)

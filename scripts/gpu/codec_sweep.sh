@@ -24,7 +24,7 @@ COMMON="train.precision=fp32 train.progress=false train.num_workers=2 train.tens
 sets() { for o in "$@"; do printf -- '--set %s ' "$o"; done; }  # a=b c=d -> --set a=b --set c=d
 sweep() {  # name, overrides...
   local name=$1; shift
-  timeout -s TERM "$SWEEP_SECONDS" python3 -m segue.cli codec train --manifest $M --preset tiny \
+  timeout -s TERM "$SWEEP_SECONDS" python3 -m segue.cli codec train $M --preset tiny \
     --out /tmp/runs/$name --max-steps 3000 \
     $(sets $COMMON train.keep_last=20 train.valid_every=500 "$@") > /tmp/runs/$name.log 2>&1 &
 }
@@ -32,7 +32,7 @@ mkdir -p /tmp/runs
 # The bundled codec: same token layout as tiny (8 x 1024 at 50 Hz, 3 coarse), wider, bigger batches.
 bundle() {  # name, overrides...
   local name=$1; shift
-  timeout -s TERM "$BUNDLE_SECONDS" python3 -m segue.cli codec train --manifest $M --preset tiny \
+  timeout -s TERM "$BUNDLE_SECONDS" python3 -m segue.cli codec train $M --preset tiny \
   --out /tmp/runs/$name --max-steps 200000 \
   $(sets $COMMON train.batch_size=${BUNDLE_BATCH:-32} data.crop_seconds=1.0 model.channels=32 model.latent_dim=128 \
   model.discriminator.period_channels=16 model.discriminator.stft_channels=16 \

@@ -40,14 +40,14 @@ launch() {  # name, steps, command words (up to --out is added)...
     --max-steps "$steps" $(sets $COMMON) > "$RUNS/$name.log" 2>&1 &
 }
 S=$SHARDS
-launch speech-semantic "$STEPS" lm train --stage semantic --preset tiny --shards $S/speech-semantic
-launch speech-coarse "$STEPS" lm train --stage coarse --preset tiny --shards $S/speech-semantic $S/speech-acoustic
-launch speech-fine "$STEPS" lm train --stage fine --preset tiny --shards $S/speech-acoustic
-launch speech-soundstorm "$STEPS" soundstorm train --preset tiny --shards $S/speech-semantic $S/speech-acoustic
-launch piano-semantic "$PIANO_STEPS" lm train --stage semantic --preset tiny --shards $S/piano-semantic
-launch piano-coarse "$PIANO_STEPS" lm train --stage coarse --preset tiny --shards $S/piano-semantic $S/piano-acoustic
-launch piano-fine "$PIANO_STEPS" lm train --stage fine --preset tiny --shards $S/piano-acoustic
-launch piano-soundstorm "$PIANO_STEPS" soundstorm train --preset tiny --shards $S/piano-semantic $S/piano-acoustic
+launch speech-semantic "$STEPS" lm train $S/speech-semantic --stage semantic --preset tiny
+launch speech-coarse "$STEPS" lm train $S/speech-semantic $S/speech-acoustic --stage coarse --preset tiny
+launch speech-fine "$STEPS" lm train $S/speech-acoustic --stage fine --preset tiny
+launch speech-soundstorm "$STEPS" soundstorm train $S/speech-semantic $S/speech-acoustic --preset tiny
+launch piano-semantic "$PIANO_STEPS" lm train $S/piano-semantic --stage semantic --preset tiny
+launch piano-coarse "$PIANO_STEPS" lm train $S/piano-semantic $S/piano-acoustic --stage coarse --preset tiny
+launch piano-fine "$PIANO_STEPS" lm train $S/piano-acoustic --stage fine --preset tiny
+launch piano-soundstorm "$PIANO_STEPS" soundstorm train $S/piano-semantic $S/piano-acoustic --preset tiny
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
 wait
 

@@ -41,16 +41,16 @@ done
 M=$DATA/mix/manifest.jsonl
 segue data mix speech="$DATA/speech-par/manifest.jsonl:0.5" real="$DATA/real/manifest.jsonl:0.5" \
   --out "$M" || exit 1
-segue semantic fit-kmeans --checkpoint "${TEACHER:-.device/teacher}" --layer 4 --k 500 \
-  --manifest "$M" --max-files 400 --out "$RUNS/targets" || exit 1
+segue semantic fit-kmeans "$M" --model "${TEACHER:-.device/teacher}" --layer 4 --k 500 \
+  --max-files 400 --out "$RUNS/targets" || exit 1
 
 sets() { for o in "$@"; do printf -- '--set %s ' "$o"; done; }  # a=b c=d -> --set a=b --set c=d
 COMMON="train.progress=false train.tensorboard=false train.batch_size=$BATCH train.num_workers=2
   train.checkpoint_every=500 train.valid_every=1000 optim.warmup_steps=500 ${EXTRA:-}"
 run() {  # name, overrides...
   local name=$1; shift
-  timeout -s TERM "$TRAIN_SECONDS" python3 -m segue.cli semantic train --iteration 2 \
-    --teacher "$RUNS/targets" --k 500 --manifest "$M" --preset "$PRESET" --out "$RUNS/$name" \
+  timeout -s TERM "$TRAIN_SECONDS" python3 -m segue.cli semantic train "$M" --iteration 2 \
+    --teacher "$RUNS/targets" --k 500 --preset "$PRESET" --out "$RUNS/$name" \
     --max-steps "$STEPS" $(sets $COMMON "$@") > "$RUNS/$name.log" 2>&1 &
 }
 PAIRS="invariance.pairs=8 invariance.pair_seconds=6"
@@ -62,14 +62,14 @@ sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,nohead
 wait
 
 # K=250 on each run's tokenizer layer, then one eval per held-out set (all runs side by side).
-checkpoints=()
+models=()
 for name in plain perturb pairs both; do
   [ -d "$RUNS/$name/checkpoints" ] || continue
-  segue semantic fit-kmeans --checkpoint "$RUNS/$name" --manifest "$M" --k 250 --max-files 1000 \
-    --out "$OUT/tokenizers/$name-k250" && checkpoints+=(--checkpoint "$name=$OUT/tokenizers/$name-k250")
+  segue semantic fit-kmeans "$M" --model "$RUNS/$name" --k 250 --max-files 1000 \
+    --out "$OUT/tokenizers/$name-k250" && models+=(--model "$name=$OUT/tokenizers/$name-k250")
 done
 for part in speech-par real; do
-  segue semantic eval "${checkpoints[@]}" --mfcc-k 250 --manifest "$DATA/$part/manifest.jsonl" \
+  segue semantic eval "$DATA/$part/manifest.jsonl" "${models[@]}" --mfcc-k 250 \
     --split test --json "$OUT/eval-$part.json" | tee "$OUT/eval-$part.txt"
 done
 for f in "$RUNS"/*.log; do echo "== $f"; grep -E "^\[valid" "$f" | cut -c1-200 | tail -3; done

@@ -1,13 +1,26 @@
-"""The `segue` subcommands, one module per area; `segue.cli` assembles them."""
+"""The `segue` subcommands, one module per area; `segue.cli` assembles them.
+
+Every command follows one convention (docs/cli.md), built with the helpers below and nowhere
+else: what it reads is positional (`add_input`), what it writes is `-o/--out` (`add_out`), the
+model or part it uses is `--model` (`add_model`), and a command that runs a model takes
+`--device` (default auto) and `--threads` (`add_device`, `add_threads`; `add_training` for the
+training commands). Renamed spellings stay as hidden aliases for a release; `finish_args`, which
+`segue.cli` calls right after parsing, merges them and enforces the inputs they made optional.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segue.errors import InputError, SegueError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class CommandError(SegueError):
@@ -16,8 +29,6 @@ class CommandError(SegueError):
 
 def device_arg(text: str) -> str:
     """argparse type of --device: "auto" or a device this machine has."""
-    import argparse
-
     from segue.train.distributed import parse_device
 
     if text == "auto":
@@ -30,8 +41,6 @@ def device_arg(text: str) -> str:
 
 
 def _whole_number(text: str, minimum: int) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -48,7 +57,6 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """argparse type of finite amounts that must be > 0 (--silence-db)."""
-    import argparse
     import math
 
     try:
@@ -63,6 +71,244 @@ def positive_float(text: str) -> float:
 def non_negative_int(text: str) -> int:
     """argparse type of counts where 0 means "all" or "none" (--b-per-pair)."""
     return _whole_number(text, 0)
+
+
+# --- the convention: inputs, --out, --model, --device, --threads (docs/cli.md) ---------------
+
+#: Set on an argparse action by the helpers below and read by `finish_args`: the action is a
+#: hidden old spelling of this (new) action...
+_ALIAS_OF = "segue_alias_of"
+#: ...or it is required, which argparse cannot check itself because an old spelling may give it.
+_REQUIRED = "segue_required"
+
+
+class _RequiredInUsage(argparse.HelpFormatter):
+    """Shows the arguments `finish_args` requires as required in the usage line (argparse only
+    knows them as optional: a hidden old spelling may stand in for them)."""
+
+    def _format_usage(self, usage, actions, groups, prefix):  # argparse's own signature
+        shown = []
+        for action in actions:
+            if getattr(action, _REQUIRED, False):
+                action = copy.copy(action)
+                action.required = True
+                action.nargs = {"?": None, "*": "+"}.get(action.nargs, action.nargs)
+            shown.append(action)
+        return super()._format_usage(usage, shown, groups, prefix)
+
+
+def _require(parser: argparse.ArgumentParser, action: argparse.Action) -> None:
+    """Mark `action` required (checked by `finish_args`) and show it so in `parser`'s usage."""
+    setattr(action, _REQUIRED, True)
+    base = parser.formatter_class
+    if not issubclass(base, _RequiredInUsage):
+        parser.formatter_class = type(base.__name__, (_RequiredInUsage, base), {})
+
+
+def _add_alias(
+    parser: argparse.ArgumentParser, target: argparse.Action, old: str, **kwargs: Any
+) -> argparse.Action:
+    """`old` as a hidden spelling of `target`, kept for a release: an option (`--manifest`) or,
+    without a leading dash, an optional positional (codec encode's old OUTPUT; `kwargs`, the
+    option's nargs, action or metavar, do not apply to it). Its own dest; `finish_args` moves its
+    value to `target`."""
+    dest = f"{target.dest}__alias__{old.lstrip('-').replace('-', '_')}"
+    if old.startswith("-"):
+        alias = parser.add_argument(old, dest=dest, default=None, help=argparse.SUPPRESS, **kwargs)
+    else:
+        alias = parser.add_argument(
+            dest, nargs="?", default=None, metavar=old.upper(), help=argparse.SUPPRESS
+        )
+    setattr(alias, _ALIAS_OF, target)
+    return alias
+
+
+def add_input(
+    parser: argparse.ArgumentParser,
+    name: str,
+    *,
+    help: str,
+    nargs: str | None = None,
+    required: bool = True,
+    old_flag: str | None = None,
+    metavar: str | None = None,
+) -> argparse.Action:
+    """The positional input `name` (what the command reads): one, or with nargs="+" one or more.
+
+    `required=False` lets it be left out (e.g. a training run that resumes). `old_flag` (e.g.
+    "--manifest") keeps the option it replaces as a hidden alias; the positional is then
+    optional to argparse (an optional positional always matches, hence the alias's own dest)
+    and `finish_args` merges the two and enforces `required`.
+    """
+    if nargs not in (None, "+"):
+        raise ValueError(f"add_input: nargs is None or '+', not {nargs!r}")
+    optional = {None: "?", "+": "*"}[nargs]
+    action = parser.add_argument(
+        name,
+        nargs=optional if old_flag or not required else nargs,
+        default=None,
+        metavar=metavar or name.upper(),
+        help=help,
+    )
+    if old_flag:
+        _add_alias(parser, action, old_flag, nargs=nargs, metavar=metavar or name.upper())
+        if required:
+            _require(parser, action)
+    return action
+
+
+def add_out(
+    parser: argparse.ArgumentParser,
+    help: str,
+    *,
+    required: bool = True,
+    old: tuple[str, ...] = (),
+    metavar: str = "OUT",
+    **kwargs: Any,
+) -> argparse.Action:
+    """`-o/--out`: what the command writes. `old` keeps former spellings as hidden aliases: an
+    option ("--output") or a positional name ("output": the old second positional)."""
+    action = parser.add_argument(
+        "-o", "--out", required=required and not old, metavar=metavar, help=help, **kwargs
+    )
+    for spelling in old:
+        _add_alias(parser, action, spelling, metavar=metavar)
+    if required and old:
+        _require(parser, action)
+    return action
+
+
+#: What --model accepts, for the help of the commands that load a segue part.
+MODEL_HELP = "a training run folder (newest checkpoint, EMA weights if any) or an exported folder"
+
+
+def add_model(
+    parser: argparse.ArgumentParser,
+    help: str,
+    *,
+    required: bool = True,
+    repeat: bool = False,
+    old_flag: str | None = "--checkpoint",
+) -> argparse.Action:
+    """`--model`: the part or bundle the command uses (`help` says which locations it takes);
+    `repeat=True` for commands that compare several. `old_flag` (default --checkpoint) stays a
+    hidden alias."""
+    kwargs: dict[str, Any] = {"action": "append"} if repeat else {}
+    action = parser.add_argument(
+        "--model",
+        required=required and not old_flag,
+        default=None,
+        metavar="MODEL",
+        help=help,
+        **kwargs,
+    )
+    if old_flag:
+        _add_alias(parser, action, old_flag, metavar="MODEL", **kwargs)
+        if required:
+            _require(parser, action)
+    return action
+
+
+DEVICE_HELP = "auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps"
+
+
+def add_device(
+    parser: argparse.ArgumentParser, *, default: str | None = "auto", help: str = DEVICE_HELP
+) -> argparse.Action:
+    """`--device`: where the model runs (checked against this machine when parsed); resolve it
+    with `pick_device`."""
+    return parser.add_argument(
+        "--device", type=device_arg, default=default, metavar="DEVICE", help=help
+    )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
+    """`--threads N`: torch CPU threads, set by `segue.cli` for every command
+    (`segue.runtime.set_threads`) before it runs."""
+    return parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: one per core this process may use)",
+    )
+
+
+def add_training(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The training commands' shared arguments (`segue.train.add_training_arguments`: -o/--out,
+    --config, --set, --max-steps, --resume), with --device (it overrides the run config's
+    `train.device`) and --threads."""
+    from segue.train import add_training_arguments
+
+    add_training_arguments(parser)
+    add_device(
+        parser,
+        default=None,
+        help=f"{DEVICE_HELP}; sets train.device (default: the run config's, auto unless set)",
+    )
+    add_threads(parser)
+    return parser
+
+
+def pick_device(spec: str) -> torch.device:
+    """--device as a torch.device: "auto" is cuda:LOCAL_RANK (this process's GPU under
+    torchrun, else cuda:0) when CUDA is available, else cpu, as in training."""
+    import os
+
+    from segue.train.distributed import DistInfo, resolve_device
+
+    return resolve_device(spec, DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+
+
+def command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)parser of the command `args` were parsed for, e.g. `segue codec encode`'s."""
+    while True:
+        subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if subs is None or getattr(args, subs.dest, None) not in subs.choices:
+            return parser
+        parser = subs.choices[getattr(args, subs.dest)]
+
+
+def _given(value: Any, action: argparse.Action) -> bool:
+    return value is not None and value != [] and value != action.default
+
+
+def _shown(action: argparse.Action) -> str:
+    """An argument as a message names it: its option (--model) or its metavar (MANIFEST)."""
+    return "/".join(action.option_strings) or str(action.metavar or action.dest)
+
+
+def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """After `parser.parse_args`: each hidden old spelling's value moves to its new argument
+    (both given with different values is an error), then the inputs, --model and --out that an
+    old spelling could have given are checked to be there. Errors are argparse's usage errors
+    of the command (exit status 2). Returns `args`, changed in place."""
+    command = command_parser(parser, args)
+    for action in command._actions:
+        target = getattr(action, _ALIAS_OF, None)
+        if target is None or not hasattr(args, action.dest):
+            continue
+        old = getattr(args, action.dest)
+        delattr(args, action.dest)
+        if not _given(old, action):
+            continue
+        new = getattr(args, target.dest, None)
+        if _given(new, target) and new != old:
+            command.error(
+                f"{_shown(target)} and {_shown(action)} (its old spelling) give different "
+                f"values: give {_shown(target)} only"
+            )
+        setattr(args, target.dest, old)
+    missing = [
+        _shown(action)
+        for action in command._actions
+        if getattr(action, _REQUIRED, False) and not _given(getattr(args, action.dest), action)
+    ]
+    if missing:
+        command.error(f"the following arguments are required: {', '.join(missing)}")
+    return args
 
 
 def check_output(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from segue.commands import add_input, add_out
+
 
 def _data_index(args: argparse.Namespace) -> None:
     from segue.data.index import group_function, index_directory
@@ -105,8 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     p = data_sub.add_parser("index", help="scan a folder of audio into a manifest (JSON lines)")
-    p.add_argument("directory", help="folder to scan recursively")
-    p.add_argument("--out", required=True, help="manifest to write, e.g. corpus/manifest.jsonl")
+    add_input(p, "directory", help="folder to scan recursively")
+    add_out(p, "manifest to write, e.g. corpus/manifest.jsonl")
     p.add_argument(
         "--group",
         default="parent",
@@ -125,14 +127,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_data_index)
 
     p = data_sub.add_parser("split", help="(re)write the train/valid/test split file of a manifest")
-    p.add_argument("manifest")
+    add_input(p, "manifest", help="manifest (JSON lines)")
     _add_split_fractions(p)
     p.set_defaults(func=_data_split)
 
     p = data_sub.add_parser(
         "stats", help="files, hours and groups per split, part, source, language and group"
     )
-    p.add_argument("manifest")
+    add_input(p, "manifest", help="manifest (JSON lines)")
     p.add_argument(
         "--by",
         action="append",
@@ -149,14 +151,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the weights go to NAME.parts.json, which training crops follow (a part's share of "
         "crops is its weight, not its share of hours).",
     )
-    p.add_argument(
+    add_input(
+        p,
         "parts",
         nargs="+",
         metavar="[NAME=]MANIFEST[:WEIGHT]",
         help="a part (name: the manifest's folder; weight: 1), e.g. "
         "speech=corpora/speech/manifest.jsonl:0.5 real=corpora/real/manifest.jsonl:0.5",
     )
-    p.add_argument("--out", required=True, help="mixed manifest to write")
+    add_out(p, "mixed manifest to write")
     p.set_defaults(func=_data_mix)
 
     for name, func, what in (
@@ -165,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = data_sub.add_parser(name, help=f"build a corpus of {what} (resumable)")
         p.add_argument("--hours", type=float, default=1.0, help="hours of audio (default: 1)")
-        p.add_argument("--out", required=True, help="corpus folder")
+        add_out(p, "corpus folder")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
         if name == "make-speech":
@@ -183,7 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "make-real-speech",
         help="build a corpus of recorded human speech from Debian packages (resumable)",
     )
-    p.add_argument("--out", required=True, help="corpus folder")
+    add_out(p, "corpus folder")
     p.add_argument(
         "--hours", type=float, default=None, help="hours of audio (default: all, about 5.8 h)"
     )

@@ -14,7 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segue.commands import CommandError, check_output, device_arg, positive_int
+from segue.commands import (
+    CommandError,
+    add_device,
+    add_input,
+    add_model,
+    add_out,
+    add_threads,
+    check_output,
+    pick_device,
+)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "speech-tiny"
 STAGES = ("semantic", "coarse", "fine")
@@ -23,8 +32,6 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 def _model(args: argparse.Namespace):
     """The AudioLM bundle of --model (default: the packaged one), on --device."""
-    import torch
-
     from segue.pipeline import AudioLM
 
     path = Path(args.model) if args.model else DEFAULT_MODEL
@@ -35,9 +42,7 @@ def _model(args: argparse.Namespace):
             f"trained parts with `segue bundle --codec RUN --semantic RUN --semantic-lm RUN "
             f"--coarse-lm RUN --fine-lm RUN --out {path}`"
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return AudioLM.from_pretrained(path, device=args.device)
+    return AudioLM.from_pretrained(path, device=pick_device(args.device))
 
 
 def _sampling(args: argparse.Namespace, model, stages: tuple[str, ...]):
@@ -164,15 +169,17 @@ def _bundle(args: argparse.Namespace) -> None:
     )
 
 
+#: --model of the commands that use a whole AudioLM bundle.
+BUNDLE_HELP = f"AudioLM bundle folder (from `segue bundle`; default: {DEFAULT_MODEL})"
+
+
 def _add_common(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
-    p.add_argument("--out", required=True, help="output audio (.wav or .flac)")
-    p.add_argument(
-        "--model", default=None, help=f"AudioLM bundle folder (default: {DEFAULT_MODEL})"
-    )
+    add_out(p, "output audio (.wav or .flac)")
+    add_model(p, BUNDLE_HELP, required=False, old_flag=None)
     p.add_argument("--seed", type=int, default=None, help="same seed, same audio")
     p.add_argument("--plot", action="store_true", help="also write OUT.png: log-mel spectrogram")
-    p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_device(p)
+    add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--acoustic",
@@ -190,7 +197,7 @@ def _add_common(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue continue`, `segue generate`, `segue resynth` and `segue bundle`."""
     p = sub.add_parser("continue", help="continue an audio prompt (AudioLM speech continuation)")
-    p.add_argument("prompt", help="prompt audio file (a few seconds)")
+    add_input(p, "prompt", help="prompt audio file (a few seconds)")
     p.add_argument("--seconds", type=float, required=True, help="length of the continuation")
     _add_common(p, STAGES)
     p.set_defaults(func=_continue)
@@ -203,7 +210,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "resynth", help="resample the acoustics of a file's semantic content (optionally a voice)"
     )
-    p.add_argument("input", help="audio file whose semantic content is kept")
+    add_input(p, "input", help="audio file whose semantic content is kept")
     p.add_argument("--voice", default=None, help="audio of the voice to speak in (a few seconds)")
     _add_common(p, STAGES[1:])
     p.set_defaults(func=_resynth)
@@ -217,6 +224,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fine-lm", required=True, help=location)
     p.add_argument("--soundstorm", default=None, help=f"optional SoundStorm: {location}")
     p.add_argument("--info", nargs="*", metavar="KEY=VALUE", help="free-form notes in bundle.json")
-    p.add_argument("--out", required=True, help="bundle folder to write")
+    add_out(p, "bundle folder to write")
     p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     p.set_defaults(func=_bundle)

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.commands import CommandError, load_array, positive_int
+from segue.commands import (
+    MODEL_HELP,
+    CommandError,
+    add_device,
+    add_input,
+    add_model,
+    add_out,
+    add_threads,
+    add_training,
+    load_array,
+    pick_device,
+)
 
 
 def _shard_kinds(paths: list[str]) -> dict[str, str]:
@@ -60,8 +71,8 @@ def _eval(args: argparse.Namespace) -> None:
     from segue.lm.stages import load_lm
     from segue.lm.train import LMDataConfig, LMRunConfig, build_dataset, fill_from_shards
 
-    lm = load_lm(args.checkpoint)
-    data = _run_data(args.checkpoint) or LMDataConfig()
+    lm = load_lm(args.model, device=pick_device(args.device))
+    data = _run_data(args.model) or LMDataConfig()
     for kind, path in _shard_kinds(args.shards or []).items():
         setattr(data, f"{kind}_shards", path)
     config = LMRunConfig(stage=lm.stage, data=data)
@@ -103,20 +114,20 @@ def _sample(args: argparse.Namespace) -> None:
 
     if not (args.semantic_lm or args.coarse_lm or args.fine_lm):
         raise CommandError("give at least one of --semantic-lm, --coarse-lm, --fine-lm")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    generator = torch.Generator().manual_seed(args.seed)
+    device = pick_device(args.device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     batch, out, total = args.batch_size, {}, 0.0
     semantic = coarse = None
     if args.semantic:
-        semantic = torch.from_numpy(_load_tokens(args.semantic, 2, batch))
+        semantic = torch.from_numpy(_load_tokens(args.semantic, 2, batch)).to(device)
     if args.coarse:
-        coarse = torch.from_numpy(_load_tokens(args.coarse, 3, batch))
+        coarse = torch.from_numpy(_load_tokens(args.coarse, 3, batch)).to(device)
     if args.semantic_lm:
-        lm = load_lm(args.semantic_lm)
+        lm = load_lm(args.semantic_lm, device=device)
         if args.coarse_lm and lm.stage.dedup:
             raise CommandError("a semantic LM trained on deduped tokens cannot feed the coarse LM")
         prompt = semantic if semantic is not None else torch.zeros(batch, 0, dtype=torch.long)
+        prompt = prompt.to(device)
         n = max(0, round(args.seconds * lm.stage.semantic_rate) - prompt.shape[1])
         start = time.perf_counter()
         gen = semantic_continue(lm, prompt, n, eos=args.eos, generator=generator)
@@ -126,7 +137,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.coarse_lm:
         if semantic is None:
             raise CommandError("--coarse-lm needs semantic tokens: --semantic-lm or --semantic")
-        lm = load_lm(args.coarse_lm)
+        lm = load_lm(args.coarse_lm, device=device)
         start = time.perf_counter()
         coarse = coarse_generate(lm, semantic, generator=generator)
         total += _timed("coarse", coarse.numel(), start)
@@ -134,7 +145,7 @@ def _sample(args: argparse.Namespace) -> None:
     if args.fine_lm:
         if coarse is None:
             raise CommandError("--fine-lm needs coarse codes: --coarse-lm or --coarse")
-        lm = load_lm(args.fine_lm)
+        lm = load_lm(args.fine_lm, device=device)
         start = time.perf_counter()
         codes = fine_generate(lm, coarse, generator=generator)
         total += _timed("fine", codes.numel() - coarse.numel(), start)
@@ -148,14 +159,13 @@ def _sample(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from segue.lm.stages import load_lm
 
-    path = load_lm(args.checkpoint).save_pretrained(args.out)
+    path = load_lm(args.model).save_pretrained(args.out)
     print(f"{path}: config.json + model.safetensors + stage.json")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue lm` and its subcommands."""
     from segue.lm.config import MODEL_PRESETS, STAGES
-    from segue.train import add_training_arguments
 
     lm = sub.add_parser("lm", help="the semantic, coarse and fine language models")
     lm_sub = lm.add_subparsers(dest="lm_command", required=True, metavar="COMMAND")
@@ -163,30 +173,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "token shard folder(s): semantic for --stage semantic, acoustic for fine, both for "
         "coarse (told apart by their meta.json)"
     )
-    checkpoint_help = "an LM run folder or an exported LM folder"
+    model_help = f"the LM: {MODEL_HELP}"
 
     p = lm_sub.add_parser("train", help="train one stage on token shards (resumable)")
+    add_input(
+        p,
+        "shards",
+        nargs="+",
+        required=False,
+        old_flag="--shards",
+        help=f"{shards_help}; on --resume, the run's own",
+    )
     p.add_argument("--stage", required=True, choices=STAGES)
-    p.add_argument("--shards", nargs="+", metavar="DIR", help=shards_help)
     p.add_argument("--preset", default="tiny", choices=sorted(MODEL_PRESETS))
-    add_training_arguments(p)
+    add_training(p)
     p.set_defaults(func=_train)
 
     p = lm_sub.add_parser("eval", help="loss, perplexity, accuracy on a split, vs unigram")
-    p.add_argument("--checkpoint", required=True, help=checkpoint_help)
-    p.add_argument("--shards", nargs="+", metavar="DIR", help="default: the run's own shards")
+    add_input(
+        p,
+        "shards",
+        nargs="+",
+        required=False,
+        old_flag="--shards",
+        help="token shard folder(s) (default: a run folder's own shards)",
+    )
+    add_model(p, model_help)
     p.add_argument("--split", default="valid")
     p.add_argument("--max-items", type=int, default=None, help="windows to evaluate (default all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", help="also write the report here")
+    add_device(p)
+    add_threads(p)
     p.set_defaults(func=_eval)
 
     p = lm_sub.add_parser(
         "sample", help="generate tokens with one or more stages (semantic -> coarse -> fine)"
     )
-    p.add_argument("--semantic-lm", help=checkpoint_help)
-    p.add_argument("--coarse-lm", help=checkpoint_help)
-    p.add_argument("--fine-lm", help=checkpoint_help)
+    p.add_argument("--semantic-lm", help=model_help)
+    p.add_argument("--coarse-lm", help=model_help)
+    p.add_argument("--fine-lm", help=model_help)
     p.add_argument("--semantic", help="semantic tokens .npy [T] or [B, T]: prompt or condition")
     p.add_argument("--coarse", help="coarse codes .npy [Q', T] or [B, Q', T] for --fine-lm alone")
     p.add_argument("--seconds", type=float, default=10.0, help="semantic length to reach")
@@ -197,13 +223,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--out", required=True, help=".npz with semantic, coarse, codes")
+    add_out(p, ".npz with semantic, coarse, codes")
+    add_device(p)
+    add_threads(p)
     p.set_defaults(func=_sample)
 
     p = lm_sub.add_parser(
         "export", help="run folder -> config.json + model.safetensors + stage.json"
     )
-    p.add_argument("--checkpoint", required=True, help=checkpoint_help)
-    p.add_argument("--out", required=True)
+    add_model(p, model_help)
+    add_out(p, "folder to write")
     p.set_defaults(func=_export)

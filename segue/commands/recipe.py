@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from segue.commands import CommandError
+from segue.commands import CommandError, add_out, add_threads
 
 
 def _recipe(args: argparse.Namespace):
@@ -35,7 +35,12 @@ def _recipe(args: argparse.Namespace):
     else:
         recipe = RECIPES[args.name]
         config = recipe.make_config()
-    return recipe, apply_overrides(config, args.overrides)
+    overrides = list(args.overrides)
+    if args.data is not None:  # shorthands of --set corpus.data=... / corpus.group=...
+        overrides.append(f"corpus.data={Path(args.data).expanduser().resolve()}")
+    if args.group is not None:
+        overrides.append(f"corpus.group={args.group}")
+    return recipe, apply_overrides(config, overrides)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -79,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="recipe (default: the one recorded in DIR/recipe.json, with its config)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out(p, "output folder", metavar="DIR")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -88,6 +93,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="STEP.KEY=VALUE",
         help="override a step's setting, e.g. codec.optim.max_steps=500 or corpus.hours=2 "
         "(repeatable)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="train on your own audio: a folder (indexed; unreadable files skipped) or a "
+        "manifest, instead of the recipe's corpus (= --set corpus.data=PATH; docs/recipes.md)",
+    )
+    p.add_argument(
+        "--group",
+        metavar="RULE",
+        help="with --data: which speaker or piece a file belongs to: parent (default), "
+        "grandparent (LibriSpeech's speaker/chapter/file), top, file, or a regex with "
+        "(?P<group>...) (= --set corpus.group=RULE)",
     )
     p.add_argument("--until", metavar="STEP", help="stop after this step")
     p.add_argument(
@@ -100,4 +118,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="corpus building processes (default: all cores)"
     )
+    add_threads(p)
     p.set_defaults(func=_run)

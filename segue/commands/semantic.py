@@ -12,22 +12,20 @@ import numpy as np
 
 from segue.commands import (
     CommandError,
+    add_device,
+    add_input,
+    add_model,
+    add_out,
+    add_threads,
+    add_training,
     check_array_output,
-    device_arg,
     finish_shards,
     non_negative_int,
+    pick_device,
     positive_float,
     save_array,
     torchrun_ranks,
 )
-
-
-def _device(spec: str):
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -40,7 +38,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.iteration == 2 and not args.teacher and not resuming:
         raise CommandError("--iteration 2 needs --teacher RUN (the iteration-1 run folder)")
     if not args.manifest and not resuming:
-        raise CommandError("--manifest is required")
+        raise CommandError("give the training MANIFEST (or --resume a run that has one)")
     default = (
         None  # the run's own config.json is the base
         if resuming
@@ -111,10 +109,10 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
     from segue.semantic.fit import fit_tokenizer
 
     if args.out is None:
-        if not (Path(args.checkpoint) / "checkpoints").is_dir():
-            raise CommandError("--out is required unless --checkpoint is a training run")
-        args.out = str(Path(args.checkpoint) / "tokenizer")
-    extractor = _extractor(args.checkpoint, args.layer, args.pool).to(_device(args.device))
+        if not (Path(args.model) / "checkpoints").is_dir():
+            raise CommandError("--out is required unless --model is a training run")
+        args.out = str(Path(args.model) / "tokenizer")
+    extractor = _extractor(args.model, args.layer, args.pool).to(pick_device(args.device))
     manifest = read_manifest(args.manifest, split=args.split)
     tokenizer = fit_tokenizer(
         extractor,
@@ -125,7 +123,7 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
         niter=args.niter,
         max_files=args.max_files,
         max_frames=args.max_frames,
-        source=args.checkpoint,
+        source=args.model,
     )
     tokenizer.with_silence_gate(args.silence_db)
     path = tokenizer.save(args.out)
@@ -139,27 +137,36 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
     )
 
 
-def _load_tokenizer(location: str, device: str):
+def _load_tokenizer(location: str, device):
     from segue.semantic.tokenizer import load_tokenizer
 
-    return load_tokenizer(location).to(_device(device))
+    return load_tokenizer(location).to(device)
+
+
+def _is_manifest(path: str) -> bool:
+    """A manifest (JSON lines: .jsonl, or text starting with `{`) rather than an audio file."""
+    if Path(path).suffix.lower() == ".jsonl":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(64).lstrip().startswith(b"{")
+    except OSError:
+        return False  # the audio reader says what is wrong with it
 
 
 def _tokenize(args: argparse.Namespace) -> None:
-    if (args.input is None) == (args.manifest is None):
-        raise CommandError("give either an input audio file or --manifest (with --out)")
-    if args.manifest is not None and args.out is None:
-        raise CommandError("--manifest needs --out (the shard folder)")
-    if args.manifest is not None:
+    if _is_manifest(args.input):
+        if args.out is None:
+            raise CommandError(f"{args.input}: a manifest needs --out (the shard folder)")
         return _tokenize_manifest(args)
     import torch
 
     from segue import audio as audio_io
 
     output = check_array_output(
-        args.output or str(Path(args.input).with_suffix(".semantic.npy")), args.input
+        args.out or str(Path(args.input).with_suffix(".semantic.npy")), args.input
     )
-    tokenizer = _load_tokenizer(args.checkpoint, args.device)
+    tokenizer = _load_tokenizer(args.model, pick_device(args.device))
     audio = audio_io.load(args.input, tokenizer.sample_rate)
     start = time.perf_counter()
     tokens = tokenizer.tokenize(torch.from_numpy(audio))[0].cpu().numpy()
@@ -179,11 +186,8 @@ def _tokenize_manifest(args: argparse.Namespace) -> None:
     from segue.semantic.tokenizer import find_tokenizer
 
     with torchrun_ranks() as info:
-        device = args.device
-        if device == "auto" and torch.cuda.is_available():
-            device = f"cuda:{info.local_rank}"
-        tokenizer = _load_tokenizer(args.checkpoint, device)
-        manifest = read_manifest(args.manifest, split=args.split)
+        tokenizer = _load_tokenizer(args.model, pick_device(args.device))  # auto: this rank's GPU
+        manifest = read_manifest(args.input, split=args.split)
 
         def tokenize(audio: np.ndarray) -> np.ndarray:
             return tokenizer.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
@@ -200,7 +204,7 @@ def _tokenize_manifest(args: argparse.Namespace) -> None:
             rank=info.rank,
             world_size=info.world_size,
             extra_meta={
-                "tokenizer": str(find_tokenizer(args.checkpoint).resolve()),
+                "tokenizer": str(find_tokenizer(args.model).resolve()),
                 "tokenizer_kind": tokenizer.kind,
             },
             desc="semantic tokens",
@@ -223,13 +227,14 @@ def _eval(args: argparse.Namespace) -> None:
     from segue.semantic.extractors import MFCCExtractor
     from segue.semantic.fit import fit_tokenizer
 
+    device = pick_device(args.device)
     tokenizers = {}
-    for location in args.checkpoint or []:
+    for location in args.model or []:
         name, path = _label(location)
-        tokenizers[name] = _load_tokenizer(path, args.device)
+        tokenizers[name] = _load_tokenizer(path, device)
     manifest = read_manifest(args.manifest, split=None if args.split == "all" else args.split)
     if args.mfcc:
-        tokenizers["mfcc"] = _load_tokenizer(args.mfcc, args.device)
+        tokenizers["mfcc"] = _load_tokenizer(args.mfcc, device)
     elif args.mfcc_k != 0:
         k = args.mfcc_k or (next(iter(tokenizers.values())).vocab_size if tokenizers else 1024)
         train = read_manifest(args.manifest, split="train")
@@ -243,16 +248,16 @@ def _eval(args: argparse.Namespace) -> None:
                 seed=args.seed,
                 max_files=args.fit_files,
                 source=name,
-            )
+            ).to(device)
     if args.silence_db is not None:  # the same gate for every tokenizer (baselines included)
         for tokenizer in tokenizers.values():
             tokenizer.with_silence_gate(args.silence_db)
     if args.codec:
         from segue.codec.load import load_codec
 
-        tokenizers["codec-L1"] = CodecLevelTokenizer(load_codec(args.codec), level=0)
+        tokenizers["codec-L1"] = CodecLevelTokenizer(load_codec(args.codec).to(device), level=0)
     if not tokenizers:
-        raise CommandError("nothing to evaluate: give --checkpoint, or keep the MFCC baseline")
+        raise CommandError("nothing to evaluate: give --model, or keep the MFCC baseline")
     report = evaluate(
         tokenizers,
         manifest,
@@ -271,16 +276,22 @@ def _eval(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue semantic` and its subcommands."""
     from segue.semantic.config import PRESETS
-    from segue.train import add_training_arguments
 
     semantic = sub.add_parser("semantic", help="semantic tokens: HuBERT-style model + k-means")
     semantic_sub = semantic.add_subparsers(
         dest="semantic_command", required=True, metavar="COMMAND"
     )
     tokenizer_help = "tokenizer folder (from fit-kmeans), or a run folder holding tokenizer/"
+    manifest_help = "manifest (JSON lines, with a split file)"
 
     p = semantic_sub.add_parser("train", help="train the semantic model (resumable)")
-    p.add_argument("--manifest", help="training manifest (with splits)")
+    add_input(
+        p,
+        "manifest",
+        required=False,
+        old_flag="--manifest",
+        help="training manifest (with splits; on --resume, the run's own)",
+    )
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     p.add_argument(
         "--iteration",
@@ -292,19 +303,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", help="iteration 2: the iteration-1 run folder (or a tokenizer)")
     p.add_argument("--k", type=int, default=None, help="target clusters (default 100 / 500)")
     p.add_argument("--layer", type=int, default=None, help="teacher layer (default: its preset's)")
-    add_training_arguments(p)
+    add_training(p)
     p.set_defaults(func=_train)
 
     p = semantic_sub.add_parser(
         "fit-kmeans", help="k-means on a layer's features -> a tokenizer folder"
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="semantic run folder, exported model, `mfcc`, `whisper` (Whisper tiny.en's encoder, "
-        "offline), whisper:<CTranslate2 or transformers Whisper folder>, or hf:<hub id or folder>",
+    add_input(p, "manifest", old_flag="--manifest", help=manifest_help)
+    add_model(
+        p,
+        "the features to cluster: a semantic run folder, an exported model, `mfcc`, `whisper` "
+        "(Whisper tiny.en's encoder, offline), whisper:<CTranslate2 or transformers Whisper "
+        "folder>, or hf:<hub id or folder>",
     )
-    p.add_argument("--manifest", required=True)
     p.add_argument("--split", default="train")
     p.add_argument(
         "--layer",
@@ -316,7 +327,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pool", type=int, default=2, help="hf and whisper models: frames averaged (50 -> 25 Hz)"
     )
-    p.add_argument("--out", help="tokenizer folder (default: RUN/tokenizer)")
+    add_out(p, "tokenizer folder (default: MODEL/tokenizer for a run folder)", required=False)
     p.add_argument(
         "--silence-db",
         type=positive_float,
@@ -328,7 +339,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=200_000)
     p.add_argument("--niter", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", type=device_arg, default="auto")
+    add_device(p)
+    add_threads(p)
     p.set_defaults(func=_fit_kmeans)
 
     p = semantic_sub.add_parser(
@@ -336,24 +348,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="an audio file -> tokens (.npy), or a manifest -> token shards "
         "(resumable; splits the work across torchrun ranks)",
     )
-    p.add_argument("input", nargs="?", help="audio file")
-    p.add_argument("--checkpoint", required=True, help=tokenizer_help)
-    p.add_argument(
-        "-o", "--output", help="tokens .npy, .pt or .safetensors (default: INPUT.semantic.npy)"
+    add_input(
+        p,
+        "input",
+        old_flag="--manifest",
+        help="an audio file, or a manifest (.jsonl) to tokenize into shards",
     )
-    p.add_argument("--manifest", help="tokenize this manifest into shards instead")
-    p.add_argument("--out", help="shard folder (with --manifest)")
-    p.add_argument("--split", default=None, help="only this split (default: all)")
-    p.add_argument("--device", type=device_arg, default="auto")
+    add_model(p, tokenizer_help)
+    add_out(
+        p,
+        "an audio file's tokens: .npy, .pt or .safetensors (default: INPUT.semantic.npy); "
+        "a manifest's shard folder (required)",
+        required=False,
+        old=("--output",),
+    )
+    p.add_argument("--split", default=None, help="a manifest: only this split (default: all)")
+    add_device(p)
+    add_threads(p)
     p.set_defaults(func=_tokenize)
 
     p = semantic_sub.add_parser(
         "eval", help="cross-voice token consistency vs MFCC k-means (and the codec)"
     )
-    p.add_argument(
-        "--checkpoint", action="append", help=f"{tokenizer_help}; NAME=PATH to label it; repeatable"
+    add_input(p, "manifest", old_flag="--manifest", help=manifest_help)
+    add_model(
+        p,
+        f"{tokenizer_help}; NAME=PATH to label it; repeatable",
+        required=False,
+        repeat=True,
     )
-    p.add_argument("--manifest", required=True)
     p.add_argument(
         "--split",
         default="test",
@@ -384,6 +407,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit-files", type=int, default=400, help="train files for the MFCC baseline")
     p.add_argument("--codec", help="add the codec's first RVQ level (folder, run, hf:...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--json", help="also write the report here")
+    add_device(p)
+    add_threads(p)
     p.set_defaults(func=_eval)

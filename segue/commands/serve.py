@@ -1,6 +1,6 @@
 """`segue serve`: a local web page to try a model by ear (segue.serve; docs/serve.md).
 
-    segue serve [--model DIR] [--host 127.0.0.1] [--port 7860]
+    segue serve [--model DIR] [--host 127.0.0.1] [--port 7860] [--device auto] [--threads N]
 
 Loads the model once, then serves http://HOST:PORT/ until Ctrl-C. Needs the `serve` extra
 (`pip install -e '.[serve]'`; scripts/setup.sh installs it).
@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segue.commands import CommandError, device_arg, positive_float, positive_int
+from segue.commands import (
+    CommandError,
+    add_device,
+    add_model,
+    add_threads,
+    positive_float,
+    positive_int,
+)
 
 
 def _port(text: str) -> int:
@@ -117,17 +124,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve a page to try a model by ear: record or upload a prompt and hear its "
         "continuation, generate from nothing, resynthesize in another voice (docs/serve.md).",
     )
-    p.add_argument(
-        "--model", default=None, help="AudioLM bundle folder (default: the packaged one)"
-    )
+    from segue.commands.generate import BUNDLE_HELP
+
+    add_model(p, BUNDLE_HELP, required=False, old_flag=None)
     p.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only; a warning otherwise)",
     )
     p.add_argument("--port", type=_port, default=7860, help="port (default 7860; 0: any free)")
-    p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_device(p)
+    add_threads(p)
     p.add_argument(
         "--max-seconds",
         type=positive_float,

@@ -1,7 +1,7 @@
 """`segue soundstorm train|export`: SoundStorm, the parallel acoustic stage (segue.soundstorm).
 
-    segue soundstorm train --shards SEM ACOU --preset tiny --out RUN [--set K=V] [--max-steps N]
-    segue soundstorm export --checkpoint RUN --out DIR
+    segue soundstorm train SEM ACOU --preset tiny --out RUN [--set K=V] [--max-steps N]
+    segue soundstorm export --model RUN --out DIR
 
 Then `segue bundle ... --soundstorm RUN` adds it to an AudioLM bundle (`--acoustic soundstorm`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from segue.commands import CommandError
+from segue.commands import MODEL_HELP, CommandError, add_input, add_model, add_out, add_training
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -23,7 +23,7 @@ def _train(args: argparse.Namespace) -> None:
     config = config_from_args(SoundStormRunConfig, args, default=default)
     kinds = _shard_kinds(args.shards or [])
     if args.shards and len(kinds) != 2:
-        raise CommandError("--shards needs a semantic and an acoustic shard folder")
+        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
     for kind, path in kinds.items():
         setattr(config.data, f"{kind}_shards", path)
     run_training(SoundStormTask(config), config, args)
@@ -32,7 +32,7 @@ def _train(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from segue.soundstorm.load import load_soundstorm
 
-    model = load_soundstorm(args.checkpoint)
+    model = load_soundstorm(args.model)
     path = model.save_pretrained(args.out)
     c = model.config
     print(
@@ -44,23 +44,25 @@ def _export(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue soundstorm` and its subcommands."""
     from segue.soundstorm.config import PRESETS
-    from segue.train import add_training_arguments
 
     storm = sub.add_parser("soundstorm", help="SoundStorm: parallel acoustic decoding")
     storm_sub = storm.add_subparsers(dest="soundstorm_command", required=True, metavar="COMMAND")
 
     p = storm_sub.add_parser("train", help="train on semantic + acoustic shards (resumable)")
-    p.add_argument(
-        "--shards",
+    add_input(
+        p,
+        "shards",
         nargs="+",
-        metavar="DIR",
-        help="the semantic and the acoustic token shard folders (told apart by their meta.json)",
+        required=False,
+        old_flag="--shards",
+        help="the semantic and the acoustic token shard folders (told apart by their meta.json; "
+        "on --resume, the run's own)",
     )
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    add_training_arguments(p)
+    add_training(p)
     p.set_defaults(func=_train)
 
     p = storm_sub.add_parser("export", help="run folder -> config.json + model.safetensors")
-    p.add_argument("--checkpoint", required=True, help="a SoundStorm run folder or exported one")
-    p.add_argument("--out", required=True)
+    add_model(p, f"the SoundStorm: {MODEL_HELP}")
+    add_out(p, "folder to write")
     p.set_defaults(func=_export)

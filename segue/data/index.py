@@ -32,6 +32,7 @@ AUDIO_EXTENSIONS = frozenset(
 #: Named ways to derive `group` from a file's path relative to the scanned folder.
 GROUP_PRESETS = {
     "parent": r"^(?:.*/)?(?P<group>[^/]+)/[^/]+$",  # the folder the file is in
+    "grandparent": r"^(?:.*/)?(?P<group>[^/]+)/[^/]+/[^/]+$",  # the folder above that
     "top": r"^(?P<group>[^/]+)/",  # first folder, e.g. LibriSpeech's speaker/chapter/utt.flac
     "librispeech": r"^(?P<group>[^/]+)/[^/]+/[^/]+$",
     "file": r"^(?P<group>.+?)(?:\.[^./]+)?$",  # every file its own group

@@ -63,6 +63,13 @@ def spread_over_voices(entries: list, per_voice: int | None) -> list:
     return [e for row in itertools.zip_longest(*groups.values()) for e in row if e is not None]
 
 
+def _device_of(codec) -> torch.device:
+    """Where a codec's weights are: its first parameter's device (CPU when it has none)."""
+    for tensor in codec.parameters() if isinstance(codec, torch.nn.Module) else ():
+        return tensor.device
+    return torch.device("cpu")
+
+
 def evaluate_codec(
     codec,
     manifest: Manifest,
@@ -91,15 +98,17 @@ def evaluate_codec(
     transcripts: dict[str, list[str]] = {
         name: [] for name in ("reference", "original", "codec", "coarse")
     }
+    device = _device_of(codec)  # the audio goes there, the results come back to the CPU
     for entry in tqdm(entries, desc="codec eval", unit="file", dynamic_ncols=True):
         original = audio_io.load(manifest.resolve(entry), codec.sample_rate, duration=max_seconds)
-        codes = codec.encode(torch.from_numpy(original)[None], n_quantizers)
-        decoded = codec.decode(codes)[0, : len(original)].float().numpy()
+        codes = codec.encode(torch.from_numpy(original)[None].to(device), n_quantizers)
+        decoded = codec.decode(codes)[0, : len(original)].float().cpu().numpy()
         rows.append({**all_metrics(decoded, original, codec.sample_rate), "path": entry.path})
-        all_codes.append(codes[0])
+        all_codes.append(codes[0].cpu())
         reference = _english_text(entry, max_seconds) if transcriber is not None else None
         if reference is not None:
-            coarse = codec.decode(codes[:, : codec.n_coarse])[0, : len(original)].float().numpy()
+            coarse = codec.decode(codes[:, : codec.n_coarse])[0, : len(original)]
+            coarse = coarse.float().cpu().numpy()
             transcripts["reference"].append(reference)
             for name, audio in (("original", original), ("codec", decoded), ("coarse", coarse)):
                 text = transcriber.transcribe(audio, codec.sample_rate)

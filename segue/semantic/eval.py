@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.data.manifest import Manifest, ManifestEntry
 from segue.errors import InputError
+from segue.semantic.fit import module_device
 from segue.semantic.metrics import dedup, normalized_edit_distance, perplexity
 
 
@@ -51,10 +52,12 @@ class CodecLevelTokenizer:
         self.sample_rate = int(codec.sample_rate)
         self.frame_rate = float(codec.frame_rate)
         self.vocab_size = int(codec.codebook_size)
+        # the audio goes where the codec's weights are (the CPU for a stand-in without any)
+        self.device = module_device(codec) if isinstance(codec, torch.nn.Module) else "cpu"
 
     @torch.no_grad()
     def tokenize(self, audio: torch.Tensor) -> torch.Tensor:
-        audio = torch.as_tensor(audio, dtype=torch.float32)
+        audio = torch.as_tensor(audio, dtype=torch.float32, device=self.device)
         if audio.dim() == 1:
             audio = audio[None]
         return self.codec.encode(audio)[:, self.level]

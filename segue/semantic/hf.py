@@ -3,7 +3,7 @@
 `HFExtractor.from_pretrained("facebook/w2v-bert-2.0", layer=7)` (hub id or local folder) takes the
 hidden states after encoder layer `layer` of a HuBERT, wav2vec 2.0 or w2v-BERT 2.0
 (`Wav2Vec2BertModel`) model; with a k-means codebook it is a `SemanticTokenizer` like ours
-(`segue semantic fit-kmeans --checkpoint hf:facebook/w2v-bert-2.0 --layer 7 ...`).
+(`segue semantic fit-kmeans MANIFEST --model hf:facebook/w2v-bert-2.0 --layer 7 ...`).
 
   * Layer L is the output of encoder layer L (1-based; 0: the input of the first layer), taken by
     a forward hook; the layers above L are dropped, so deep models cost only what L needs.

@@ -253,7 +253,7 @@ def find_tokenizer(location: str | os.PathLike) -> Path:
     if (path / "checkpoints").is_dir():
         raise FileNotFoundError(
             f"{path}: a training run without a tokenizer; fit one first with "
-            f"`segue semantic fit-kmeans --checkpoint {path} --manifest MANIFEST`"
+            f"`segue semantic fit-kmeans MANIFEST --model {path}`"
         )
     raise FileNotFoundError(
         f"{path}: not a semantic tokenizer folder ({TOKENIZER_NAME}) nor a run folder holding "

@@ -190,7 +190,7 @@ class SemanticTask(TrainTask):
     def __init__(self, config: SemanticRunConfig):
         self.config = config
         if not config.data.manifest:
-            raise InputError("semantic training needs data.manifest (--manifest)")
+            raise InputError("semantic training needs data.manifest (the MANIFEST argument)")
         if not config.targets.path:
             raise InputError("semantic training needs targets.path (the command sets RUN/targets)")
 

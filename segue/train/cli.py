@@ -22,8 +22,15 @@ T = TypeVar("T")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add --out, --config, --set KEY=VALUE (repeatable), --max-steps and --resume."""
-    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs)")
+    """Add -o/--out, --config, --set KEY=VALUE (repeatable), --max-steps and --resume."""
+    parser.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="run folder (checkpoints, logs)",
+    )
     parser.add_argument(
         "--config", type=Path, default=None, help="run config file (.json or .toml)"
     )
@@ -47,8 +54,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | None = None) -> T:
     """The run config: defaults < --config file (or, on --resume, OUT/config.json) < --set.
 
-    `default` replaces `cls()` as the base (e.g. a model preset). --max-steps N is applied
-    last, as `optim.max_steps=N`.
+    `default` replaces `cls()` as the base (e.g. a model preset). --max-steps N and --device D
+    (where the parser has it and it was given) are applied last, as `optim.max_steps=N` and
+    `train.device=D`.
     """
     saved = Path(args.out) / "config.json"
     if args.config is not None:
@@ -60,6 +68,8 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | Non
     overrides = list(args.overrides or [])
     if args.max_steps is not None:
         overrides.append(f"optim.max_steps={args.max_steps}")
+    if getattr(args, "device", None) is not None:
+        overrides.append(f"train.device={args.device}")
     return apply_overrides(config, overrides)
 
 

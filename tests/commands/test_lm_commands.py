@@ -1,13 +1,12 @@
-"""`segue lm train|eval|sample|export` on synthetic token shards, through `register`."""
+"""`segue lm train|eval|sample|export` on synthetic token shards, through `segue.cli.parse`."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
+from segue import cli
 from segue.commands import CommandError
-from segue.commands.lm import register
 from tests.lm.synthetic import K_A, K_S, LEVELS, N_COARSE, write_shards
 
 TRAIN = [
@@ -21,9 +20,7 @@ WINDOWS = {"semantic": ["1.2", "0.6"], "coarse": ["0.4", "0.2"], "fine": ["0.4",
 
 
 def run(*argv):
-    parser = argparse.ArgumentParser(prog="segue")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["lm", *map(str, argv)])
+    args = cli.parse(["lm", *map(str, argv)])
     return args.func(args)
 
 
@@ -33,7 +30,7 @@ def runs(tmp_path_factory):
     semantic, acoustic = write_shards(root / "shards")
     shards = {"semantic": [semantic], "coarse": [acoustic, semantic], "fine": [acoustic]}
     for stage, (window, prompt) in WINDOWS.items():
-        run("train", "--stage", stage, "--shards", *shards[stage], "--out", root / stage,
+        run("train", *shards[stage], "--stage", stage, "--out", root / stage,
             *TRAIN, "--set", f"stage.window_seconds={window}",
             "--set", f"stage.prompt_seconds={prompt}")  # fmt: skip
     return root
@@ -49,7 +46,7 @@ def test_train_writes_a_run_that_resumes(runs):
 
 def test_eval_prints_loss_perplexity_accuracy_and_baselines(runs, capsys, tmp_path):
     for stage in WINDOWS:
-        run("eval", "--checkpoint", runs / stage, "--json", tmp_path / f"{stage}.json")
+        run("eval", "--model", runs / stage, "--json", tmp_path / f"{stage}.json")
         printed = capsys.readouterr().out
         assert "perplexity" in printed and "unigram entropy" in printed
         report = json.loads((tmp_path / f"{stage}.json").read_text())
@@ -78,9 +75,8 @@ def test_sample_chains_the_three_stages(runs, capsys, tmp_path):
 
 
 def test_export_then_eval_with_explicit_shards(runs, tmp_path, capsys):
-    run("export", "--checkpoint", runs / "fine", "--out", tmp_path / "fine")
-    run("eval", "--checkpoint", tmp_path / "fine", "--shards", runs / "shards/acoustic",
-        "--max-items", "2")  # fmt: skip
+    run("export", "--model", runs / "fine", "--out", tmp_path / "fine")
+    run("eval", runs / "shards/acoustic", "--model", tmp_path / "fine", "--max-items", "2")
     assert "fine LM" in capsys.readouterr().out
 
 
@@ -90,17 +86,16 @@ def test_clear_errors(runs, tmp_path):
     with pytest.raises(CommandError, match="needs coarse codes"):
         run("sample", "--fine-lm", runs / "fine", "--out", tmp_path / "x.npz")
     with pytest.raises(CommandError, match="two acoustic"):
-        run("train", "--stage", "fine", "--shards", runs / "shards/acoustic",
-            runs / "shards/acoustic", "--out", tmp_path / "r")  # fmt: skip
+        run("train", runs / "shards/acoustic", runs / "shards/acoustic", "--stage", "fine",
+            "--out", tmp_path / "r")  # fmt: skip
     with pytest.raises(CommandError, match="coarse LM"):
         run("train", "--stage", "fine", "--out", runs / "coarse", "--resume")
     with pytest.raises(ValueError, match="needs semantic token shards"):
-        run("train", "--stage", "coarse", "--shards", runs / "shards/acoustic",
-            "--out", tmp_path / "r")  # fmt: skip
+        run("train", runs / "shards/acoustic", "--stage", "coarse", "--out", tmp_path / "r")
     with pytest.raises(FileNotFoundError, match="neither"):
-        run("eval", "--checkpoint", tmp_path)
-    run("export", "--checkpoint", runs / "fine", "--out", tmp_path / "fine")
+        run("eval", "--model", tmp_path)
+    run("export", "--model", runs / "fine", "--out", tmp_path / "fine")
     with pytest.raises(ValueError, match="needs acoustic token shards"):
-        run("eval", "--checkpoint", tmp_path / "fine")
+        run("eval", "--model", tmp_path / "fine")
     with pytest.raises(CommandError, match="split 'nope'"):
-        run("eval", "--checkpoint", runs / "fine", "--split", "nope")
+        run("eval", "--model", runs / "fine", "--split", "nope")

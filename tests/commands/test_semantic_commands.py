@@ -1,14 +1,13 @@
-"""`segue semantic train|fit-kmeans|tokenize|eval` on tiny synthetic data, through the parser
-that `register` builds (as `segue.cli` will), plus the one-line errors."""
+"""`segue semantic train|fit-kmeans|tokenize|eval` on tiny synthetic data, parsed as `segue`
+parses them (`segue.cli.parse`), plus the one-line errors."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
+from segue import cli
 from segue.commands import CommandError
-from segue.commands.semantic import register
 from segue.data.shards import TokenShards
 from segue.semantic.tokenizer import load_tokenizer
 from tests.conftest import write
@@ -39,9 +38,7 @@ FAST = [
 
 
 def semantic(*argv: str) -> None:
-    parser = argparse.ArgumentParser(prog="segue")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["semantic", *argv])
+    args = cli.parse(["semantic", *argv])
     args.func(args)
 
 
@@ -54,7 +51,6 @@ def run(corpus, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     semantic(
         "train",
-        "--manifest",
         str(corpus),
         "--out",
         str(out),
@@ -69,18 +65,18 @@ def run(corpus, tmp_path):  # noqa: F811
 
 def test_train_fit_tokenize_eval(run, corpus, tmp_path, capsys):  # noqa: F811
     assert (run / "targets/tokenizer.json").is_file() and (run / "checkpoints/latest").is_file()
-    semantic("fit-kmeans", "--checkpoint", str(run), "--manifest", str(corpus), "--k", "8")
+    semantic("fit-kmeans", str(corpus), "--model", str(run), "--k", "8")
     tokenizer = load_tokenizer(run)  # RUN/tokenizer
     assert tokenizer.vocab_size == 8 and tokenizer.extractor.layer == 1
     assert "K=8 k-means of segue features" in capsys.readouterr().out
 
     wav = write(tmp_path / "in.wav", utterance(7, 2, 0.9))
-    semantic("tokenize", str(wav), "--checkpoint", str(run), "-o", str(tmp_path / "t.npy"))
+    semantic("tokenize", str(wav), "--model", str(run), "-o", str(tmp_path / "t.npy"))
     single = np.load(tmp_path / "t.npy")
     assert single.shape == (23,) and "23 tokens at 25 Hz" in capsys.readouterr().out
 
     shards = tmp_path / "shards"
-    semantic("tokenize", "--checkpoint", str(run), "--manifest", str(corpus), "--out", str(shards))
+    semantic("tokenize", str(corpus), "--model", str(run), "--out", str(shards))
     read = TokenShards(shards)
     assert read.meta["kind"] == "semantic" and read.levels == 1 and read.vocab_size == 8
     assert len(read) == 17
@@ -89,10 +85,10 @@ def test_train_fit_tokenize_eval(run, corpus, tmp_path, capsys):  # noqa: F811
     for i, entry in enumerate(read.entries[:4]):
         path = tmp_path / entry.key
         out = tmp_path / f"single{i}.npy"
-        semantic("tokenize", str(path), "--checkpoint", str(run), "-o", str(out))
+        semantic("tokenize", str(path), "--model", str(run), "--out", str(out))
         np.testing.assert_array_equal(read.tokens(i)[0], np.load(out))
         assert read.tokens(i).shape[1] == -(-audio.info(path).num_frames // 640)
-    # resumable: a second run skips every file
+    # resumable: a second run skips every file (the old spellings still work, for a release)
     semantic("tokenize", "--checkpoint", str(run), "--manifest", str(corpus), "--out", str(shards))
     assert "0 tokenized, 17 already done" in capsys.readouterr().out
 
@@ -106,10 +102,9 @@ def test_train_fit_tokenize_eval(run, corpus, tmp_path, capsys):  # noqa: F811
     report_path = tmp_path / "report.json"
     semantic(
         "eval",
-        "--checkpoint",
-        f"ours={run}",
-        "--manifest",
         str(corpus),
+        "--model",
+        f"ours={run}",
         "--mfcc-k",
         "8",
         "--codec",
@@ -128,7 +123,6 @@ def test_iteration_2_from_the_command(run, corpus, tmp_path):  # noqa: F811
     out = tmp_path / "it2"
     semantic(
         "train",
-        "--manifest",
         str(corpus),
         "--out",
         str(out),
@@ -161,10 +155,9 @@ def test_fit_kmeans_on_a_hugging_face_model(corpus, tmp_path):  # noqa: F811
     out = tmp_path / "hf-tok"
     semantic(
         "fit-kmeans",
-        "--checkpoint",
-        f"hf:{folder}",
-        "--manifest",
         str(corpus),
+        "--model",
+        f"hf:{folder}",
         "--layer",
         "1",
         "--k",
@@ -173,31 +166,20 @@ def test_fit_kmeans_on_a_hugging_face_model(corpus, tmp_path):  # noqa: F811
         str(out),
     )
     wav = write(tmp_path / "in.wav", utterance(7, 2, 0.9))
-    semantic("tokenize", str(wav), "--checkpoint", str(out), "-o", str(tmp_path / "t.npy"))
+    semantic("tokenize", str(wav), "--model", str(out), "-o", str(tmp_path / "t.npy"))
     assert np.load(tmp_path / "t.npy").shape == (22,)  # 44 HuBERT frames (50 Hz), paired
     with pytest.raises(CommandError, match="--layer is required"):
-        semantic(
-            "fit-kmeans",
-            "--checkpoint",
-            f"hf:{folder}",
-            "--manifest",
-            str(corpus),
-            "--out",
-            str(out),
-        )
+        semantic("fit-kmeans", str(corpus), "--model", f"hf:{folder}", "--out", str(out))
 
 
 def test_clear_errors(corpus, tmp_path):  # noqa: F811
     with pytest.raises(FileNotFoundError, match="not a semantic tokenizer"):
-        semantic("tokenize", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path))
+        semantic("tokenize", str(tmp_path / "x.wav"), "--model", str(tmp_path))
     with pytest.raises(CommandError, match="--iteration 2 needs --teacher"):
-        semantic(
-            "train", "--manifest", str(corpus), "--out", str(tmp_path / "r"), "--iteration", "2"
-        )
+        semantic("train", str(corpus), "--out", str(tmp_path / "r"), "--iteration", "2")
     with pytest.raises(CommandError, match="teacher not found"):
         semantic(
             "train",
-            "--manifest",
             str(corpus),
             "--out",
             str(tmp_path / "r"),
@@ -206,22 +188,16 @@ def test_clear_errors(corpus, tmp_path):  # noqa: F811
             "--teacher",
             str(tmp_path / "missing"),
         )
-    with pytest.raises(CommandError, match="either an input"):
-        semantic("tokenize", "--checkpoint", str(tmp_path))
+    with pytest.raises(CommandError, match="a manifest needs --out"):
+        semantic("tokenize", str(corpus), "--model", str(tmp_path))
     # -o X.wav would have written X.wav.npy while saying X.wav.
     with pytest.raises(CommandError, match=r"must end in \.npy"):
-        semantic("tokenize", str(tmp_path / "x.wav"), "--checkpoint", str(tmp_path), "-o",
+        semantic("tokenize", str(tmp_path / "x.wav"), "--model", str(tmp_path), "-o",
                  str(tmp_path / "x.wav"))
     with pytest.raises(CommandError, match="not a semantic run"):
-        semantic(
-            "fit-kmeans",
-            "--checkpoint",
-            str(tmp_path),
-            "--manifest",
-            str(corpus),
-            "--out",
-            str(tmp_path / "t"),
-        )
+        semantic("fit-kmeans", str(corpus), "--model", str(tmp_path), "--out", str(tmp_path / "t"))
+    with pytest.raises(CommandError, match="MANIFEST"):
+        semantic("train", "--out", str(tmp_path / "new"))
 
 
 def test_bad_audio_file_is_an_audio_error(corpus, tmp_path):  # noqa: F811
@@ -237,6 +213,6 @@ def test_bad_audio_file_is_an_audio_error(corpus, tmp_path):  # noqa: F811
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio at all\n" * 10)
     with pytest.raises(AudioError, match="not a readable audio file"):
-        semantic("tokenize", str(bad), "--checkpoint", str(folder))
+        semantic("tokenize", str(bad), "--model", str(folder))
     with pytest.raises(AudioError, match="file not found"):
-        semantic("tokenize", str(tmp_path / "missing.wav"), "--checkpoint", str(folder))
+        semantic("tokenize", str(tmp_path / "missing.wav"), "--model", str(folder))

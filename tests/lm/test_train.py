@@ -112,7 +112,7 @@ def test_a_run_saved_before_segue_nn_loads_and_resumes(shards, tmp_path):
     longer = tiny_run("semantic", shards, steps=5, **ema)
     runs = [Trainer(LMTask(longer), longer, tmp_path / n, resume=True) for n in ("new", "old")]
     for trainer in runs:
-        assert trainer.fit() == "completed" and trainer.step == 5
+        assert trainer.fit().status == "completed" and trainer.step == 5
         trainer.close()
     a, b = (t.raw_modules["model"].state_dict() for t in runs)
     assert all(torch.equal(v, b[k]) for k, v in a.items())

@@ -493,3 +493,88 @@ def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
     assert tokenizer.frame_rate == 25.0
     with pytest.raises(ValueError, match="backbone"):
         apply_overrides(audiolm.AudioLMRecipeConfig(), ["semantic.backbone=w2v"])
+
+
+# ------------------------------------------------------------------ your own audio (--data)
+
+
+def own_folder(smoke_out, root):
+    """The smoke corpus laid out as a user's LibriSpeech-like folder: speaker/chapter/utt.flac,
+    plus files a real folder has: an empty .wav, a text file named .wav, a truncated .flac,
+    notes without an audio extension, a hidden folder."""
+    import shutil
+
+    from segue.data.manifest import read_manifest
+
+    corpus = read_manifest(smoke_out / "corpus" / "manifest.jsonl")
+    for i, entry in enumerate(corpus.entries):
+        target = root / f"spk-{entry.group}" / f"ch{i % 2}" / f"utt{i:03d}.flac"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        audio_io.save(target, audio_io.load(corpus.resolve(entry), 16000), 16000)
+    bad = root / "spk-bad" / "ch0"
+    bad.mkdir(parents=True)
+    (bad / "empty.wav").write_bytes(b"")
+    (bad / "text.wav").write_text("not audio\n")
+    whole = next(root.glob("spk-*/ch0/*.flac")).read_bytes()
+    (bad / "cut.flac").write_bytes(whole[: len(whole) // 3])
+    (root / "README.txt").write_text("my recordings\n")
+    (root / ".cache").mkdir()
+    shutil.copy(next(root.glob("spk-*/ch0/*.flac")), root / ".cache" / "hidden.flac")
+    return corpus
+
+
+def test_a_recipe_trains_on_a_folder_of_your_own_audio(smoke, tmp_path, capsys):
+    from segue.data.manifest import read_manifest
+    from segue.pipeline import AudioLM
+
+    smoke_out, _ = smoke
+    data = tmp_path / "my-audio"
+    corpus = own_folder(smoke_out, data)
+    out = tmp_path / "run"
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--data", str(data), "--group", "grandparent"]
+    status, printed, err = segue_recipe(capsys, *argv)
+    assert status == 0, err
+    assert "skipped 3 unreadable file(s)" in printed and "spk-bad/ch0/empty.wav" in printed
+    manifest = read_manifest(out / "corpus" / "manifest.jsonl")
+    assert len(manifest.entries) == len(corpus.entries)  # the readable ones, no hidden file
+    assert {e.group for e in manifest.entries} == {f"spk-{g}" for g in corpus.groups}
+    assert {e.split for e in manifest.entries} >= {"train", "test"}
+    numbers = json.loads((out / "corpus" / DONE_NAME).read_text())["numbers"]
+    assert numbers["files"] == len(corpus.entries) and numbers["skipped"] == 3
+    assert numbers["transcripts"] == 0  # a user's folder: no text, so no WER, the rest runs
+    model = AudioLM.from_pretrained(out / "bundle")
+    test = read_manifest(out / "corpus" / "manifest.jsonl", split="test")
+    prompt = audio_io.load(test.resolve(test.entries[0]), model.sample_rate, duration=1.0)
+    audio = model.continue_(prompt, 0.5, seed=0, progress=False)
+    assert audio.shape == (1, prompt.shape[0] + model.sample_rate // 2)
+
+
+def test_a_manifest_is_taken_as_it_is_with_its_splits(smoke, tmp_path):
+    from segue.data.manifest import read_manifest
+    from segue.recipes.audiolm import CorpusConfig, _own_corpus
+
+    smoke_out, _ = smoke
+    given = read_manifest(smoke_out / "corpus" / "manifest.jsonl")
+    numbers = _own_corpus(CorpusConfig(data=str(given.source)), tmp_path / "corpus", workers=1)
+    copied = read_manifest(tmp_path / "corpus" / "manifest.jsonl")
+    assert numbers["files"] == len(given.entries) == len(copied.entries)
+    for a, b in zip(sorted(given.entries, key=lambda e: e.path),
+                    sorted(copied.entries, key=lambda e: e.path)):  # fmt: skip
+        assert copied.resolve(b).resolve() == given.resolve(a).resolve()  # paths moved
+        assert (a.split, a.group, a.duration) == (b.split, b.group, b.duration)  # kept
+
+
+def test_bad_data_settings_fail_before_any_step(tmp_path, capsys):
+    from segue.recipes.audiolm import CorpusConfig, _own_corpus
+
+    with pytest.raises(ValueError, match="needs a named group"):
+        CorpusConfig(data="x", group="(no group)")
+    with pytest.raises(RecipeError, match="neither a folder of audio nor a manifest"):
+        _own_corpus(CorpusConfig(data=str(tmp_path / "nope")), tmp_path / "c", workers=1)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.wav").write_bytes(b"")
+    with pytest.raises(RecipeError, match="no readable audio file"):
+        _own_corpus(CorpusConfig(data=str(tmp_path / "empty")), tmp_path / "c", workers=1)
+    status, _, err = segue_recipe(capsys, "smoke", "--out", str(tmp_path / "r"), "--set",
+                                  "corpus.data=x", "--set", "corpus.group=[")  # fmt: skip
+    assert status == 2 and "not a valid regex" in err

@@ -5,7 +5,6 @@ converter code, and the errors on files that are not a model."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import shutil
@@ -131,14 +130,13 @@ def test_a_middle_layer_tokenizer_saves_and_reloads(tmp_path):
 
 
 def test_fit_kmeans_with_a_layer_of_the_packaged_model_or_a_ct2_folder(corpus, tmp_path):
-    from segue.commands.semantic import _extractor, register
+    from segue import cli
+    from segue.commands.semantic import _extractor
 
-    parser = argparse.ArgumentParser(prog="segue")
-    register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "tok"
-    args = parser.parse_args([
-        "semantic", "fit-kmeans", "--checkpoint", "whisper", "--layer", "2", "--manifest",
-        str(corpus), "--k", "8", "--out", str(out),
+    args = cli.parse([
+        "semantic", "fit-kmeans", str(corpus), "--model", "whisper", "--layer", "2",
+        "--k", "8", "--out", str(out),
     ])
     args.func(args)
     loaded = load_tokenizer(out)

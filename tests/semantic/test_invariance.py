@@ -190,7 +190,7 @@ def test_training_with_perturbation_and_pairs(paired_corpus, tmp_path):
     qkv = "blocks.{}.attn.qkv.weight".format
     assert not torch.allclose(full[qkv(0)], tiny[qkv(0)])
     assert torch.allclose(full[qkv(1)], tiny[qkv(1)])
-    assert trainer.fit() == "completed"
+    assert trainer.fit().status == "completed"
     trainer.close()
     # perturbation alone (no pairs) trains too; validation is never perturbed
     config = apply_overrides(config, ["invariance.pairs=0"])

@@ -1,14 +1,13 @@
 """The silence gate: frames far below the loudest get the token of digital silence, so a noise
 floor around a word no longer changes its tokens; saved with the tokenizer, set from the CLI."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from segue.commands.semantic import register
+from segue import cli
 from segue.data.manifest import read_manifest
 from segue.semantic.extractors import MFCCExtractor
 from segue.semantic.fit import fit_tokenizer
@@ -65,19 +64,17 @@ def test_a_noise_floor_around_a_word_stops_changing_its_tokens(corpus, tmp_path)
 
 def test_fit_kmeans_and_eval_take_a_silence_gate(corpus, tmp_path, capsys):
     def semantic(*argv):
-        parser = argparse.ArgumentParser(prog="segue")
-        register(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(["semantic", *argv])
+        args = cli.parse(["semantic", *argv])
         args.func(args)
 
     out = tmp_path / "mfcc"
-    semantic("fit-kmeans", "--checkpoint", "mfcc", "--manifest", str(corpus), "--k", "8",
+    semantic("fit-kmeans", str(corpus), "--model", "mfcc", "--k", "8",
              "--out", str(out), "--silence-db", "30")
     assert load_tokenizer(out).silence.db == 30.0
     assert "silence gate 30 dB" in capsys.readouterr().out
-    semantic("eval", "--checkpoint", f"m={out}", "--manifest", str(corpus), "--mfcc-k", "8",
+    semantic("eval", str(corpus), "--model", f"m={out}", "--mfcc-k", "8",
              "--silence-db", "40", "--json", str(tmp_path / "r.json"))
     assert set(json.loads((tmp_path / "r.json").read_text())["tokenizers"]) == {
         "m", "mfcc-k8", "mfcc-cmn-k8"}
     with pytest.raises(SystemExit):
-        semantic("eval", "--checkpoint", str(out), "--manifest", str(corpus), "--silence-db", "-3")
+        semantic("eval", str(corpus), "--model", str(out), "--silence-db", "-3")

@@ -71,7 +71,7 @@ def test_iterations_1_and_2_through_the_engine(corpus, tmp_path):
     task = SemanticTask(config2)
     trainer = Trainer(task, config2, tmp_path / "it2")
     assert task.targets.kind == "segue" and task.targets.extractor.layer == 1
-    assert trainer.fit() == "completed"
+    assert trainer.fit().status == "completed"
     trainer.close()
 
     # ... or from a tokenizer folder fitted beforehand (`fit-kmeans --k K`), used as it is
