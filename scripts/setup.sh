@@ -17,7 +17,8 @@ RESEMBLYZER_VERSION=0.1.4
 APT_PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont fluidr3mono-gm-soundfont
-  bible-kjv bible-kjv-text fortunes libsndfile1 gcc libc6-dev ffmpeg chromium chromium-driver
+  bible-kjv bible-kjv-text fortunes wamerican libsndfile1 gcc libc6-dev ffmpeg chromium
+  chromium-driver
 )
 
 missing=()

@@ -20,10 +20,6 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 OWN_COLUMNS = {"-h", "--help", "-o", "--out", "--model", "--device", "--threads"}
 #: Commands not yet converted, each with why: the check of the convention skips them, and fails
 #: once they follow it (then they leave this list).
-PENDING = {
-    "segue eval e2e": "segue/commands/evaluate.py was being changed at the same time",
-    "segue eval probes": "segue/commands/evaluate.py was being changed at the same time",
-}
 #: Commands that run a model without a --model of their own (they take parts or a default).
 RUNS_A_MODEL = {"segue continue", "segue generate", "segue resynth", "segue serve",
                 "segue lm sample"}  # fmt: skip
@@ -227,15 +223,9 @@ def violations(name: str, parser: argparse.ArgumentParser) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", sorted(set(COMMANDS) - set(PENDING)))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_follows_the_convention(name):
     assert violations(name, COMMANDS[name]) == []
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_commands_still_need_converting(name):
-    """A pending command that follows the convention leaves PENDING."""
-    assert violations(name, COMMANDS[name]), f"{name} follows the convention: drop it from PENDING"
 
 
 # --- (c) the old spellings still work ----------------------------------------------------------
@@ -274,6 +264,8 @@ SAME = [
      ["soundstorm", "train", "S", "A", "--out", "r"]),
     (["soundstorm", "export", "--checkpoint", "R", "--out", "D"],
      ["soundstorm", "export", "--model", "R", "--out", "D"]),
+    (["eval", "e2e", "--manifest", "m.jsonl", "--out", "E"],
+     ["eval", "e2e", "m.jsonl", "-o", "E"]),
 ]  # fmt: skip
 
 

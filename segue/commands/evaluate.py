@@ -1,9 +1,13 @@
 """`segue eval ...`: evaluations of a whole AudioLM bundle.
 
-    segue eval e2e --manifest M [--model DIR] [--split test] [--prompts 8] [--prompt-seconds 3]
-                   [--seconds 4] [--resynth 8] [--seed 0] [--out DIR] [--json PATH]
+    segue eval e2e MANIFEST [--model DIR] [--split test] [--prompts 8] [--prompt-seconds 3]
+                   [--seconds 4] [--resynth 8] [--seed 0] [-o/--out DIR] [--json PATH]
                    [--acoustic ar|soundstorm] [--similarity speaker|chroma]
+    segue eval probes ROOT [--lexical] [--syntax] [--build [--build-only]] [--model DIR]
+                   [--max-pairs N] [--eos] [-o/--out REPORT.json] [--submission DIR]
 
+`probes` scores the sWUGGY / sBLIMP-style probes of ROOT (the ZeroSpeech 2021 layout: segue's
+own, made there with --build, or the official dataset's dev sets); see docs/probes.md.
 Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) is used.
 """
 
@@ -13,7 +17,18 @@ import argparse
 import json
 from pathlib import Path
 
-from segue.commands import CommandError, device_arg, positive_int
+from segue.commands import (
+    CommandError,
+    add_device,
+    add_input,
+    add_model,
+    add_out,
+    add_threads,
+    check_output,
+    non_negative_int,
+    pick_device,
+    positive_int,
+)
 
 
 def _e2e(args: argparse.Namespace) -> None:
@@ -52,6 +67,56 @@ def _e2e(args: argparse.Namespace) -> None:
         print(f"-> {args.json}")
 
 
+def _probes(args: argparse.Namespace) -> None:
+    from segue.commands.generate import DEFAULT_MODEL
+    from segue.eval.probes import build_lexical, build_syntactic, evaluate_probes
+    from segue.eval.probes.score import ProbeScorer
+
+    tasks = [t for t, on in (("lexical", args.lexical), ("syntactic", args.syntax)) if on]
+    tasks = tasks or ["lexical", "syntactic"]
+    out = check_output(args.out, (".json",), what="--out") if args.out else None
+    if args.build_only and not args.build:
+        raise CommandError("--build-only needs --build")
+    if args.build and args.split != "dev":
+        raise CommandError(f"--build makes dev sets; --split {args.split} cannot be built")
+    progress = not args.quiet
+    for task in tasks if args.build else ():
+        if task == "lexical":
+            built = build_lexical(
+                args.root, n_pairs=args.lexical_pairs, seed=args.seed, progress=progress
+            )
+        else:
+            built = build_syntactic(
+                args.root, n_pairs=args.syntax_pairs, seed=args.seed, progress=progress
+            )
+        how = "cached" if built.cached else f"built in {built.seconds:.0f} s"
+        print(
+            f"{built.folder}: {built.pairs} pairs, {built.items} files, {built.voices} voices "
+            f"({how})"
+        )
+    if args.build_only:
+        return
+    model = Path(args.model) if args.model else DEFAULT_MODEL
+    scorer = ProbeScorer.from_bundle(model, device=pick_device(args.device), eos=args.eos)
+    report = evaluate_probes(
+        scorer,
+        args.root,
+        tasks,
+        split=args.split,
+        max_pairs=args.max_pairs,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        progress=progress,
+        submission=args.submission,
+    )
+    print(report.format())
+    if out is not None:
+        report.write(out)
+        print(f"-> {out}")
+    if args.submission:
+        print(f"-> {args.submission}/<task>/{args.split}.txt (ZeroSpeech submission files)")
+
+
 def _similarity(name: str):
     """The continuation's similarity encoder: Resemblyzer (speech) or pitch classes (music)."""
     if name == "chroma":
@@ -63,7 +128,7 @@ def _similarity(name: str):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue eval` and its subcommands."""
-    from segue.commands.generate import DEFAULT_MODEL
+    from segue.commands.generate import BUNDLE_HELP
 
     evaluate = sub.add_parser("eval", help="evaluate a whole AudioLM bundle")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="COMMAND")
@@ -73,10 +138,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="speaker similarity of continuations and WER/CER of resyntheses on held-out voices "
         "(Resemblyzer, Whisper tiny.en), with a listening page",
     )
-    p.add_argument(
-        "--model", default=None, help=f"AudioLM bundle folder (default: {DEFAULT_MODEL})"
+    add_input(
+        p, "manifest", old_flag="--manifest", help="manifest with splits (and `text` for WER)"
     )
-    p.add_argument("--manifest", required=True, help="manifest with splits (and `text` for WER)")
+    add_model(p, BUNDLE_HELP, required=False, old_flag=None)
     p.add_argument("--split", default="test")
     p.add_argument("--prompts", type=int, default=8, help="continuations (one voice each first)")
     p.add_argument("--prompt-seconds", type=float, default=3.0)
@@ -97,11 +162,52 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="speaker",
         help="continuation vs prompt: speaker embedding (speech) or pitch classes (music)",
     )
-    p.add_argument("--out", default=None, help="folder: WAVs, spectrograms, index.html, report")
+    add_out(p, "folder: WAVs, spectrograms, index.html, report.json", required=False, metavar="DIR")
     p.add_argument("--json", default=None, help="also write the full report here")
-    p.add_argument(
-        "--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ... (the AudioLM's)"
-    )
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_device(p)
+    add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_e2e)
+
+    p = eval_sub.add_parser(
+        "probes",
+        help="linguistic probes of the semantic LM as in the AudioLM paper: spoken word vs "
+        "non-word (sWUGGY-style) and grammatical vs ungrammatical sentence (sBLIMP-style)",
+    )
+    add_input(
+        p,
+        "root",
+        help="probe sets in the ZeroSpeech 2021 layout (ROOT/lexical/dev, ROOT/syntactic/dev): "
+        "segue's own (made there with --build) or the official dataset's root",
+    )
+    p.add_argument("--lexical", action="store_true", help="the word / non-word set only")
+    p.add_argument("--syntax", action="store_true", help="the sentence set only")
+    p.add_argument(
+        "--build",
+        action="store_true",
+        help="first make segue's sets in ROOT (espeak-ng, held-out voices; reused when already "
+        "made with the same settings)",
+    )
+    p.add_argument("--build-only", action="store_true", help="with --build: make, do not score")
+    p.add_argument("--lexical-pairs", type=positive_int, default=2000, help="with --build")
+    p.add_argument("--syntax-pairs", type=positive_int, default=1050, help="with --build")
+    p.add_argument("--split", default="dev", help="the sets' folder under ROOT/<task>/")
+    p.add_argument(
+        "--max-pairs", type=positive_int, default=None, help="score a seeded subset of N ids"
+    )
+    p.add_argument("--eos", action="store_true", help="also score the end of each file")
+    p.add_argument(
+        "--bootstrap", type=non_negative_int, default=1000, help="resamples for the 95 %% interval"
+    )
+    p.add_argument("--seed", type=int, default=0, help="the sets' pairs and voices, the subset")
+    add_model(p, BUNDLE_HELP, required=False, old_flag=None)
+    add_out(p, "write the report here (.json)", required=False, metavar="REPORT")
+    p.add_argument(
+        "--submission",
+        default=None,
+        help="also write ZeroSpeech submission files under this folder",
+    )
+    add_device(p)
+    add_threads(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_probes)
