@@ -140,6 +140,9 @@ class EvaluateConfig:
     e2e: bool = True  # segue.eval.e2e (speaker similarity, WER), when this segue has it
     e2e_prompts: int = 8  # continuations scored
     e2e_resynth: int = 8  # resyntheses transcribed
+    # word and sentence pairs of `segue eval probes` (made in OUT/evaluate/probes by espeak-ng,
+    # English speech corpora only; 0: off); a few minutes for a few hundred
+    probes_pairs: int = 0
     seed: int = 0
 
 
@@ -522,6 +525,22 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
         return {"not_run": f"failed: {type(error).__name__}: {error}"}
 
 
+def _evaluate_probes(ctx: Context, cfg: EvaluateConfig) -> dict[str, Any] | None:
+    """The semantic LM on `probes_pairs` spoken word / non-word and grammatical / ungrammatical
+    pairs (`segue.eval.probes`), made in OUT/evaluate/probes; None when off or not speech."""
+    if cfg.probes_pairs < 1 or ctx.config.corpus.kind == "piano":
+        return None
+    from segue.eval.probes import build_lexical, build_syntactic, evaluate_probes
+    from segue.eval.probes.score import ProbeScorer
+
+    root = ctx.dir("evaluate") / "probes"
+    build_lexical(root, n_pairs=cfg.probes_pairs, seed=cfg.seed, progress=False)
+    build_syntactic(root, n_pairs=cfg.probes_pairs, seed=cfg.seed, progress=False)
+    scorer = ProbeScorer.from_model(_assemble(ctx, _device()), name=str(ctx.dir("bundle")))
+    report = evaluate_probes(scorer, root, seed=cfg.seed, progress=False)
+    return json.loads(report.to_json())
+
+
 def _e2e_numbers(reports: dict[str, Any]) -> dict[str, Any]:
     """Headline numbers of each path's e2e report: speaker similarity, verification, WERs."""
     if "not_run" in reports:
@@ -557,6 +576,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
         "codec": codec_report,
         "lm": {stage: _evaluate_lm(ctx, stage, split, cfg) for stage in STAGES},
         "e2e": _evaluate_e2e(ctx, split, cfg),
+        "probes": _evaluate_probes(ctx, cfg),
     }
     write_atomic(
         ctx.dir("evaluate") / "report.json", (json.dumps(report, indent=1) + "\n").encode()
@@ -567,6 +587,8 @@ def evaluate(ctx: Context) -> dict[str, Any]:
         numbers[f"lm_{stage}_loss"] = lm["loss"]
         numbers[f"lm_{stage}_unigram_entropy"] = lm["unigram_entropy"]
     numbers.update(_e2e_numbers(report["e2e"]))
+    for result in (report["probes"] or {}).get("results", []):
+        numbers[f"probes_{result['task']}_accuracy"] = result["summed"]["accuracy"]
     return _round_numbers(numbers)
 
 

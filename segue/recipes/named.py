@@ -95,7 +95,7 @@ def speech_tiny() -> AudioLMRecipeConfig:
     # SoundStorm is cheap here (~3 steps/s at 2 threads) and still learning at 2,000 steps:
     # on piano-tiny, valid loss 5.87 at 6,000 steps against 6.04 at 2,000 (docs/results.md).
     config.soundstorm.optim.max_steps = 6000
-    config.evaluate = EvaluateConfig(codec_files=20, lm_items=128)
+    config.evaluate = EvaluateConfig(codec_files=20, lm_items=128, probes_pairs=300)
     return config
 
 
@@ -121,6 +121,7 @@ def speech_gpu() -> AudioLMRecipeConfig:
         lm_fine=run_config_for("fine", "audiolm"),
         soundstorm=SoundStormRunConfig(model=soundstorm_preset("base")),
     )
+    config.evaluate.probes_pairs = 1000  # the whole sentence set, half the word set
     return config
 
 

@@ -578,3 +578,40 @@ def test_bad_data_settings_fail_before_any_step(tmp_path, capsys):
     status, _, err = segue_recipe(capsys, "smoke", "--out", str(tmp_path / "r"), "--set",
                                   "corpus.data=x", "--set", "corpus.group=[")  # fmt: skip
     assert status == 2 and "not a valid regex" in err
+
+
+def test_smoke_evaluate_runs_the_probes_when_asked(smoke, capsys, monkeypatch):
+    """evaluate.probes_pairs > 0: the sets are made in OUT/evaluate/probes and the assembled
+    model's semantic LM is scored (the real builders take minutes: stand-ins record the glue)."""
+    import segue.eval.probes as probes
+    from segue.eval.probes.score import ProbeScorer
+
+    out, _ = smoke
+    seen = {}
+
+    def build(kind):
+        def run(root, *, n_pairs, seed, progress):
+            seen[kind] = (root, n_pairs, seed)
+
+        return run
+
+    class Report:
+        def to_json(self) -> str:
+            result = {"task": "lexical", "summed": {"accuracy": 0.625}}
+            return json.dumps({"results": [result]})
+
+    def evaluate_probes(scorer, root, **kwargs):
+        seen["scorer"] = scorer
+        return Report()
+
+    monkeypatch.setattr(probes, "build_lexical", build("lexical"))
+    monkeypatch.setattr(probes, "build_syntactic", build("syntactic"))
+    monkeypatch.setattr(probes, "evaluate_probes", evaluate_probes)
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--set", "evaluate.probes_pairs=12"]
+    status, _, err = segue_recipe(capsys, *argv, "--force", "evaluate")
+    assert status == 0, err
+    root = out / "evaluate" / "probes"
+    assert seen["lexical"] == (root, 12, 0) and seen["syntactic"] == (root, 12, 0)
+    assert isinstance(seen["scorer"], ProbeScorer)
+    numbers = json.loads((out / "evaluate" / DONE_NAME).read_text())["numbers"]
+    assert numbers["probes_lexical_accuracy"] == 0.625
