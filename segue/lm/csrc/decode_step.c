@@ -88,11 +88,12 @@ int64_t segue_step_layout(int64_t *out, int64_t n) {
 }
 
 /* Floats of scratch memory a step of this shape needs: per sequence the residual stream, the
- * normed input, qkv, the attention output and the MLP's hidden layer; attention scores for
- * every cached position. */
+ * normed input, qkv, the attention output and the MLP's hidden layer; attention scores of every
+ * head of a key/value group for every cached position. */
 int64_t segue_step_scratch(const SegueStep *s) {
     const int64_t n_qkv = (s->n_head + 2 * s->n_kv_head) * s->head_dim;
-    return s->batch * (3 * s->d_model + n_qkv + s->hidden) + s->max_len;
+    const int64_t per_group = s->n_kv_head > 0 ? s->n_head / s->n_kv_head : s->n_head;
+    return s->batch * (3 * s->d_model + n_qkv + s->hidden) + per_group * s->max_len;
 }
 
 /* y[0:n] (+)= x[0:in] @ W[0:in, 0:n], W row-major with leading dimension ld. Four rows of W per
@@ -148,7 +149,6 @@ static inline float half_to_float(uint16_t h) {
 #define VEC_FMA _mm512_fmadd_ps
 #define VEC_LOAD_HALF(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define VEC_SUM _mm512_reduce_add_ps
-#define VEC_MUL _mm512_mul_ps
 #define VEC_ADD _mm512_add_ps
 #define TILE_COLS 4 /* 4 x 4 sums + 4 weight vectors + 1 of 32 registers */
 #elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
@@ -159,7 +159,6 @@ static inline float half_to_float(uint16_t h) {
 #define VEC_STORE _mm256_storeu_ps
 #define VEC_FMA _mm256_fmadd_ps
 #define VEC_LOAD_HALF(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define VEC_MUL _mm256_mul_ps
 #define VEC_ADD _mm256_add_ps
 #define TILE_COLS 2 /* 4 x 2 sums + 2 weight vectors + 1 of 16 registers */
 static inline float VEC_SUM(__m256 v) {
@@ -354,62 +353,91 @@ static void attend_scalar(const float *q, const float *keys_, const float *value
 }
 
 #ifdef LANES
-/* attend for a head of NV * LANES values, in vectors: the query and the output stay in
- * registers, four keys are scored at a time and two values added at a time (independent sums:
- * a single running sum would wait on the previous FMA at every position). */
+#define KEY_BLOCK 64 /* positions whose keys (values) stay in L1 while every head of a group reads them */
+
+/* attend for heads of NV * LANES values, in vectors. The heads that share a key/value head
+ * (multi-query and grouped attention) read each block of KEY_BLOCK keys, then values, while it
+ * is in L1: the cache is read from memory once per group, not once per head. A head's query and
+ * sums stay in registers; four keys are scored at a time and two values added at a time
+ * (independent sums: one running sum would wait on the previous FMA at every position).
+ * scores: per_group * (pos + 1) floats. */
 static inline __attribute__((always_inline)) void attend_heads(
     const float *q, const float *keys_, const float *values_, int64_t heads, int64_t groups,
     int64_t max_len, int64_t pos, float *y, float *scores, const int nv) {
     const int64_t hd = nv * LANES, per_group = heads / groups, n = pos + 1;
     const float scale = 1.f / sqrtf((float)hd);
-    for (int64_t h = 0; h < heads; h++) {
-        const int64_t g = h / per_group;
+    for (int64_t g = 0; g < groups; g++) {
         const float *keys = keys_ + g * max_len * hd, *values = values_ + g * max_len * hd;
-        VEC qv[8];
-        for (int c = 0; c < nv; c++) qv[c] = VEC_LOAD(q + h * hd + c * LANES);
-        int64_t t = 0;
-        for (; t + 4 <= n; t += 4) {
-            const float *k = keys + t * hd;
-            VEC s0 = VEC_SET1(0.f), s1 = s0, s2 = s0, s3 = s0;
-            for (int c = 0; c < nv; c++) {
-                s0 = VEC_FMA(qv[c], VEC_LOAD(k + c * LANES), s0);
-                s1 = VEC_FMA(qv[c], VEC_LOAD(k + hd + c * LANES), s1);
-                s2 = VEC_FMA(qv[c], VEC_LOAD(k + 2 * hd + c * LANES), s2);
-                s3 = VEC_FMA(qv[c], VEC_LOAD(k + 3 * hd + c * LANES), s3);
-            }
-            scores[t] = VEC_SUM(s0) * scale;
-            scores[t + 1] = VEC_SUM(s1) * scale;
-            scores[t + 2] = VEC_SUM(s2) * scale;
-            scores[t + 3] = VEC_SUM(s3) * scale;
-        }
-        for (; t < n; t++) {
-            VEC s0 = VEC_SET1(0.f);
-            for (int c = 0; c < nv; c++) s0 = VEC_FMA(qv[c], VEC_LOAD(keys + t * hd + c * LANES), s0);
-            scores[t] = VEC_SUM(s0) * scale;
-        }
-        float top = -3.0e38f; /* no infinities: built with -ffast-math */
-        for (t = 0; t < n; t++) top = fmaxf(top, scores[t]);
-        float total = 0.f;
-        for (t = 0; t < n; t++) {
-            scores[t] = expf(scores[t] - top);
-            total += scores[t];
-        }
-        VEC a[8], b[8];
-        for (int c = 0; c < nv; c++) a[c] = b[c] = VEC_SET1(0.f);
-        for (t = 0; t + 2 <= n; t += 2) {
-            const float *v = values + t * hd;
-            const VEC p0 = VEC_SET1(scores[t]), p1 = VEC_SET1(scores[t + 1]);
-            for (int c = 0; c < nv; c++) {
-                a[c] = VEC_FMA(p0, VEC_LOAD(v + c * LANES), a[c]);
-                b[c] = VEC_FMA(p1, VEC_LOAD(v + hd + c * LANES), b[c]);
+        for (int64_t t0 = 0; t0 < n; t0 += KEY_BLOCK) {
+            const int64_t t1 = t0 + KEY_BLOCK < n ? t0 + KEY_BLOCK : n;
+            for (int64_t j = 0; j < per_group; j++) {
+                const float *qh = q + (g * per_group + j) * hd;
+                float *sh = scores + j * n;
+                VEC qv[8];
+                for (int c = 0; c < nv; c++) qv[c] = VEC_LOAD(qh + c * LANES);
+                int64_t t = t0;
+                for (; t + 4 <= t1; t += 4) {
+                    const float *k = keys + t * hd;
+                    VEC s0 = VEC_SET1(0.f), s1 = s0, s2 = s0, s3 = s0;
+                    for (int c = 0; c < nv; c++) {
+                        s0 = VEC_FMA(qv[c], VEC_LOAD(k + c * LANES), s0);
+                        s1 = VEC_FMA(qv[c], VEC_LOAD(k + hd + c * LANES), s1);
+                        s2 = VEC_FMA(qv[c], VEC_LOAD(k + 2 * hd + c * LANES), s2);
+                        s3 = VEC_FMA(qv[c], VEC_LOAD(k + 3 * hd + c * LANES), s3);
+                    }
+                    sh[t] = VEC_SUM(s0) * scale;
+                    sh[t + 1] = VEC_SUM(s1) * scale;
+                    sh[t + 2] = VEC_SUM(s2) * scale;
+                    sh[t + 3] = VEC_SUM(s3) * scale;
+                }
+                for (; t < t1; t++) {
+                    VEC s0 = VEC_SET1(0.f);
+                    for (int c = 0; c < nv; c++)
+                        s0 = VEC_FMA(qv[c], VEC_LOAD(keys + t * hd + c * LANES), s0);
+                    sh[t] = VEC_SUM(s0) * scale;
+                }
             }
         }
-        if (t < n) {
-            const VEC p0 = VEC_SET1(scores[t]);
-            for (int c = 0; c < nv; c++) a[c] = VEC_FMA(p0, VEC_LOAD(values + t * hd + c * LANES), a[c]);
+        for (int64_t j = 0; j < per_group; j++) { /* softmax numerators, and y = 0 */
+            float *sh = scores + j * n;
+            float top = -3.0e38f; /* no infinities: built with -ffast-math */
+            for (int64_t t = 0; t < n; t++) top = fmaxf(top, sh[t]);
+            float total = 0.f;
+            for (int64_t t = 0; t < n; t++) {
+                sh[t] = expf(sh[t] - top);
+                total += sh[t];
+            }
+            const float inverse = 1.f / total;
+            for (int64_t t = 0; t < n; t++) sh[t] *= inverse;
+            memset(y + (g * per_group + j) * hd, 0, (size_t)hd * sizeof(float));
         }
-        const VEC inverse = VEC_SET1(1.f / total);
-        for (int c = 0; c < nv; c++) VEC_STORE(y + h * hd + c * LANES, VEC_MUL(VEC_ADD(a[c], b[c]), inverse));
+        for (int64_t t0 = 0; t0 < n; t0 += KEY_BLOCK) {
+            const int64_t t1 = t0 + KEY_BLOCK < n ? t0 + KEY_BLOCK : n;
+            for (int64_t j = 0; j < per_group; j++) {
+                const float *sh = scores + j * n;
+                float *yh = y + (g * per_group + j) * hd;
+                VEC a[8], b[8];
+                for (int c = 0; c < nv; c++) a[c] = b[c] = VEC_SET1(0.f);
+                int64_t t = t0;
+                for (; t + 2 <= t1; t += 2) {
+                    const float *v = values + t * hd;
+                    const VEC p0 = VEC_SET1(sh[t]), p1 = VEC_SET1(sh[t + 1]);
+                    for (int c = 0; c < nv; c++) {
+                        a[c] = VEC_FMA(p0, VEC_LOAD(v + c * LANES), a[c]);
+                        b[c] = VEC_FMA(p1, VEC_LOAD(v + hd + c * LANES), b[c]);
+                    }
+                }
+                if (t < t1) {
+                    const VEC p0 = VEC_SET1(sh[t]);
+                    for (int c = 0; c < nv; c++)
+                        a[c] = VEC_FMA(p0, VEC_LOAD(values + t * hd + c * LANES), a[c]);
+                }
+                for (int c = 0; c < nv; c++) {
+                    float *out = yh + c * LANES;
+                    VEC_STORE(out, VEC_ADD(VEC_LOAD(out), VEC_ADD(a[c], b[c])));
+                }
+            }
+        }
     }
 }
 #endif
