@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from segue.eval.asr import Transcriber
-from segue.eval.e2e import evaluate_e2e
+from segue.eval.e2e import E2EReport, E2ESettings, evaluate_e2e
 from segue.eval.speaker import SpeakerEncoder
 from segue.pipeline import AudioLM
 
@@ -27,14 +27,14 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "segue" / "assets" / "spee
 PATHS = ("ar", "soundstorm")
 
 
-def headline(report: dict) -> dict[str, float | None]:
-    cont, res = report.get("continuation") or {}, report.get("resynthesis") or {}
+def headline(report: E2EReport) -> dict[str, float | None]:
+    cont, res = report.continuation, report.resynthesis
     return {
-        "speaker similarity": (cont.get("similarity") or {}).get("mean"),
-        "verification": cont.get("verification"),
-        "WER, resynthesis": (res.get("wer") or {}).get("semantic"),
-        "CER, resynthesis": (res.get("cer") or {}).get("semantic"),
-        "seconds": report.get("seconds"),
+        "speaker similarity": cont.similarity.mean if cont else None,
+        "verification": cont.verification if cont else None,
+        "WER, resynthesis": res.wer.get("semantic") if res else None,
+        "CER, resynthesis": res.cer.get("semantic") if res else None,
+        "seconds": report.seconds,
     }
 
 
@@ -59,20 +59,23 @@ def main() -> None:
     speaker, transcriber = SpeakerEncoder(), Transcriber(threads=args.threads)
     rows = {}
     for path in PATHS:
-        report = evaluate_e2e(
-            model,
-            args.manifest,
-            split=args.split,
+        settings = E2ESettings(
             n_prompts=args.prompts,
             prompt_seconds=args.prompt_seconds,
             continuation_seconds=args.seconds,
             n_resynth=args.resynth,
             seed=args.seed,
+            acoustic=path,
+        )
+        report = evaluate_e2e(
+            model,
+            args.manifest,
+            settings,
+            split=args.split,
             out_dir=None if args.out is None else args.out / path,
             progress=False,
             speaker=speaker,
             transcriber=transcriber,
-            acoustic=path,
         )
         rows[path] = headline(report)
     print(f"{args.model}, split {args.split}, {args.prompts} prompts, {args.resynth} files, "

@@ -38,10 +38,11 @@ def export_and_eval(job: tuple[str, str, str, str]) -> str:
         read_manifest(manifest_path, split="valid"),
         max_files=int(os.environ.get("EVAL_FILES", 24)),
     )
-    report["step"] = step_of(Path(checkpoint_dir))
+    step = step_of(Path(checkpoint_dir))
     codec.half().save_pretrained(out_dir)
-    (Path(out_dir) / "eval.json").write_text(json.dumps(report, indent=1))
-    return f"== {name} @ step {report['step']}\n{format_report(report)}"
+    data = {**report.to_dict(), "step": step}
+    (Path(out_dir) / "eval.json").write_text(json.dumps(data, indent=1))
+    return f"== {name} @ step {step}\n{format_report(report)}"
 
 
 def main() -> None:

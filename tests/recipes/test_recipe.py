@@ -371,16 +371,25 @@ def test_smoke_refuses_a_changed_config_of_a_done_step(smoke, capsys):
 
 
 def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
-    out, _ = smoke
-    seen = {}
+    from segue.eval.e2e import ContinuationReport, E2EReport, E2ESettings, Stats
 
-    def evaluate_e2e(model, manifest, **kwargs):
-        seen[kwargs["acoustic"]] = dict(kwargs, sample_rate=model.sample_rate)
-        score = 0.5 if kwargs["acoustic"] == "ar" else 0.25
-        return {"continuation": {"similarity": {"mean": score}, "verification": 0.75}}
+    out, _ = smoke
+    seen, returned = {}, {}
+
+    def evaluate_e2e(model, manifest, settings, **kwargs):
+        seen[settings.acoustic] = dict(kwargs, settings=settings, sample_rate=model.sample_rate)
+        score = 0.5 if settings.acoustic == "ar" else 0.25
+        none = Stats.of([])
+        cont = ContinuationReport(1, Stats.of([score]), none, none, none, 0.75, 4, None, 1.0, [])
+        report = E2EReport(kwargs["split"], settings, {}, model.sample_rate, cont, None, [], 1.5)
+        returned[settings.acoustic] = report
+        return report
 
     stand_in = types.SimpleNamespace(
-        evaluate_e2e=evaluate_e2e, SpeakerEncoder=object, Transcriber=lambda threads: None
+        evaluate_e2e=evaluate_e2e,
+        E2ESettings=E2ESettings,
+        SpeakerEncoder=object,
+        Transcriber=lambda threads: None,
     )
     monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
     monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
@@ -389,9 +398,13 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
     assert printed.count("skipped (done)") == len(RECIPES["smoke"].steps) - 1
     assert sorted(seen) == ["ar", "soundstorm"]  # both acoustic paths, same prompts
     for kwargs in seen.values():
-        assert kwargs["n_prompts"] == 2 and kwargs["split"] == "test"
-        assert kwargs["sample_rate"] == 16000 and kwargs["seed"] == seen["ar"]["seed"]
+        assert kwargs["settings"].n_prompts == 2 and kwargs["split"] == "test"
+        assert kwargs["sample_rate"] == 16000
+        assert kwargs["settings"].seed == seen["ar"]["settings"].seed
     assert seen["soundstorm"]["out_dir"].name == "e2e-soundstorm"
+    written = json.loads((out / "evaluate" / "report.json").read_text())["e2e"]
+    assert written == {path: json.loads(r.to_json()) for path, r in returned.items()}
+    assert written["ar"]["continuation"]["similarity"]["mean"] == 0.5  # report.json's layout
     numbers = json.loads((out / "evaluate" / DONE_NAME).read_text())["numbers"]
     assert numbers["e2e_ar_verification"] == 0.75 and numbers["e2e_ar_speaker_similarity"] == 0.5
     assert numbers["e2e_soundstorm_speaker_similarity"] == 0.25
@@ -402,11 +415,13 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
 def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
     """Piano continuations are scored by pitch classes, speech ones by speaker embeddings."""
     from segue.eval.chroma import ChromaEncoder
+    from segue.eval.e2e import E2ESettings
     from segue.recipes import audiolm
 
     seen = []
     stand_in = types.SimpleNamespace(
         evaluate_e2e=lambda model, manifest, **kw: seen.append(kw) or {"continuation": None},
+        E2ESettings=E2ESettings,
         SpeakerEncoder=lambda: "speaker encoder",
         Transcriber=lambda threads: None,
     )
