@@ -157,8 +157,19 @@ def _without_none_files(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class _Row:
+    """One file's row: as a dict (without "files" when none were written), and back."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none_files(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return cls(**data)
+
+
 @dataclass
-class ContinuationRow:
+class ContinuationRow(_Row):
     """One prompt and its continuation. similarity: cosine of the generated part's embedding
     and the prompt's; real_similarity: the same for the file's real next seconds (None when
     under MIN_REAL_SECONDS or silent); files: paths relative to out_dir of the WAVs and PNGs
@@ -171,12 +182,6 @@ class ContinuationRow:
     real_similarity: float | None
     files: dict[str, str] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none_files(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ContinuationRow:
-        return cls(**data)
 
 
 @dataclass
@@ -237,7 +242,7 @@ class ContinuationReport:
 
 
 @dataclass
-class ResynthesisRow:
+class ResynthesisRow(_Row):
     """One file, transcribed as each of SYSTEMS ("original", "codec", "semantic"): what Whisper
     heard and its WER against the file's normalised text; files: the WAVs and PNGs (keys as
     SYSTEMS, each with a "<key>_png"), None without out_dir."""
@@ -249,12 +254,6 @@ class ResynthesisRow:
     wer: dict[str, float]
     files: dict[str, str] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none_files(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ResynthesisRow:
-        return cls(**data)
 
 
 @dataclass
