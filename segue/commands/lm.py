@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def _eval(args: argparse.Namespace) -> None:
     print(format_report(lm.stage.stage, report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"stage": lm.stage.stage, **report}, indent=1))
+        Path(args.json).write_text(report.to_json(stage=lm.stage.stage))
         print(f"-> {args.json}")
 
 

@@ -7,7 +7,10 @@ per-level code frequencies scores it). A model that learned anything beats both 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -33,10 +36,30 @@ def level_groups(layout) -> torch.Tensor:
     return groups
 
 
+@dataclass
+class LMReport:
+    """An LM on a split: token-weighted loss (nats), perplexity and accuracy over `tokens`
+    targets, and the targets' unigram entropies (all pooled; per level) as baselines."""
+
+    loss: float
+    perplexity: float
+    accuracy: float
+    tokens: int
+    unigram_entropy: float
+    level_unigram_entropy: float
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, **extra) -> str:
+        """The report as JSON (`extra` keys first, e.g. stage="coarse")."""
+        return json.dumps({**extra, **self.to_dict()}, indent=1) + "\n"
+
+
 @torch.inference_mode()
 def evaluate_lm(
     lm: StageLM, dataset: Dataset, *, batch_size: int = 8, max_batches: int | None = None
-) -> dict[str, float]:
+) -> LMReport:
     """Token-weighted loss / perplexity / accuracy of `lm` on `dataset`, and the baselines."""
     model, layout = lm.model.eval(), lm.layout
     device = model.head.weight.device
@@ -63,24 +86,24 @@ def evaluate_lm(
     per_level = [counts[groups == g] for g in range(int(groups.max()) + 1)]
     level_entropy = sum(float(c.sum()) / count * _entropy(c) for c in per_level if c.sum() > 0)
     loss = nll / count
-    return {
-        "loss": loss,
-        "perplexity": math.exp(min(loss, 50.0)),
-        "accuracy": correct / count,
-        "tokens": float(count),
-        "unigram_entropy": _entropy(counts),
-        "level_unigram_entropy": level_entropy,
-    }
+    return LMReport(
+        loss=loss,
+        perplexity=math.exp(min(loss, 50.0)),
+        accuracy=correct / count,
+        tokens=count,
+        unigram_entropy=_entropy(counts),
+        level_unigram_entropy=level_entropy,
+    )
 
 
-def format_report(stage: str, report: dict[str, float]) -> str:
+def format_report(stage: str, report: LMReport) -> str:
     """One line per metric, the baselines last."""
     rows = [
-        f"{stage} LM, {int(report['tokens'])} target tokens",
-        f"  loss        {report['loss']:.4f} nats/token",
-        f"  perplexity  {report['perplexity']:.2f}",
-        f"  accuracy    {report['accuracy']:.4f}",
-        f"  unigram entropy of the targets        {report['unigram_entropy']:.4f}",
-        f"  per-level unigram entropy of targets  {report['level_unigram_entropy']:.4f}",
+        f"{stage} LM, {report.tokens} target tokens",
+        f"  loss        {report.loss:.4f} nats/token",
+        f"  perplexity  {report.perplexity:.2f}",
+        f"  accuracy    {report.accuracy:.4f}",
+        f"  unigram entropy of the targets        {report.unigram_entropy:.4f}",
+        f"  per-level unigram entropy of targets  {report.level_unigram_entropy:.4f}",
     ]
     return "\n".join(rows)

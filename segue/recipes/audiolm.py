@@ -482,7 +482,8 @@ def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> d
     fill_from_shards(config)
     dataset = build_dataset(config, lm.layout, split, seed=1234)
     batches = None if cfg.lm_items is None else -(-cfg.lm_items // cfg.batch_size)
-    return _rounded(evaluate_lm(lm, dataset, batch_size=cfg.batch_size, max_batches=batches))
+    report = evaluate_lm(lm, dataset, batch_size=cfg.batch_size, max_batches=batches)
+    return _rounded(report.to_dict())
 
 
 def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Each stage trains through the shared engine on synthetic shards; runs load back as stages."""
 
+import json
+
 import pytest
 import torch
 
@@ -39,8 +41,9 @@ def test_stage_learns_its_synthetic_structure(stage, shards, tmp_path):
     state = trainer.raw_modules["model"].state_dict()
     assert all(torch.equal(state[k], v) for k, v in lm.model.state_dict().items())
     report = evaluate_lm(lm, build_dataset(config, lm.layout, "valid", seed=1234))
-    assert report["loss"] == pytest.approx(after, rel=0.05)
-    assert report["loss"] < report["level_unigram_entropy"] <= report["unigram_entropy"] + 1e-9
+    assert report.loss == pytest.approx(after, rel=0.05)
+    assert report.loss < report.level_unigram_entropy <= report.unigram_entropy + 1e-9
+    assert json.loads(report.to_json(stage="coarse")) == {"stage": "coarse", **report.to_dict()}
 
 
 def test_token_spaces_come_from_the_shards(shards):
