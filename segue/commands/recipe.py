@@ -5,6 +5,7 @@
     segue recipe speech-tiny --out runs/speech-tiny --until codec
     segue recipe speech-tiny --out runs/st --set codec.optim.max_steps=500 --force codec
     segue recipe --out runs/speech-tiny                       # go on with DIR/recipe.json
+    segue recipe speech-gpu --out runs/x --data ~/audio --dry-run   # check it all, run nothing
 
 The recipes, their steps and settings: `segue/recipes/audiolm.py`.
 """
@@ -47,6 +48,9 @@ def _run(args: argparse.Namespace) -> None:
     from segue.recipes import run_recipe
 
     recipe, config = _recipe(args)
+    if args.dry_run:
+        _dry_run(args, recipe, config)
+        return
     print(f"recipe {recipe.name} -> {args.out}", flush=True)
     run_recipe(
         recipe,
@@ -60,6 +64,18 @@ def _run(args: argparse.Namespace) -> None:
     bundle = Path(args.out) / "bundle"
     if (bundle / "bundle.json").is_file():
         print(f"bundle: {bundle}  (segue continue PROMPT --seconds 5 --model {bundle} --out o.wav)")
+
+
+def _dry_run(args: argparse.Namespace, recipe, config) -> None:
+    """Print the preflight report; exit 0 when ready, 2 when a problem was found."""
+    from segue.recipes.preflight import preflight
+
+    report = preflight(
+        recipe, config, args.out, until=args.until, force=args.force, workers=args.workers
+    )
+    print(report.format(), flush=True)
+    if not report.ok:
+        raise SystemExit(2)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +124,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(?P<group>...) (= --set corpus.group=RULE)",
     )
     p.add_argument("--until", metavar="STEP", help="stop after this step")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the plan, data, models (sizes, memory), machine and disk, print them and "
+        "exit (0: ready, 2: problems); writes nothing",
+    )
     p.add_argument(
         "--force",
         action="append",

@@ -212,6 +212,23 @@ def plan(
 
     Raises RecipeError for unknown step names and for changed steps that are not forced.
     """
+    states, wiped = step_states(recipe, config, out, until=until, force=force)
+    message = refusal(recipe, out, states)
+    if message:
+        raise RecipeError(message)
+    return states, wiped
+
+
+def step_states(
+    recipe: Recipe,
+    config: Any,
+    out: str | Path,
+    *,
+    until: str | None = None,
+    force: Iterable[str] = (),
+) -> tuple[list[StepState], list[str]]:
+    """`plan` without the refusal: every state ("changed" included), and the folders to wipe.
+    Reads the markers, writes nothing. Raises RecipeError for unknown step names."""
     out, force = Path(out), list(force)
     names = recipe.step_names
     for name in [*force, *([until] if until else [])]:
@@ -243,17 +260,23 @@ def plan(
             )
             if states[-1].state == "done":
                 done_unchanged.add(name)
-    changed = [s for s in states if s.state == "changed"]
-    if changed:
-        lines = "\n".join(f"  {out / s.step}: {s.why}" for s in changed)
-        first = changed[0].step
-        redo = dependents(recipe, [first])
-        also = f" and the steps that depend on it ({', '.join(redo[1:])})" if redo[1:] else ""
-        raise RecipeError(
-            f"{len(changed)} step(s) of {out} were made with another config:\n{lines}\n"
-            f"Pass --force {first} to redo it{also}, or choose another --out"
-        )
     return states, wiped
+
+
+def refusal(recipe: Recipe, out: str | Path, states: list[StepState]) -> str | None:
+    """The error a run gives for `states` with changed steps (None: it would not refuse)."""
+    changed = [s for s in states if s.state == "changed"]
+    if not changed:
+        return None
+    out = Path(out)
+    lines = "\n".join(f"  {out / s.step}: {s.why}" for s in changed)
+    first = changed[0].step
+    redo = dependents(recipe, [first])
+    also = f" and the steps that depend on it ({', '.join(redo[1:])})" if redo[1:] else ""
+    return (
+        f"{len(changed)} step(s) of {out} were made with another config:\n{lines}\n"
+        f"Pass --force {first} to redo it{also}, or choose another --out"
+    )
 
 
 def run_recipe(
