@@ -37,8 +37,17 @@ from segue.errors import InputError
 log = logging.getLogger("segue.serve")
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-TASKS = ("continue", "generate", "resynth")
 STAGES = ("semantic", "coarse", "fine")
+
+
+def tasks() -> tuple[str, ...]:
+    """The tasks a job may ask for: the pipeline's (imported when needed: this module loads
+    without torch)."""
+    from segue.pipeline import TASK_STAGES
+
+    return tuple(TASK_STAGES)
+
+
 #: Shorter inputs are refused (the models read audio in 40 ms frames).
 MIN_SECONDS = 0.1
 
@@ -212,8 +221,8 @@ class Engine:
 
     def submit(self, settings: Settings) -> Job:
         """Queue a checked job; UserError (503) when the queue is full."""
-        if settings.task not in TASKS:
-            raise UserError(f"unknown task {settings.task!r}: one of {', '.join(TASKS)}")
+        if settings.task not in tasks():
+            raise UserError(f"unknown task {settings.task!r}: one of {', '.join(tasks())}")
         if settings.seed is None:
             settings = replace(settings, seed=secrets.randbelow(2**31))
         from segue.pipeline import stage_names

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from segue.serve.engine import STAGES, TASKS, Engine, Settings, UserError
+from segue.serve.engine import STAGES, Engine, Settings, UserError, tasks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,8 +67,8 @@ def parse_job(
     from segue.acoustic import PATHS, acoustic_path
 
     task = (fields.get("task") or "").strip()
-    if task not in TASKS:
-        raise UserError(f"task must be one of {', '.join(TASKS)}, got {task[:40]!r}")
+    if task not in tasks():
+        raise UserError(f"task must be one of {', '.join(tasks())}, got {task[:40]!r}")
     model, limits = engine.model, engine.limits
     acoustic = (fields.get("acoustic") or "ar").strip()
     if acoustic not in PATHS:
