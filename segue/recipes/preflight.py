@@ -606,11 +606,13 @@ def _check_models(
             f"{s.per_step}{micro} per process"
         )
         section.lines.append(f"{'':<{width}}  memory: {memory}")
-    rules = dict.fromkeys(s.rule for s in sizes)
+    rules: dict[str, list[str]] = {}  # how activations were obtained -> the models
+    for s in sizes:
+        rules.setdefault(s.rule, []).append(s.name)
     section.lines.append(
         "memory = 16 B/param (float32 weights, grads, AdamW moments) + activations:"
     )
-    section.lines += [f"  {rule}" for rule in rules]
+    section.lines += [f"  {', '.join(names)}: {rule}" for rule, names in rules.items()]
     section.lines.append(
         "  (float32, the CPU default; bf16 autocast on CUDA roughly halves the activations)"
     )
