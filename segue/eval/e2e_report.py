@@ -1,0 +1,304 @@
+"""The end-to-end evaluation's settings and report (`segue.eval.e2e` runs it): dataclasses that
+write report.json (`E2EReport.to_json`) and read it back, this version's or an earlier one's
+(`E2EReport.from_json`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segue.acoustic import acoustic_path
+from segue.errors import InputError
+from segue.eval.speaker import SpeakerEncoder
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class E2ESettings:
+    """What an end-to-end evaluation does (report.json's "settings"); checked when made.
+
+    n_prompts: prompts to continue (0: no continuation part); prompt_seconds /
+    continuation_seconds: each prompt's length and what is generated after it; n_resynth: files
+    to resynthesize and transcribe (0: no resynthesis part), each at most max_resynth_seconds
+    long; seed: picks the prompts and files and seeds the sampling; n_reference_pairs: pairs of
+    real files per reference row (same voice, different voices); acoustic: the model's acoustic
+    path, "ar" (coarse + fine LMs) or "soundstorm" (an `AcousticPath` is kept by its name), the
+    same seed giving the same prompts and files so two reports compare the paths; similarity: what
+    the similarity encoder is (`evaluate_e2e` sets its encoder's `label`).
+    """
+
+    n_prompts: int = 8
+    prompt_seconds: float = 3.0
+    continuation_seconds: float = 4.0
+    n_resynth: int = 8
+    seed: int = 0
+    n_reference_pairs: int = 32
+    max_resynth_seconds: float = 20.0
+    acoustic: str = "ar"
+    similarity: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_prompts", "n_resynth", "n_reference_pairs"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise InputError(f"{name} must be an integer >= 0, got {value!r}")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool)):
+            raise InputError(f"seed must be an integer, got {self.seed!r}")
+        seconds = (self.prompt_seconds, self.continuation_seconds)
+        if not all(_is_number(s) and math.isfinite(s) and s > 0 for s in seconds):
+            raise InputError("prompt and continuation seconds must be > 0")
+        limit = self.max_resynth_seconds
+        if not (_is_number(limit) and limit > 0):
+            raise InputError(f"max_resynth_seconds must be > 0, got {limit!r}")
+        object.__setattr__(self, "acoustic", acoustic_path(self.acoustic).name)
+        if self.similarity is not None and not isinstance(self.similarity, str):
+            raise InputError(f"similarity must be a label (a string), got {self.similarity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> E2ESettings:
+        """From report.json's "settings"; reports older than the acoustic paths and the chroma
+        similarity lack those two keys (they were "ar" and the speaker encoder)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        known.setdefault("similarity", SpeakerEncoder.label)
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Mean, standard deviation, extremes and count of some numbers (None when there are none)."""
+
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float | None]) -> Stats:
+        """Of the values that are finite numbers (None values are left out)."""
+        kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+        if not kept:
+            return cls(None, None, None, None, 0)
+        array = np.array(kept)
+        mean, std = float(array.mean()), float(array.std())
+        return cls(mean, std, float(array.min()), float(array.max()), len(kept))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Stats:
+        return cls(data["mean"], data["std"], data["min"], data["max"], data["n"])
+
+
+def _without_none_files(data: dict[str, Any]) -> dict[str, Any]:
+    """A row as report.json has it: no "files" key when no files were written."""
+    if data.get("files") is None:
+        data.pop("files", None)
+    return data
+
+
+class _Row:
+    """One file's row: as a dict (without "files" when none were written), and back."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none_files(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return cls(**data)
+
+
+@dataclass
+class ContinuationRow(_Row):
+    """One prompt and its continuation. similarity: cosine of the generated part's embedding
+    and the prompt's; real_similarity: the same for the file's real next seconds (None when
+    under MIN_REAL_SECONDS or silent); files: paths relative to out_dir of the WAVs and PNGs
+    ("prompt", "continuation", "original", each with a "<key>_png"), None without out_dir."""
+
+    path: str
+    group: str
+    text: str | None
+    similarity: float
+    real_similarity: float | None
+    files: dict[str, str] | None = None
+
+
+
+@dataclass
+class ContinuationReport:
+    """The continuation part: similarities of continuations to their prompts, with real audio
+    for scale (same file, same voice, another voice). verification: share of (continuation,
+    prompt of another voice) pairs where its own prompt is closer (None without such pairs);
+    closest_prompt_accuracy: share of continuations whose closest prompt is of their voice
+    (None with one voice); chance: that share for a random pick."""
+
+    voices: int
+    similarity: Stats
+    real_similarity: Stats
+    same_voice: Stats  # real audio: two files of one voice
+    different_voice: Stats  # real audio: files of two voices
+    verification: float | None
+    verification_pairs: int
+    closest_prompt_accuracy: float | None
+    chance: float
+    rows: list[ContinuationRow]
+
+    @property
+    def n(self) -> int:
+        """Prompts continued."""
+        return len(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "voices": self.voices,
+            "similarity": self.similarity.to_dict(),
+            "real_similarity": self.real_similarity.to_dict(),
+            "reference": {
+                "same_voice": self.same_voice.to_dict(),
+                "different_voice": self.different_voice.to_dict(),
+            },
+            "verification": self.verification,
+            "verification_pairs": self.verification_pairs,
+            "closest_prompt_accuracy": self.closest_prompt_accuracy,
+            "chance": self.chance,
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContinuationReport:
+        return cls(
+            voices=data["voices"],
+            similarity=Stats.from_dict(data["similarity"]),
+            real_similarity=Stats.from_dict(data["real_similarity"]),
+            same_voice=Stats.from_dict(data["reference"]["same_voice"]),
+            different_voice=Stats.from_dict(data["reference"]["different_voice"]),
+            verification=data["verification"],
+            verification_pairs=data["verification_pairs"],
+            closest_prompt_accuracy=data["closest_prompt_accuracy"],
+            chance=data["chance"],
+            rows=[ContinuationRow.from_dict(row) for row in data["rows"]],
+        )
+
+
+@dataclass
+class ResynthesisRow(_Row):
+    """One file, transcribed as each of SYSTEMS ("original", "codec", "semantic"): what Whisper
+    heard and its WER against the file's normalised text; files: the WAVs and PNGs (keys as
+    SYSTEMS, each with a "<key>_png"), None without out_dir."""
+
+    path: str
+    group: str
+    text: str
+    transcripts: dict[str, str]
+    wer: dict[str, float]
+    files: dict[str, str] | None = None
+
+
+
+@dataclass
+class ResynthesisReport:
+    """The resynthesis part: corpus WER and CER of each of SYSTEMS over the rows' files."""
+
+    wer: dict[str, float]
+    cer: dict[str, float]
+    rows: list[ResynthesisRow]
+
+    @property
+    def n(self) -> int:
+        """Files transcribed."""
+        return len(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "wer": dict(self.wer),
+            "cer": dict(self.cer),
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResynthesisReport:
+        rows = [ResynthesisRow.from_dict(row) for row in data["rows"]]
+        return cls(dict(data["wer"]), dict(data["cer"]), rows)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out: unreadable, silent, or shorter than the prompt."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class E2EReport:
+    """An end-to-end evaluation: its split (None: the manifest as given), settings, the model's
+    info, sample rate, the two parts (None when off, or for resynthesis when no file has a
+    text), the files skipped and the wall time. `to_json()` is report.json."""
+
+    split: str | None
+    settings: E2ESettings
+    model: dict[str, Any]
+    sample_rate: int
+    continuation: ContinuationReport | None
+    resynthesis: ResynthesisReport | None
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready values, with report.json's keys and nesting."""
+        return {
+            "split": self.split,
+            "settings": self.settings.to_dict(),
+            "model": dict(self.model),
+            "sample_rate": self.sample_rate,
+            "continuation": None if self.continuation is None else self.continuation.to_dict(),
+            "resynthesis": None if self.resynthesis is None else self.resynthesis.to_dict(),
+            "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "seconds": self.seconds,
+        }
+
+    def to_json(self) -> str:
+        """report.json's text (indented, with a final newline)."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> E2EReport:
+        """From `to_dict()`'s form, or a report.json of earlier versions (parsed)."""
+        cont, res = data.get("continuation"), data.get("resynthesis")
+        try:
+            return cls(
+                split=data["split"],
+                settings=E2ESettings.from_dict(data["settings"]),
+                model=dict(data.get("model") or {}),
+                sample_rate=data["sample_rate"],
+                continuation=None if cont is None else ContinuationReport.from_dict(cont),
+                resynthesis=None if res is None else ResynthesisReport.from_dict(res),
+                skipped=[Skipped(s["path"], s["reason"]) for s in data.get("skipped", [])],
+                seconds=data["seconds"],
+            )
+        except (KeyError, TypeError) as error:
+            raise InputError(f"not an end-to-end evaluation report: {error!r}") from error
+
+    @classmethod
+    def from_json(cls, text: str) -> E2EReport:
+        """From report.json's text (this version's or an earlier one's)."""
+        return cls.from_dict(json.loads(text))
+
+
+def _as_report(report: E2EReport | dict[str, Any]) -> E2EReport:
+    return report if isinstance(report, E2EReport) else E2EReport.from_dict(report)
