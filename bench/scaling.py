@@ -23,7 +23,7 @@ runs it (the task's own `train_step`, backward of each phase, clip + AdamW step)
    in data parallelism, each process keeps the preset's batch (segue's train.batch_size is per
    process), so a step takes s/step(1) / efficiency(N) and a run needs steps(1) / N steps.
    Steps per data size follow `planned_steps` (the rule is printed). Memory per GPU is
-   `segue.recipes.preflight.model_sizes`'s estimate, the numbers `segue recipe speech-gpu
+   `segue.recipes.sizing.model_sizes`'s estimate, the numbers `segue recipe speech-gpu
    --out DIR --dry-run` prints.
 """
 
@@ -45,7 +45,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from segue.recipes.named import speech_gpu
-from segue.recipes.preflight import _shards, model_sizes
+from segue.recipes.sizing import model_sizes, shard_folders
 from segue.train import Phase
 
 HOURS = (100.0, 1000.0, 60000.0)
@@ -103,7 +103,7 @@ def benches(tmp: Path) -> list[Bench]:
     for it in (1, 2):
         out.append(_semantic_bench(config, it))
 
-    with _shards(config, tmp) as (semantic_dir, acoustic_dir):
+    with shard_folders(config, tmp) as (semantic_dir, acoustic_dir):
         for stage in ("semantic", "coarse", "fine"):
             lm_cfg = copy.deepcopy(getattr(config, f"lm_{stage}"))
             lm_cfg.data.semantic_shards, lm_cfg.data.acoustic_shards = semantic_dir, acoustic_dir

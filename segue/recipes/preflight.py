@@ -7,41 +7,36 @@
 Nothing is written into DIR (a missing DIR is not created): the plan comes from the runner's own
 `step_states`/`refusal`, a folder of audio is scanned with `segue.data.index`'s header-only probe
 (files the corpus manifest already knows are not opened), a manifest's files are opened with
-`segue.data.manifest.check_files`, and every model is built on the `meta` device (no memory).
+`segue.data.manifest.check_files`, and every model is built on the `meta` device (no memory;
+`segue.recipes.sizing`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from segue.codec.train import CodecRunConfig
 from segue.data.manifest import MANIFEST_NAME, ManifestError, check_files, read_manifest
 from segue.data.splits import assign_splits
 from segue.errors import SegueError
-from segue.lm.train import LMRunConfig
 from segue.recipes.audiolm import AudioLMRecipeConfig, CorpusConfig
 from segue.recipes.runner import DONE_NAME, Recipe, RecipeError, refusal, step_states
-from segue.semantic.train import SemanticRunConfig
-from segue.soundstorm.train import SoundStormRunConfig
+from segue.recipes.sizing import (
+    OPTIMIZER_BYTES_PER_PARAM,
+    ModelSize,
+    model_sizes,
+    run_config,
+)
 
 #: Rough disk needs (see `_disk_need`): 16 kHz mono FLAC, ~0.55 of 16-bit PCM's 115 MB/h.
 FLAC_BYTES_PER_HOUR = 64e6
-#: Bytes per saved activation value per layer and token in a pre-norm transformer block, float32:
-#: ~18 values of d_model (norm inputs, q/k/v, attention output, MLP input, 4x hidden before and
-#: after its activation, residuals); SDPA keeps no T x T attention scores.
-BLOCK_BYTES_PER_TOKEN_DIM = 18 * 4
-OPTIMIZER_BYTES_PER_PARAM = 16  # float32 weights + gradients + AdamW's two moments
 _SHOWN_BAD = 5
 
 
@@ -369,219 +364,6 @@ def _cores() -> int:
 # ----------------------------------------------------------------------------------- models
 
 
-@dataclass
-class ModelSize:
-    """One trained model: parameters, what a training step sees, and a memory estimate."""
-
-    name: str
-    params: int
-    per_step: str  # e.g. "16 x 4.0 s = 64 s of audio" or "8 x 251 = 2008 tokens"
-    steps: int
-    activations: int | None  # bytes, None: not estimated
-    rule: str  # how `activations` was obtained
-
-    @property
-    def memory(self) -> int | None:
-        """Bytes per device: parameters, gradients, AdamW (16 B/param) + activations."""
-        if self.activations is None:
-            return None
-        return OPTIMIZER_BYTES_PER_PARAM * self.params + self.activations
-
-
-def _count(*modules: nn.Module) -> int:
-    return sum(p.numel() for m in modules for p in m.parameters())
-
-
-def _meta_build(make: Any) -> Any:
-    """`make()` with every tensor on the meta device: shapes only, nothing allocated."""
-    with torch.device("meta"):
-        return make()
-
-
-def _transformer_activations(
-    batch: int, tokens: int, layers: int, dim: int, vocab: int
-) -> tuple[int, str]:
-    """Bytes saved for backward by `layers` pre-norm blocks and a `vocab` logit head."""
-    blocks = BLOCK_BYTES_PER_TOKEN_DIM * batch * tokens * dim * layers
-    logits = 8 * batch * tokens * vocab  # float32 logits and their float copy in the loss
-    rule = f"rule: {BLOCK_BYTES_PER_TOKEN_DIM} B x tokens x d x layers + 8 B x tokens x vocab"
-    return blocks + logits, rule
-
-
-def codec_size(config: CodecRunConfig) -> ModelSize:
-    """The codec + its discriminators (both trained, each with its own AdamW); activations
-    measured on the CPU for one crop (see `_codec_activations`), times the batch."""
-    from segue.codec.discriminators import Discriminators
-    from segue.codec.model import Codec
-
-    model = config.model
-    codec = _meta_build(lambda: Codec(model))
-    disc = _meta_build(lambda: Discriminators(model.discriminator))
-    b, crop = config.train.batch_size, config.data.crop_seconds
-    one = _codec_activations(model, round(crop * model.sample_rate))
-    return ModelSize(
-        "codec",
-        _count(codec, disc),
-        f"{b} x {crop:g} s = {b * crop:g} s of audio",
-        config.optim.max_steps,
-        None if one is None else b * one,
-        "measured: tensors saved for backward by codec + discriminators on one CPU crop, x batch"
-        if one is not None else "not estimated (the codec is too large to measure on this CPU)",
-    )
-
-
-def _codec_activations(model: Any, samples: int, max_params: int = 100_000_000) -> int | None:
-    """Bytes autograd saves in the generator's pass (codec, then the discriminators on its
-    output) for one crop, measured on the CPU with real weights (None past `max_params`)."""
-    from segue.codec.discriminators import Discriminators
-    from segue.codec.model import Codec
-
-    with torch.device("meta"):
-        if _count(Codec(model), Discriminators(model.discriminator)) > max_params:
-            return None
-    saved: dict[tuple[int, int], int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        saved[key] = max(saved.get(key, 0), tensor.numel() * tensor.element_size())
-        return tensor
-
-    codec, disc = Codec(model), Discriminators(model.discriminator)
-    torch.manual_seed(0)
-    audio = 0.1 * torch.randn(1, 1, samples)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        disc(codec(audio).audio)
-    return sum(saved.values())
-
-
-def semantic_size(name: str, config: SemanticRunConfig) -> ModelSize:
-    """A HuBERT-style iteration: its transformer over 25 Hz frames (the conv front end left out
-    of the activation rule)."""
-    from segue.semantic.model import SemanticModel
-
-    model = config.model
-    b, crop = config.train.batch_size, config.data.crop_seconds
-    frames = round(crop * model.frame_rate)
-    activations, rule = _transformer_activations(
-        b, frames, model.n_layers, model.dim, model.n_classes
-    )
-    return ModelSize(
-        name,
-        _count(_meta_build(lambda: SemanticModel(model))),
-        f"{b} x {crop:g} s = {b * crop:g} s of audio ({b * frames} frames)",
-        config.optim.max_steps,
-        activations,
-        rule + " (conv front end not counted)",
-    )
-
-
-def lm_size(name: str, config: LMRunConfig) -> ModelSize:
-    """A stage LM, its vocabulary and length filled in as training does (`fill_from_shards`)."""
-    from segue.lm.model import Transformer
-
-    model = config.model
-    b, t = config.train.batch_size, model.max_seq_len
-    activations, rule = _transformer_activations(
-        b, t, model.n_layer, model.d_model, model.vocab_size
-    )
-    return ModelSize(
-        name,
-        _meta_build(lambda: Transformer(model)).num_params(),
-        f"{b} x {t} = {b * t} tokens",
-        config.optim.max_steps,
-        activations,
-        rule,
-    )
-
-
-def soundstorm_size(config: SoundStormRunConfig, window: int) -> ModelSize:
-    """SoundStorm over `window` semantic tokens (ratio x window acoustic frames)."""
-    from segue.soundstorm.model import SoundStorm
-
-    model = config.model
-    b, frames = config.train.batch_size, window * model.ratio
-    activations, rule = _transformer_activations(
-        b, frames, model.n_layer, model.d_model, model.codebook_size
-    )
-    return ModelSize(
-        "soundstorm",
-        _meta_build(lambda: SoundStorm(model)).num_params(),
-        f"{b} x {frames} frames ({config.data.window_seconds:g} s)",
-        config.optim.max_steps,
-        activations,
-        rule,
-    )
-
-
-def model_sizes(config: AudioLMRecipeConfig, out: Path) -> list[ModelSize]:
-    """Every model the recipe trains, sized from its config (token spaces as `tokenize` makes
-    them: read from OUT/tokenize when it is there, else from the codec and tokenizer configs)."""
-    from segue.lm.train import fill_from_shards as fill_lm
-    from segue.soundstorm.train import fill_from_shards as fill_soundstorm
-
-    sizes = [codec_size(config.codec)]
-    semantic = config.semantic
-    if semantic.backbone == "segue":
-        sizes += [
-            semantic_size(f"semantic.it{i}", getattr(semantic, f"it{i}"))
-            for i in range(1, semantic.iterations + 1)
-        ]
-    with _shards(config, out) as (semantic_dir, acoustic_dir):
-        for stage in ("semantic", "coarse", "fine"):
-            lm = copy.deepcopy(getattr(config, f"lm_{stage}"))
-            lm.data.semantic_shards, lm.data.acoustic_shards = semantic_dir, acoustic_dir
-            fill_lm(lm)
-            sizes.append(lm_size(f"lm_{stage}", lm))
-        storm = copy.deepcopy(config.soundstorm)
-        storm.data.semantic_shards, storm.data.acoustic_shards = semantic_dir, acoustic_dir
-        sizes.append(soundstorm_size(storm, fill_soundstorm(storm)))
-    return sizes
-
-
-class _shards:
-    """(semantic, acoustic) shard folders to size the LMs from: OUT/tokenize's when it is done,
-    else a temporary pair holding only the meta.json that `tokenize` would write."""
-
-    def __init__(self, config: AudioLMRecipeConfig, out: Path):
-        self.config, self.out = config, out
-        self.temporary: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> tuple[str, str]:
-        done = self.out / "tokenize"
-        if (done / DONE_NAME).is_file():
-            return str(done / "semantic"), str(done / "acoustic")
-        self.temporary = tempfile.TemporaryDirectory(prefix="segue-preflight-")
-        root = Path(self.temporary.name)
-        for kind, meta in _token_meta(self.config).items():
-            (root / kind).mkdir()
-            (root / kind / "meta.json").write_text(json.dumps(meta))
-            (root / kind / "index.jsonl").write_text("")
-        return str(root / "semantic"), str(root / "acoustic")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.temporary is not None:
-            self.temporary.cleanup()
-
-
-def _token_meta(config: AudioLMRecipeConfig) -> dict[str, dict[str, Any]]:
-    """The meta.json of the shards `tokenize` would write, from the codec and tokenizer configs."""
-    codec = config.codec.model
-    semantic = config.semantic
-    if semantic.backbone == "whisper":
-        from segue.semantic.whisper import HOP, SAMPLE_RATE
-
-        rate = SAMPLE_RATE / (2 * HOP * 2)  # WhisperExtractor's default pool of 2
-    else:
-        rate = getattr(semantic, f"it{semantic.iterations}").model.frame_rate
-    return {
-        "semantic": {"kind": "semantic", "levels": 1, "vocab_size": semantic.tokenizer.k,
-                     "frame_rate": rate},
-        "acoustic": {"kind": "acoustic", "levels": codec.n_codebooks,
-                     "vocab_size": codec.codebook_size, "frame_rate": codec.frame_rate,
-                     "n_coarse": codec.n_coarse},
-    }  # fmt: skip
-
-
 def _check_models(
     report: Preflight, config: AudioLMRecipeConfig, out: Path
 ) -> list[ModelSize]:
@@ -599,7 +381,7 @@ def _check_models(
         memory = f"{state}, activations not estimated" if s.memory is None else (
             f"~{_gib(s.memory)} per device ({state} + {_gib(s.activations or 0)} activations)"
         )
-        accum = _run_config(config, s.name).optim.grad_accum
+        accum = run_config(config, s.name).optim.grad_accum
         micro = f" x {accum} micro-batches" if accum > 1 else ""
         section.lines.append(
             f"{s.name:<{width}}  {s.params / 1e6:8.2f} M params  {s.steps} steps of "
@@ -679,7 +461,7 @@ def _disk_need(
     codec = config.codec.model
     tokens_per_hour = 3600 * (codec.frame_rate * codec.n_codebooks + 50) * 4  # int32 tokens
     checkpoints = sum(
-        12 * s.params * (_run_config(config, s.name).train.keep_last + 1) for s in sizes
+        12 * s.params * (run_config(config, s.name).train.keep_last + 1) for s in sizes
     )
     rule = (
         f"{hours:.2f} h: corpus {FLAC_BYTES_PER_HOUR / 1e6:.0f} MB/h of FLAC"
@@ -687,10 +469,3 @@ def _disk_need(
         + ", shards 4 B/token, checkpoints 12 B/param x (keep_last + 1)"
     )
     return int(corpus + tokens_per_hour * hours + checkpoints), rule
-
-
-def _run_config(config: AudioLMRecipeConfig, name: str) -> Any:
-    """The run config of a sized model: `semantic.it1` -> config.semantic.it1."""
-    for part in name.split("."):
-        config = getattr(config, part)
-    return config

@@ -16,8 +16,9 @@ from segue.data.manifest import ManifestEntry, write_manifest
 from segue.lm.model import Transformer
 from segue.lm.train import fill_from_shards as fill_lm
 from segue.recipes import DONE_NAME, RECIPES, RecipeError, plan
-from segue.recipes.preflight import model_sizes, one_line, preflight
+from segue.recipes.preflight import one_line, preflight
 from segue.recipes.runner import records
+from segue.recipes.sizing import model_sizes
 from segue.semantic.model import SemanticModel
 from segue.soundstorm.model import SoundStorm
 from segue.soundstorm.train import fill_from_shards as fill_soundstorm
