@@ -26,12 +26,12 @@ from segue.recipes.audiolm import (
     STAGES,
     STEPS,
     AudioLMRecipeConfig,
-    CorpusConfig,
     EvaluateConfig,
     KMeansConfig,
     SemanticStepConfig,
     iteration2_config,
 )
+from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import Recipe
 from segue.semantic.train import run_config_for_preset as semantic_preset
 from segue.soundstorm.config import soundstorm_preset

@@ -26,7 +26,8 @@ import torch
 from segue.data.manifest import MANIFEST_NAME, ManifestError, check_files, read_manifest
 from segue.data.splits import assign_splits
 from segue.errors import SegueError
-from segue.recipes.audiolm import AudioLMRecipeConfig, CorpusConfig
+from segue.recipes.audiolm import AudioLMRecipeConfig
+from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import DONE_NAME, Recipe, RecipeError, refusal, step_states
 from segue.recipes.sizing import (
     OPTIMIZER_BYTES_PER_PARAM,

@@ -566,7 +566,7 @@ def test_a_recipe_trains_on_a_folder_of_your_own_audio(smoke, tmp_path, capsys):
 
 def test_a_manifest_is_taken_as_it_is_with_its_splits(smoke, tmp_path):
     from segue.data.manifest import read_manifest
-    from segue.recipes.audiolm import CorpusConfig, _own_corpus
+    from segue.recipes.corpus import CorpusConfig, _own_corpus
 
     smoke_out, _ = smoke
     given = read_manifest(smoke_out / "corpus" / "manifest.jsonl")
@@ -580,7 +580,7 @@ def test_a_manifest_is_taken_as_it_is_with_its_splits(smoke, tmp_path):
 
 
 def test_bad_data_settings_fail_before_any_step(tmp_path, capsys):
-    from segue.recipes.audiolm import CorpusConfig, _own_corpus
+    from segue.recipes.corpus import CorpusConfig, _own_corpus
 
     with pytest.raises(ValueError, match="needs a named group"):
         CorpusConfig(data="x", group="(no group)")
