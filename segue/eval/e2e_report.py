@@ -14,7 +14,23 @@ import numpy as np
 
 from segue.acoustic import acoustic_path
 from segue.errors import InputError
+from segue.eval.lexicon import LexicalCount
 from segue.eval.speaker import SpeakerEncoder
+
+#: What the resynthesis part transcribes, by key.
+SYSTEMS = {
+    "original": "original",
+    "codec": "codec resynthesis",
+    "semantic": "resynthesis from semantic tokens",
+}
+#: What the lexicality measure transcribes for each continuation (`segue.eval.lexicon`).
+LEXICAL_KEYS = {
+    "continuation": "model continuation",
+    "real": "real continuation (same file)",
+    "babble": "babble (the file played backwards)",
+}
+#: The pitch ranges a continuation row holds.
+PITCH_KEYS = ("prompt", "continuation")
 
 
 def _is_number(value: Any) -> bool:
@@ -32,7 +48,11 @@ class E2ESettings:
     real files per reference row (same voice, different voices); acoustic: the model's acoustic
     path, "ar" (coarse + fine LMs) or "soundstorm" (an `AcousticPath` is kept by its name), the
     same seed giving the same prompts and files so two reports compare the paths; similarity: what
-    the similarity encoder is (`evaluate_e2e` sets its encoder's `label`).
+    the similarity encoder is (`evaluate_e2e` sets its encoder's `label`); train_manifest: the
+    manifest whose train split holds the model's training voices (None: the evaluated manifest's
+    train split, if any), each voice's centroid made of train_voice_files files (0: no
+    training-voice comparison); lexicality: transcribe continuations of English files and count
+    their dictionary words (`segue.eval.lexicon`).
     """
 
     n_prompts: int = 8
@@ -44,9 +64,12 @@ class E2ESettings:
     max_resynth_seconds: float = 20.0
     acoustic: str = "ar"
     similarity: str | None = None
+    train_manifest: str | None = None
+    train_voice_files: int = 4
+    lexicality: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("n_prompts", "n_resynth", "n_reference_pairs"):
+        for name in ("n_prompts", "n_resynth", "n_reference_pairs", "train_voice_files"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
                 raise InputError(f"{name} must be an integer >= 0, got {value!r}")
@@ -61,6 +84,12 @@ class E2ESettings:
         object.__setattr__(self, "acoustic", acoustic_path(self.acoustic).name)
         if self.similarity is not None and not isinstance(self.similarity, str):
             raise InputError(f"similarity must be a label (a string), got {self.similarity!r}")
+        if self.train_manifest is not None and not isinstance(self.train_manifest, str):
+            raise InputError(
+                f"train_manifest must be a path (a string), got {self.train_manifest!r}"
+            )
+        if not isinstance(self.lexicality, bool):
+            raise InputError(f"lexicality must be True or False, got {self.lexicality!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,7 +155,13 @@ class ContinuationRow(_Row):
     """One prompt and its continuation. similarity: cosine of the generated part's embedding
     and the prompt's; real_similarity: the same for the file's real next seconds (None when
     under MIN_REAL_SECONDS or silent); files: paths relative to out_dir of the WAVs and PNGs
-    ("prompt", "continuation", "original", each with a "<key>_png"), None without out_dir."""
+    ("prompt", "continuation", "original", each with a "<key>_png"), None without out_dir;
+    training_similarity: the cosine to the nearest training voice's centroid (its group:
+    training_voice; None without training voices); transcripts: what Whisper heard in the
+    continuation, the real continuation and babble (`LEXICAL_KEYS`; None for non-English files
+    or with lexicality off) and lexical, the count of their (confident) dictionary words;
+    pitch_range: semitones of F0 range of "prompt" and
+    "continuation" (`segue.eval.pitch`; None values: too little voicing)."""
 
     path: str
     group: str
@@ -134,6 +169,18 @@ class ContinuationRow(_Row):
     similarity: float
     real_similarity: float | None
     files: dict[str, str] | None = None
+    training_similarity: float | None = None
+    training_voice: str | None = None
+    transcripts: dict[str, str] | None = None
+    lexical: dict[str, LexicalCount] | None = None
+    pitch_range: dict[str, float | None] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContinuationRow:
+        data = dict(data)
+        if data.get("lexical") is not None:
+            data["lexical"] = {k: LexicalCount(**v) for k, v in data["lexical"].items()}
+        return cls(**data)
 
 
 
@@ -143,7 +190,12 @@ class ContinuationReport:
     for scale (same file, same voice, another voice). verification: share of (continuation,
     prompt of another voice) pairs where its own prompt is closer (None without such pairs);
     closest_prompt_accuracy: share of continuations whose closest prompt is of their voice
-    (None with one voice); chance: that share for a random pick."""
+    (None with one voice); chance: that share for a random pick; training_voices: centroids
+    compared with; own_prompt_over_training: share of continuations closer to their own prompt
+    than to every training voice (None without training voices); lexicality: Whisper's words,
+    dictionary words and confidently heard dictionary words (`segue.eval.lexicon`) of each of
+    LEXICAL_KEYS over the English rows (None: off or no English row); pitch_range: Stats of
+    the rows' ranges of "prompt" and "continuation" (semitones)."""
 
     voices: int
     similarity: Stats
@@ -155,6 +207,10 @@ class ContinuationReport:
     closest_prompt_accuracy: float | None
     chance: float
     rows: list[ContinuationRow]
+    training_voices: int = 0
+    own_prompt_over_training: float | None = None
+    lexicality: dict[str, LexicalCount] | None = None
+    pitch_range: dict[str, Stats] | None = None
 
     @property
     def n(self) -> int:
@@ -175,6 +231,14 @@ class ContinuationReport:
             "verification_pairs": self.verification_pairs,
             "closest_prompt_accuracy": self.closest_prompt_accuracy,
             "chance": self.chance,
+            "training_voices": self.training_voices,
+            "own_prompt_over_training": self.own_prompt_over_training,
+            "lexicality": None
+            if self.lexicality is None
+            else {key: dataclasses.asdict(count) for key, count in self.lexicality.items()},
+            "pitch_range": None
+            if self.pitch_range is None
+            else {key: stats.to_dict() for key, stats in self.pitch_range.items()},
             "rows": [row.to_dict() for row in self.rows],
         }
 
@@ -191,14 +255,23 @@ class ContinuationReport:
             closest_prompt_accuracy=data["closest_prompt_accuracy"],
             chance=data["chance"],
             rows=[ContinuationRow.from_dict(row) for row in data["rows"]],
+            training_voices=data.get("training_voices", 0),
+            own_prompt_over_training=data.get("own_prompt_over_training"),
+            lexicality=None
+            if data.get("lexicality") is None
+            else {key: LexicalCount(**v) for key, v in data["lexicality"].items()},
+            pitch_range=None
+            if data.get("pitch_range") is None
+            else {key: Stats.from_dict(v) for key, v in data["pitch_range"].items()},
         )
 
 
 @dataclass
 class ResynthesisRow(_Row):
     """One file, transcribed as each of SYSTEMS ("original", "codec", "semantic"): what Whisper
-    heard and its WER against the file's normalised text; files: the WAVs and PNGs (keys as
-    SYSTEMS, each with a "<key>_png"), None without out_dir."""
+    heard, its WER and its word recall (None in reports older than recall) against the file's
+    normalised text; files: the WAVs and PNGs (keys as SYSTEMS, each with a "<key>_png"), None
+    without out_dir."""
 
     path: str
     group: str
@@ -206,16 +279,20 @@ class ResynthesisRow(_Row):
     transcripts: dict[str, str]
     wer: dict[str, float]
     files: dict[str, str] | None = None
+    recall: dict[str, float] | None = None
 
 
 
 @dataclass
 class ResynthesisReport:
-    """The resynthesis part: corpus WER and CER of each of SYSTEMS over the rows' files."""
+    """The resynthesis part: corpus WER, CER and word recall (the share of reference words
+    Whisper heard: unlike WER it stays in [0, 1] on babble) of each of SYSTEMS over the rows'
+    files."""
 
     wer: dict[str, float]
     cer: dict[str, float]
     rows: list[ResynthesisRow]
+    recall: dict[str, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -227,13 +304,14 @@ class ResynthesisReport:
             "n": self.n,
             "wer": dict(self.wer),
             "cer": dict(self.cer),
+            "recall": dict(self.recall),
             "rows": [row.to_dict() for row in self.rows],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResynthesisReport:
         rows = [ResynthesisRow.from_dict(row) for row in data["rows"]]
-        return cls(dict(data["wer"]), dict(data["cer"]), rows)
+        return cls(dict(data["wer"]), dict(data["cer"]), rows, dict(data.get("recall") or {}))
 
 
 @dataclass(frozen=True)

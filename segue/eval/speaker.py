@@ -182,3 +182,57 @@ def _index_pairs(n: int, k: int, rng: random.Random) -> list[tuple[int, int]]:
         i, j = rng.sample(range(n), 2)
         chosen[(i, j)] = None
     return list(chosen)
+
+
+def voice_centroids(
+    manifest: Manifest | str | os.PathLike,
+    split: str | None = "train",
+    files_per_voice: int = 4,
+    seed: int = 0,
+    *,
+    encoder: SpeakerEncoder | None = None,
+    seconds: float | None = None,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Each voice's (group's) centroid: {group: unit [256]}, the normalised mean of the
+    embeddings of up to `files_per_voice` of its files (seeded pick; the first `seconds` of
+    each). Unreadable and silent files are skipped; a voice with none left has no centroid.
+
+    A continuation nearer to some training voice's centroid than to its own prompt has drifted
+    to a voice the model learned, the failure a new user hears first."""
+    from tqdm.auto import tqdm
+
+    from segue import audio as audio_io
+    from segue.audio import AudioError
+
+    if files_per_voice < 1:
+        raise InputError(f"files_per_voice must be >= 1, got {files_per_voice}")
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest, split=split)
+    elif split is not None:
+        manifest = manifest.subset(split)
+    encoder = encoder or SpeakerEncoder()
+    rng = random.Random(seed)
+    by_group: dict[str, list] = defaultdict(list)
+    for entry in sorted(manifest.entries, key=lambda e: e.path):
+        by_group[entry.group].append(entry)
+    centroids = {}
+    for group in tqdm(sorted(by_group), desc="training voices", disable=not progress):
+        files = by_group[group]
+        rng.shuffle(files)
+        embeddings = []
+        for entry in files:
+            if len(embeddings) >= files_per_voice:
+                break
+            try:
+                audio = audio_io.load(manifest.resolve(entry), SAMPLE_RATE, duration=seconds)
+            except AudioError:
+                continue
+            if audio.size and float(np.abs(audio).max()) > 1e-4:
+                embeddings.append(encoder.embed(audio, SAMPLE_RATE))
+        if embeddings:
+            mean = np.mean(embeddings, axis=0)
+            norm = float(np.linalg.norm(mean))
+            if norm > 0:
+                centroids[group] = (mean / norm).astype(np.float32)
+    return centroids

@@ -219,6 +219,10 @@ def test_e2e_report_keys_and_ranges(e2e):
     assert res.n == 2 and len({r.group for r in res.rows}) == 2
     for scores in (res.wer, res.cer):
         assert set(scores) == set(SYSTEMS) and all(v >= 0 for v in scores.values())
+    assert set(res.recall) == set(SYSTEMS) and all(0 <= v <= 1 for v in res.recall.values())
+    assert all(set(row.recall) == set(SYSTEMS) for row in res.rows)
+    assert cont.training_voices == 1 and cont.own_prompt_over_training in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert set(cont.pitch_range) == {"prompt", "continuation"}
     for row in res.rows:
         assert set(row.transcripts) == set(SYSTEMS) == set(row.wer)
         assert all(isinstance(t, str) for t in row.transcripts.values())
@@ -238,19 +242,24 @@ def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
     assert list(data["settings"]) == [
         "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
         "n_reference_pairs", "max_resynth_seconds", "acoustic", "similarity",
+        "train_manifest", "train_voice_files", "lexicality",
     ]  # fmt: skip
     cont, res = data["continuation"], data["resynthesis"]
     assert list(cont) == [
         "n", "voices", "similarity", "real_similarity", "reference", "verification",
-        "verification_pairs", "closest_prompt_accuracy", "chance", "rows",
+        "verification_pairs", "closest_prompt_accuracy", "chance", "training_voices",
+        "own_prompt_over_training", "lexicality", "pitch_range", "rows",
     ]  # fmt: skip
     assert list(cont["reference"]) == ["same_voice", "different_voice"]
     assert list(cont["similarity"]) == ["mean", "std", "min", "max", "n"]
     assert list(cont["rows"][0]) == [
-        "path", "group", "text", "similarity", "real_similarity", "files"
+        "path", "group", "text", "similarity", "real_similarity", "files",
+        "training_similarity", "training_voice", "transcripts", "lexical", "pitch_range",
     ]  # fmt: skip
-    assert list(res) == ["n", "wer", "cer", "rows"]
-    assert list(res["rows"][0]) == ["path", "group", "text", "transcripts", "wer", "files"]
+    assert list(res) == ["n", "wer", "cer", "recall", "rows"]
+    assert list(res["rows"][0]) == [
+        "path", "group", "text", "transcripts", "wer", "files", "recall"
+    ]  # fmt: skip
     back = E2EReport.from_json(text)
     assert back == report and back.to_json() == text
     assert isinstance(back.continuation, ContinuationReport)
@@ -272,11 +281,24 @@ def test_e2e_rows_have_no_files_key_without_out_dir(e2e):
     assert "<audio" not in listening_page(bare).split("Resynthesis")[0]
 
 
+def _holds(new, old) -> bool:
+    """Whether `new` has every key of `old` (recursively, lists item by item) with its value."""
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(k in new and _holds(new[k], v) for k, v in old.items())
+    if isinstance(old, list):
+        return isinstance(new, list) and len(new) == len(old) and all(map(_holds, new, old))
+    return new == old
+
+
 def test_a_report_json_of_the_earlier_version_still_reads():
-    """report.json files written before the typed report read back, and write back the same."""
+    """report.json files written before the typed report read back, and write back what they
+    held (plus the keys added since, at their empty values)."""
     text = OLD_REPORT.read_text()
     report = E2EReport.from_json(text)
-    assert report.to_json() == text
+    assert _holds(json.loads(report.to_json()), json.loads(text))
+    assert E2EReport.from_json(report.to_json()) == report
+    assert report.resynthesis.recall == {} and report.continuation.lexicality is None
+    assert report.continuation.own_prompt_over_training is None
     assert report.settings.n_prompts == 3 and report.settings.acoustic == "ar"
     assert report.continuation.n == 3 and report.resynthesis.n == 1
     assert report.continuation.rows[0].files["continuation"].endswith("_continuation.wav")
@@ -453,3 +475,33 @@ def test_cli_chroma_similarity(corpus, tmp_path, capsys):
     assert report["settings"]["similarity"] == ChromaEncoder.label
     assert all(-1.0 <= r["similarity"] <= 1.0 + 1e-6 for r in report["continuation"]["rows"])
     assert ChromaEncoder.label in capsys.readouterr().out
+
+
+def test_comparison_page_puts_runs_side_by_side_with_working_links(e2e, tmp_path, capsys):
+    import re
+
+    _, out = e2e
+    page_dir = tmp_path / "side" / "by"
+    code = cli.main(["eval", "compare", f"AR run={out}", str(out), "-o", str(page_dir)])
+    assert code == 0 and str(page_dir / "index.html") in capsys.readouterr().out
+    page = (page_dir / "index.html").read_text()
+    assert "AR run" in page and f">{out.name}<" in page
+    assert "closer to own prompt than to every training voice" in page
+    assert "word recall: resynthesis from semantic tokens" in page
+    # the same prompts: one continuation table with a column per run
+    assert page.count("<h2>Continuations") == 1 and page.count("<h2>Resynthesis") == 1
+    links = re.findall(r'src="([^"]+\.(?:wav|png))"', page)
+    assert links and all((page_dir / link).resolve().is_file() for link in links)
+    assert any("_continuation.wav" in link for link in links)
+
+
+def test_comparison_page_errors(tmp_path, e2e, capsys):
+    from segue.eval.e2e_page import comparison_page
+
+    with pytest.raises(InputError, match=r"no report\.json"):
+        comparison_page({"x": tmp_path}, tmp_path / "page")
+    with pytest.raises(InputError, match="nothing to compare"):
+        comparison_page({}, tmp_path / "page")
+    _, out = e2e
+    assert cli.main(["eval", "compare", f"a={out}", f"a={out}", "-o", str(tmp_path)]) == 2
+    assert "two runs named 'a'" in capsys.readouterr().err
