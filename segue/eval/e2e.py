@@ -222,12 +222,13 @@ def _continuations(
         e_prompt, e_new = speaker.embed(prompt, rate), speaker.embed(new, rate)
         real = audio[length:]
         has_real = len(real) >= MIN_REAL_SECONDS * rate and np.abs(real).max() > MIN_PEAK
+        e_real = speaker.embed(real, rate) if has_real else None
         row = ContinuationRow(
             path=entry.path,
             group=entry.group,
             text=entry.extra.get("text"),
             similarity=cosine(e_prompt, e_new),
-            real_similarity=cosine(e_prompt, speaker.embed(real, rate)) if has_real else None,
+            real_similarity=None if e_real is None else cosine(e_prompt, e_real),
             pitch_range={
                 "prompt": pitch_range(prompt, rate),
                 "continuation": pitch_range(new, rate),
@@ -236,6 +237,8 @@ def _continuations(
         nearest = _nearest_voice(e_new, voices, entry.group)
         if nearest is not None:
             row.training_voice, row.training_similarity = nearest
+            if e_real is not None:
+                row.real_training_similarity = _nearest_voice(e_real, voices, entry.group)[1]
         if lexicon is not None and _is_english(entry):
             clips = {
                 "continuation": new,
@@ -274,6 +277,7 @@ def _continuations(
         seconds=(prompt_s, new_s),
     )
     training = [r for r in rows if r.training_similarity is not None]
+    real_training = [r for r in training if r.real_training_similarity is not None]
     part = ContinuationReport(
         voices=n_voices,
         similarity=Stats.of([r.similarity for r in rows]),
@@ -290,6 +294,11 @@ def _continuations(
             np.mean([r.similarity > r.training_similarity for r in training])
         )
         if training
+        else None,
+        real_own_prompt_over_training=float(
+            np.mean([r.real_similarity > r.real_training_similarity for r in real_training])
+        )
+        if real_training
         else None,
         pitch_range={key: Stats.of([r.pitch_range[key] for r in rows]) for key in PITCH_KEYS},
     )

@@ -75,7 +75,8 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
         if cont.own_prompt_over_training is not None:
             lines.append(
                 f"closer to its own prompt than to every training voice: "
-                f"{_pct(cont.own_prompt_over_training)} ({cont.training_voices} training voices)"
+                f"{_pct(cont.own_prompt_over_training)} ({cont.training_voices} training voices; "
+                f"real continuations: {_pct(cont.real_own_prompt_over_training)})"
             )
         pitch = cont.pitch_range or {}
         if pitch:
@@ -221,7 +222,8 @@ def _summary_rows(report: E2EReport) -> dict[str, str]:
         rows["closer to own prompt than to every training voice"] = (
             "-"
             if cont.own_prompt_over_training is None
-            else f"{_pct(cont.own_prompt_over_training)} of {cont.training_voices} voices"
+            else f"{_pct(cont.own_prompt_over_training)} of {cont.training_voices} voices "
+            f"(real: {_pct(cont.real_own_prompt_over_training)})"
         )
         for key, name in LEXICAL_KEYS.items():
             count = (cont.lexicality or {}).get(key)

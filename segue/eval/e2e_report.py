@@ -157,7 +157,8 @@ class ContinuationRow(_Row):
     under MIN_REAL_SECONDS or silent); files: paths relative to out_dir of the WAVs and PNGs
     ("prompt", "continuation", "original", each with a "<key>_png"), None without out_dir;
     training_similarity: the cosine to the nearest training voice's centroid (its group:
-    training_voice; None without training voices); transcripts: what Whisper heard in the
+    training_voice; None without training voices), real_training_similarity the same for the
+    real continuation (None without one); transcripts: what Whisper heard in the
     continuation, the real continuation and babble (`LEXICAL_KEYS`; None for non-English files
     or with lexicality off) and lexical, the count of their (confident) dictionary words;
     pitch_range: semitones of F0 range of "prompt" and
@@ -171,6 +172,7 @@ class ContinuationRow(_Row):
     files: dict[str, str] | None = None
     training_similarity: float | None = None
     training_voice: str | None = None
+    real_training_similarity: float | None = None
     transcripts: dict[str, str] | None = None
     lexical: dict[str, LexicalCount] | None = None
     pitch_range: dict[str, float | None] | None = None
@@ -192,7 +194,9 @@ class ContinuationReport:
     closest_prompt_accuracy: share of continuations whose closest prompt is of their voice
     (None with one voice); chance: that share for a random pick; training_voices: centroids
     compared with; own_prompt_over_training: share of continuations closer to their own prompt
-    than to every training voice (None without training voices); lexicality: Whisper's words,
+    than to every training voice (None without training voices), real_own_prompt_over_training
+    the same share for the files' real continuations (the reference: held-out voices close to a
+    training voice cap it); lexicality: Whisper's words,
     dictionary words and confidently heard dictionary words (`segue.eval.lexicon`) of each of
     LEXICAL_KEYS over the English rows (None: off or no English row); pitch_range: Stats of
     the rows' ranges of "prompt" and "continuation" (semitones)."""
@@ -209,6 +213,7 @@ class ContinuationReport:
     rows: list[ContinuationRow]
     training_voices: int = 0
     own_prompt_over_training: float | None = None
+    real_own_prompt_over_training: float | None = None
     lexicality: dict[str, LexicalCount] | None = None
     pitch_range: dict[str, Stats] | None = None
 
@@ -233,6 +238,7 @@ class ContinuationReport:
             "chance": self.chance,
             "training_voices": self.training_voices,
             "own_prompt_over_training": self.own_prompt_over_training,
+            "real_own_prompt_over_training": self.real_own_prompt_over_training,
             "lexicality": None
             if self.lexicality is None
             else {key: dataclasses.asdict(count) for key, count in self.lexicality.items()},
@@ -257,6 +263,7 @@ class ContinuationReport:
             rows=[ContinuationRow.from_dict(row) for row in data["rows"]],
             training_voices=data.get("training_voices", 0),
             own_prompt_over_training=data.get("own_prompt_over_training"),
+            real_own_prompt_over_training=data.get("real_own_prompt_over_training"),
             lexicality=None
             if data.get("lexicality") is None
             else {key: LexicalCount(**v) for key, v in data["lexicality"].items()},

@@ -248,13 +248,15 @@ def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
     assert list(cont) == [
         "n", "voices", "similarity", "real_similarity", "reference", "verification",
         "verification_pairs", "closest_prompt_accuracy", "chance", "training_voices",
-        "own_prompt_over_training", "lexicality", "pitch_range", "rows",
+        "own_prompt_over_training", "real_own_prompt_over_training", "lexicality", "pitch_range",
+        "rows",
     ]  # fmt: skip
     assert list(cont["reference"]) == ["same_voice", "different_voice"]
     assert list(cont["similarity"]) == ["mean", "std", "min", "max", "n"]
     assert list(cont["rows"][0]) == [
         "path", "group", "text", "similarity", "real_similarity", "files",
-        "training_similarity", "training_voice", "transcripts", "lexical", "pitch_range",
+        "training_similarity", "training_voice", "real_training_similarity", "transcripts",
+        "lexical", "pitch_range",
     ]  # fmt: skip
     assert list(res) == ["n", "wer", "cer", "recall", "rows"]
     assert list(res["rows"][0]) == [
