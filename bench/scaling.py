@@ -138,7 +138,8 @@ def _semantic_bench(config, it: int) -> Bench:
             )
         else:
             teacher = SemanticModel(config.semantic.it1.model)
-            layer = cfg.targets.layer if cfg.targets.layer >= 0 else teacher.config.tokenizer_layer
+            layer = cfg.targets.layer
+            layer = teacher.config.tokenizer_layer if layer is None else layer
             extractor = ModelExtractor(teacher, layer)
         d, k = extractor.dim, cfg.targets.k
         codebook = KMeansCodebook(torch.zeros(d), torch.ones(d), torch.randn(k, d))

@@ -131,6 +131,16 @@ def require(config: Any, test: Callable[[Any], bool], what: str, *names: str) ->
             raise InputError(f"{name} must be {what}, got {value!r}")
 
 
+def unset_old_placeholders(config: Any, old: Any, *names: str) -> None:
+    """Read fields `names` that hold `old` (how configs saved before the one convention spelt
+    "not set": 0, -1, "", ...) as None, so that old config.json files load as new ones. See
+    "Placeholders" in docs/training.md; for `__post_init__`."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, bool) and value == old:
+            setattr(config, name, None)
+
+
 def _parse_override_value(text: str) -> Any:
     """`3e-4` -> 3e-4, `true` -> True, `[1,2]` -> [1, 2], `null` -> None, anything else: str."""
     try:

@@ -49,7 +49,7 @@ from segue.bundle import (
     store_half,
 )
 from segue.codec.load import load_codec
-from segue.config import from_dict, to_dict, write_atomic
+from segue.config import from_dict, to_dict, unset_old_placeholders, write_atomic
 from segue.errors import InputError
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, load_lm, semantic_continue
@@ -75,23 +75,29 @@ Progress = bool | Callable[[str], None]
 
 @dataclass
 class SamplingConfig:
-    """How one stage samples: temperature (0: greedy), top_k (None or 0: off), top_p (None or
-    1.0: off)."""
+    """How one stage samples: temperature (0: greedy), top_k (None: off), top_p (None: off).
+
+    Placeholders: None is "not set" (docs/training.md); top_k 0 and top_p 1.0 (how older
+    bundles and `--top-k 0` say "off") read as None.
+    """
 
     temperature: float = 0.6
     top_k: int | None = None
     top_p: float | None = None
 
     def __post_init__(self) -> None:
+        unset_old_placeholders(self, 0, "top_k")
+        unset_old_placeholders(self, 1.0, "top_p")
         if not self.temperature >= 0:
             raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 0:
-            raise InputError(f"top_k must be >= 0, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"top_k must be >= 1 (None: off), got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p < 1:
+            raise InputError(f"top_p must be in (0, 1] (None: off), got {self.top_p}")
 
     def kwargs(self) -> dict[str, Any]:
-        """Explicit settings for the stage functions (which read None as "the stage's")."""
+        """Explicit settings for the stage functions, which read None as "the stage's own
+        setting" and take top_k=0 / top_p=1.0 as "off" (the same draws as before)."""
         return {
             "temperature": self.temperature,
             "top_k": self.top_k or 0,

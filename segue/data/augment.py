@@ -25,7 +25,9 @@ from segue.errors import InputError
 
 @dataclass
 class AugmentConfig:
-    """Probabilities (0: off, the default) and ranges of the crop augmentations."""
+    """Probabilities (0 by default: never applied) and ranges of the crop augmentations.
+
+    Placeholders: a probability 0 is the quantity itself, not "unset" (docs/training.md)."""
 
     speed: float = 0.0
     speed_range: tuple[float, float] = (0.88, 1.12)

@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from segue.config import require
+from segue.config import require, unset_old_placeholders
 from segue.errors import InputError
 
 Stage = Literal["semantic", "coarse", "fine"]
@@ -22,23 +22,25 @@ STAGES: tuple[str, ...] = ("semantic", "coarse", "fine")
 class LMConfig:
     """A decoder-only transformer: pre-norm blocks, SDPA attention, rotary positions.
 
-    `vocab_size` and `max_seq_len` come from the stage's layout (filled in by training).
+    `vocab_size` and `max_seq_len` come from the stage's layout (None until training fills them
+    in). Placeholders: None is "not set" (see docs/training.md); old configs' 0 reads as None.
     """
 
-    vocab_size: int = 0
-    max_seq_len: int = 0
+    vocab_size: int | None = None
+    max_seq_len: int | None = None
     n_layer: int = 6
     n_head: int = 4
-    n_kv_head: int = 0  # key/value heads; 0: n_head (multi-head), 1: multi-query
+    n_kv_head: int | None = None  # key/value heads; None: n_head (multi-head), 1: multi-query
     d_model: int = 256
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
+        unset_old_placeholders(self, 0, "vocab_size", "max_seq_len", "n_kv_head")
         require(self, lambda v: v >= 1, ">= 1", "n_layer", "n_head", "d_model")
-        if self.vocab_size < 0 or self.max_seq_len < 0:
-            raise InputError("vocab_size and max_seq_len must be >= 0 (0: from the layout)")
+        require(self, lambda v: v is None or v >= 1, ">= 1 (or null: from the layout)",
+                "vocab_size", "max_seq_len")
         if not self.mlp_ratio > 0 or not 0 <= self.dropout < 1 or not self.rope_base > 0:
             raise InputError(
                 f"need mlp_ratio > 0, 0 <= dropout < 1, rope_base > 0; got {self.mlp_ratio}, "
@@ -48,7 +50,7 @@ class LMConfig:
             raise InputError(
                 f"d_model={self.d_model} must split into {self.n_head} heads of even size"
             )
-        if self.n_kv_head < 0 or self.n_head % self.kv_heads:
+        if self.kv_heads < 1 or self.n_head % self.kv_heads:
             raise InputError(
                 f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}"
             )
@@ -69,8 +71,9 @@ class StageConfig:
     Every sequence spans `window_seconds` of audio. When generation runs past a window, the
     window slides so that the last `prompt_seconds` already generated become the next window's
     prompt (fine stage: windows of `window - prompt` new seconds, never overlapping, each
-    conditioned on the previous `prompt` seconds). Token spaces are read from the shards'
-    meta.json when training starts.
+    conditioned on the previous `prompt` seconds). Token spaces (None: not set) are read from
+    the shards' meta.json when training starts. Sampling: `top_k` and `top_p` None: off.
+    Placeholders: see docs/training.md; old configs' 0 (and top_p 1.0) read as None.
     """
 
     stage: Stage = "semantic"
@@ -80,14 +83,22 @@ class StageConfig:
     temperature: float = 0.6
     top_k: int | None = None
     top_p: float | None = None
-    semantic_vocab: int = 0
+    semantic_vocab: int | None = None
     semantic_rate: float = 25.0
-    acoustic_vocab: int = 0
+    acoustic_vocab: int | None = None
     acoustic_rate: float = 50.0
-    n_coarse: int = 0  # Q': acoustic levels modelled by the coarse stage
-    n_levels: int = 0  # Q: all acoustic levels (the fine stage models Q' .. Q-1)
+    n_coarse: int | None = None  # Q': acoustic levels modelled by the coarse stage
+    n_levels: int | None = None  # Q: all acoustic levels (the fine stage models Q' .. Q-1)
 
     def __post_init__(self) -> None:
+        unset_old_placeholders(
+            self, 0, "semantic_vocab", "acoustic_vocab", "n_coarse", "n_levels", "top_k"
+        )
+        unset_old_placeholders(self, 1.0, "top_p")
+        require(self, lambda v: v is None or v >= 1, ">= 1 (or null: from the token shards)",
+                "semantic_vocab", "acoustic_vocab", "n_coarse", "n_levels")
+        require(self, lambda v: v is None or v >= 1, ">= 1 (or null: off)", "top_k")
+        require(self, lambda v: v is None or 0 < v < 1, "in (0, 1) (or null: off)", "top_p")
         if self.stage not in STAGES:
             raise InputError(f"unknown stage {self.stage!r}; known: {list(STAGES)}")
         if not 0 <= self.prompt_seconds < self.window_seconds:

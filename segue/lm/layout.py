@@ -220,15 +220,15 @@ Layout = SemanticLayout | CoarseLayout | FineLayout
 def layout_for(stage: StageConfig) -> Layout:
     """The layout of a stage whose token spaces are filled in (see `StageConfig`)."""
     if stage.stage == "semantic":
-        if stage.semantic_vocab < 1:
+        if not stage.semantic_vocab:
             raise InputError("semantic stage: semantic_vocab is not set (read it from shards)")
         window = round(stage.window_seconds * stage.semantic_rate)
         return SemanticLayout(n_codes=stage.semantic_vocab, window=window)
     q_coarse, q_all, ka = stage.n_coarse, stage.n_levels, stage.acoustic_vocab
-    if ka < 1 or q_coarse < 1:
+    if not ka or not q_coarse:
         raise InputError(f"{stage.stage} stage: acoustic_vocab/n_coarse are not set")
     if stage.stage == "coarse":
-        if stage.semantic_vocab < 1:
+        if not stage.semantic_vocab:
             raise InputError("coarse stage: semantic_vocab is not set")
         return CoarseLayout(
             n_codes=stage.semantic_vocab + q_coarse * ka,
@@ -239,7 +239,7 @@ def layout_for(stage: StageConfig) -> Layout:
             window=round(stage.window_seconds * stage.semantic_rate),
             ratio=stage.ratio,
         )
-    if q_all <= q_coarse:
+    if (q_all or 0) <= q_coarse:
         raise InputError(f"fine stage: needs n_levels ({q_all}) > n_coarse ({q_coarse})")
     return FineLayout(
         n_codes=q_all * ka,

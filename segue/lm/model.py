@@ -33,7 +33,7 @@ class Transformer(nn.Module, PretrainedMixin):
 
     def __init__(self, config: LMConfig):
         super().__init__()
-        if config.vocab_size < 1 or config.max_seq_len < 1:
+        if config.vocab_size is None or config.max_seq_len is None:
             raise InputError(
                 "LMConfig.vocab_size and max_seq_len must be set (they come from the layout)"
             )

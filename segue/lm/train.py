@@ -120,10 +120,10 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
     layout = layout_for(stage)
     for name, derived in (("vocab_size", layout.vocab_size), ("max_seq_len", layout.max_length)):
         given = getattr(config.model, name)
-        if given not in (0, derived):  # derived from the stage's layout, not a free setting
+        if given not in (None, derived):  # derived from the stage's layout, not a free setting
             raise InputError(
                 f"model.{name}={given} but the stage's token layout needs {derived}: leave it "
-                "unset (0), it is computed"
+                "unset (null), it is computed"
             )
         setattr(config.model, name, derived)
     return layout

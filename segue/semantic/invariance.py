@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segue.config import unset_old_placeholders
 from segue.errors import InputError
 
 
@@ -29,10 +30,12 @@ class InvarianceConfig:
 
     perturb: probability that a training crop's student input is speed-perturbed by a factor
         drawn log-uniformly from `perturb_range` (targets: the clean crop's, time-warped)
-    pairs: same-sentence cross-voice pairs added to each batch (0: off; else at least 2, since
+    pairs: same-sentence cross-voice pairs added to each batch (0: none; else at least 2, since
         the other pairs are the negatives), utterances at most `pair_seconds` long
     weight: weight of the alignment loss; temperature: its InfoNCE temperature
-    layer: the student layer pulled together (-1: the model's tokenizer layer)
+    layer: the student layer pulled together (None: the model's tokenizer layer)
+
+    Placeholders: None is "not set" (docs/training.md); old configs' layer -1 reads as None.
     """
 
     perturb: float = 0.0
@@ -41,18 +44,21 @@ class InvarianceConfig:
     pair_seconds: float = 4.0
     weight: float = 1.0
     temperature: float = 0.1
-    layer: int = -1
+    layer: int | None = None
 
     def __post_init__(self) -> None:
+        unset_old_placeholders(self, -1, "layer")
         if not 0.0 <= self.perturb <= 1.0:
             raise InputError(f"invariance.perturb is a probability, got {self.perturb}")
         low, high = self.perturb_range
         if not 0.5 <= low <= high <= 2.0:
             raise InputError(f"invariance.perturb_range must be within [0.5, 2], got {low}, {high}")
         if self.pairs == 1 or self.pairs < 0:
-            raise InputError(f"invariance.pairs must be 0 (off) or at least 2, got {self.pairs}")
+            raise InputError(f"invariance.pairs must be 0 (none) or at least 2, got {self.pairs}")
         if self.pair_seconds <= 0 or self.weight < 0 or self.temperature <= 0:
             raise InputError("invariance.pair_seconds and .temperature must be > 0, .weight >= 0")
+        if self.layer is not None and self.layer < 0:
+            raise InputError(f"invariance.layer must be >= 0 (None: the model's), got {self.layer}")
 
     @property
     def aligns(self) -> bool:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segue.config import unset_old_placeholders
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.data.manifest import read_manifest
@@ -62,19 +63,27 @@ class TargetsConfig:
     """Where the training targets come from (see the module docstring).
 
     teacher: "" for iteration 1 (MFCC k-means); for iteration 2 the iteration-1 run folder (its
-    layer `layer` is clustered, -1: the teacher's `tokenizer_layer`) or a ready tokenizer folder
+    layer `layer` is clustered, None: the teacher's `tokenizer_layer`) or a ready tokenizer folder
     (used as it is: its K must equal `k`).
+
+    Placeholders: None is "not set", "" an unset path (docs/training.md); old configs' layer -1
+    reads as None.
     """
 
     path: str = ""  # the targets' tokenizer folder; fitted at setup when it does not exist
     teacher: str = ""
-    layer: int = -1
+    layer: int | None = None
     k: int = 100
     mfcc_cmn: bool = True  # iteration 1: per-utterance cepstral mean normalisation of the MFCCs
     fit_files: int = 400
     fit_frames: int = 100_000
     niter: int = 50
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        unset_old_placeholders(self, -1, "layer")
+        if self.layer is not None and self.layer < 0:
+            raise InputError(f"targets.layer must be >= 0 (None: the teacher's), got {self.layer}")
 
 
 @dataclass
@@ -167,7 +176,7 @@ def build_targets(
         source = "mfcc+cmn" if targets.mfcc_cmn else "mfcc"
     else:
         model = load_model_from_run(teacher)
-        layer = targets.layer if targets.layer >= 0 else model.config.tokenizer_layer
+        layer = model.config.tokenizer_layer if targets.layer is None else targets.layer
         extractor = ModelExtractor(model, layer).to(device or torch.device("cpu"))
         source = f"{teacher} layer {layer}"
     train = read_manifest(config.data.manifest, split="train")
@@ -352,7 +361,7 @@ class SemanticTask(TrainTask):
             device=mask.device,
         )
         full_mask[:rows, :frames] = mask
-        layer = invariance.layer if invariance.layer >= 0 else cfg.tokenizer_layer
+        layer = cfg.tokenizer_layer if invariance.layer is None else invariance.layer
         logits, states = model(
             inputs, torch.cat([lengths, pair_lengths]), full_mask, return_layer=layer
         )

@@ -1,8 +1,9 @@
 """SoundStorm configuration: the bidirectional transformer and its decoding defaults.
 
 Presets: `tiny` (trains and decodes on a CPU) and `base` (12 layers x 16 heads x d 1024, the
-paper's size). Token spaces (`n_levels`, `codebook_size`, `semantic_vocab`, `ratio`) come from
-the token shards' meta.json when training starts (`segue.soundstorm.train.fill_from_shards`).
+paper's size). Token spaces (`n_levels`, `codebook_size`, `semantic_vocab`: None until then, and
+`ratio`) come from the token shards' meta.json when training starts
+(`segue.soundstorm.train.fill_from_shards`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 
-from segue.config import require
+from segue.config import require, unset_old_placeholders
 from segue.errors import InputError
 
 
@@ -19,11 +20,12 @@ class SoundStormConfig:
     """Acoustic codes [Q, T] of K codes each, conditioned on semantic tokens (one per `ratio`
     frames). Decoding: `steps_first` MaskGIT iterations for level 0, `steps_rest` for each finer
     level (1: one parallel pass); `temperature` for level 0, `fine_temperature` for the rest
-    (0: greedy); `noise` scales the Gumbel noise on confidences, annealed to 0 over a level."""
+    (0: greedy); `noise` scales the Gumbel noise on confidences, annealed to 0 over a level.
+    Placeholders: None is "not set" (docs/training.md); old configs' 0 reads as None."""
 
-    n_levels: int = 0  # Q
-    codebook_size: int = 0  # K (MASK is id K of every level's embedding table)
-    semantic_vocab: int = 0  # S (PAD is id S: frames past the semantic tokens)
+    n_levels: int | None = None  # Q
+    codebook_size: int | None = None  # K (MASK is id K of every level's embedding table)
+    semantic_vocab: int | None = None  # S (PAD is id S: frames past the semantic tokens)
     ratio: int = 2  # acoustic frames per semantic token (50 Hz / 25 Hz)
     d_model: int = 256
     n_layer: int = 6
@@ -39,8 +41,9 @@ class SoundStormConfig:
     noise: float = 1.0
 
     def __post_init__(self) -> None:
+        unset_old_placeholders(self, 0, "n_levels", "codebook_size", "semantic_vocab")
         require(self, lambda v: v >= 1, ">= 1", "d_model", "n_layer", "n_head", "max_frames")
-        require(self, lambda v: v >= 0, ">= 0 (0: from the token shards)",
+        require(self, lambda v: v is None or v >= 1, ">= 1 (or null: from the token shards)",
                 "n_levels", "codebook_size", "semantic_vocab")
         require(self, lambda v: v > 0, "> 0", "mlp_ratio", "rope_base")
         require(self, lambda v: 0 <= v < 1, "in [0, 1)", "dropout")

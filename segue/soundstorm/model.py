@@ -25,7 +25,7 @@ class SoundStorm(nn.Module, PretrainedMixin):
 
     def __init__(self, config: SoundStormConfig):
         super().__init__()
-        if min(config.n_levels, config.codebook_size, config.semantic_vocab) < 1:
+        if None in (config.n_levels, config.codebook_size, config.semantic_vocab):
             raise InputError(
                 "SoundStormConfig.n_levels, codebook_size and semantic_vocab must be set "
                 "(they come from the token shards)"

@@ -5,6 +5,9 @@ DDP/FSDP wrapping, AdamW + warm-up/cosine per optimizer, data sharding, EMA, aut
 runs the loop with gradient accumulation, clipping, NaN/inf skipping, validation, logging,
 checkpoints and clean stops on SIGTERM/SIGINT. A stopped run resumed with `resume=True` ends
 with exactly the weights of an uninterrupted one (same world size and device).
+
+The parts live beside it: `build` (checks, wrapping, optimizers), `step` (one optimizer step),
+`validate`, `state` (what a checkpoint holds). This file is the loop that ties them together.
 """
 
 from __future__ import annotations
@@ -13,35 +16,23 @@ import contextlib
 import dataclasses
 import math
 import os
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from segue.config import save_config, to_dict
 from segue.errors import InputError
+from segue.train import build, step
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
-from segue.train.data import build_data, move_to_device, shutdown_workers
-from segue.train.distributed import (
-    all_reduce,
-    barrier,
-    full_tensor,
-    init_distributed,
-    resolve_device,
-    shard_fsdp,
-    wrap_ddp,
-)
+from segue.train.data import build_data
+from segue.train.distributed import all_reduce, barrier, init_distributed, resolve_device
 from segue.train.ema import EMA
 from segue.train.lock import lock_run_folder
 from segue.train.logger import RunLogger
-from segue.train.optim import build_adamw
-from segue.train.schedule import build_scheduler
-from segue.train.seed import RANK_SEED_STRIDE, fork_rng, seed_everything
+from segue.train.seed import RANK_SEED_STRIDE, seed_everything
 from segue.train.signals import StopRequests
 from segue.train.state import (
     changed_since,
@@ -49,7 +40,8 @@ from segue.train.state import (
     find_resume_checkpoint,
     restore_checkpoint,
 )
-from segue.train.task import Phase, TrainTask
+from segue.train.task import TrainTask
+from segue.train.validate import validate as run_validation
 
 COMPLETED = "completed"
 INTERRUPTED = "interrupted"
@@ -69,7 +61,6 @@ class FitResult:
     @property
     def interrupted(self) -> bool:
         return self.status == INTERRUPTED
-_FIXED_OPTIM_FIELDS = ("max_steps", "grad_accum")  # run-wide, not per optimizer
 
 
 class Trainer:
@@ -119,7 +110,7 @@ class Trainer:
         self.logger = RunLogger(None, enabled=False, total_steps=self.optim_cfg.max_steps)
         self._saved_step = -1
         self.stops = StopRequests(self._announce_stop)
-        self._check_settings()
+        build.check_settings(self)
 
         seed_everything(tc.seed)  # model init: the same on every rank and every run
         task.setup(self.device)
@@ -129,10 +120,10 @@ class Trainer:
                 raise InputError(f"module name {name!r} must be a python identifier")
             module.to(self.device)
         self.specs = dict(task.optimizers())
-        self._check_specs()
-        self._check_run_folder(resume)
-        self.models = self._wrap_modules()
-        self._build_optimizers()
+        self._trained = build.check_specs(self)  # {module: its optimizer}
+        build.check_run_folder(self, resume)
+        self.models = build.wrap_modules(self)
+        build.build_optimizers(self)  # optimizers, schedulers, optim_cfgs, param_containers
         trained = [n for n in self.raw_modules if n in self._trained]
         self.ema = (
             EMA({n: self.raw_modules[n] for n in trained}, tc.ema_decay)
@@ -159,102 +150,10 @@ class Trainer:
             save_config(config, self.out_dir / "config.json")
         barrier()
 
-    # ---------------------------------------------------------------- construction
-
-    def _check_settings(self) -> None:
-        tc, oc = self.train_cfg, self.optim_cfg
-        if tc.distributed == "none" and self.dist.is_distributed:
-            raise InputError(
-                "train.distributed=none under torchrun with several processes: use ddp or fsdp"
-            )
-        if oc.grad_accum < 1 or tc.batch_size < 1 or oc.max_steps < 0:
-            raise InputError("grad_accum and batch_size must be >= 1, max_steps >= 0")
-        if tc.max_nan_steps < 1:
-            raise InputError("train.max_nan_steps must be >= 1")
-        for name in ("checkpoint_every", "log_every", "valid_every", "keep_last"):
-            if getattr(tc, name) < 1:
-                raise InputError(f"train.{name} must be >= 1")
-
     @property
     def mode(self) -> str:
         """How modules are wrapped: "none" (one process), "ddp" or "fsdp"."""
         return self.train_cfg.distributed if self.dist.is_distributed else "none"
-
-    def _check_specs(self) -> None:
-        if not self.specs:
-            raise InputError("task.optimizers() declared no optimizer")
-        owner: dict[str, str] = {}
-        for opt_name, spec in self.specs.items():
-            for module_name in spec.modules:
-                if module_name not in self.raw_modules:
-                    raise InputError(
-                        f"optimizer {opt_name!r} names module {module_name!r}; "
-                        f"modules: {sorted(self.raw_modules)}"
-                    )
-                if module_name in owner:
-                    raise InputError(
-                        f"module {module_name!r} is in optimizers {owner[module_name]!r} "
-                        f"and {opt_name!r}"
-                    )
-                owner[module_name] = opt_name
-            bad = sorted(set(spec.overrides) - {f.name for f in dataclasses.fields(OptimConfig)})
-            fixed = sorted(set(spec.overrides) & set(_FIXED_OPTIM_FIELDS))
-            if bad or fixed:
-                raise InputError(f"optimizer {opt_name!r}: cannot override {bad + fixed}")
-        self._trained = owner
-        if self.mode == "fsdp" and len(self.specs) > 1 and self.optim_cfg.grad_accum > 1:
-            raise InputError(
-                "FSDP with several optimizers does not support grad_accum > 1 "
-                "(use ddp, or grad_accum=1)"
-            )
-
-    def _check_run_folder(self, resume: bool) -> None:
-        if not resume and ckpt.list_checkpoints(self.checkpoint_dir):
-            raise FileExistsError(
-                f"{self.out_dir} already holds checkpoints: pass --resume to continue that run, "
-                "or choose another --out"
-            )
-
-    def _wrap_modules(self) -> dict[str, nn.Module]:
-        models = {}
-        for name, module in self.raw_modules.items():
-            trainable = any(p.requires_grad for p in module.parameters())
-            if name not in self._trained or not trainable or self.mode == "none":
-                models[name] = module
-            elif self.mode == "ddp":
-                models[name] = wrap_ddp(
-                    module,
-                    self.device,
-                    find_unused_parameters=self.train_cfg.find_unused_parameters,
-                )
-            else:
-                models[name] = shard_fsdp(module, self.task.fsdp_units(name, module))
-        return models
-
-    def _build_optimizers(self) -> None:
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
-        self.optim_cfgs: dict[str, OptimConfig] = {}
-        self._params: dict[str, list[nn.Parameter]] = {}
-        # per optimizer: its modules in one container (the parameter names of its checkpoint)
-        # and which of its parameter groups decay (how the config's weight decay applies)
-        self.param_containers: dict[str, nn.Module] = {}
-        self.decay_groups: dict[str, list[bool]] = {}
-        for name, spec in self.specs.items():
-            cfg = dataclasses.replace(self.optim_cfg, **spec.overrides)
-            modules = [self.raw_modules[m] for m in spec.modules]
-            optimizer, self._params[name], self.decay_groups[name] = build_adamw(name, cfg, modules)
-            self.optimizers[name] = optimizer
-            self.schedulers[name] = build_scheduler(
-                optimizer, cfg.warmup_steps, self.schedule_horizon(name), cfg.min_lr_ratio
-            )
-            self.optim_cfgs[name] = cfg
-            container = nn.ModuleDict({m: self.raw_modules[m] for m in spec.modules})
-            self.param_containers[name] = container
-        self._others = {
-            name: [p for other, ps in self._params.items() if other != name for p in ps]
-            for name in self._params
-        }
 
     def schedule_horizon(self, name: str) -> int:
         """Steps over which optimizer `name`'s learning-rate schedule runs."""
@@ -270,179 +169,17 @@ class Trainer:
         """Training batches this rank has taken in the current epoch."""
         return self.batches.batch_in_epoch
 
-    # ---------------------------------------------------------------- precision
-
     def autocast_dtype(self) -> torch.dtype | None:
         """bf16 when asked (or "auto" on a CUDA device with bf16), else None (fp32)."""
-        precision = self.train_cfg.precision
-        if precision == "bf16":
-            return torch.bfloat16
-        if precision == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
+        return step.autocast_dtype(self.train_cfg.precision, self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = self.autocast_dtype()
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    # ---------------------------------------------------------------- one step
-
-    def _key(self, base: str, name: str) -> str:
-        return base if len(self.specs) == 1 else f"{base}_{name}"
-
-    def _phases(self, output: Any) -> Iterator[Phase]:
-        if isinstance(output, torch.Tensor):
-            if len(self.specs) != 1:
-                raise TypeError(
-                    "train_step returned a bare loss but the task has several optimizers"
-                )
-            return iter([Phase(next(iter(self.specs)), output)])
-        if isinstance(output, Phase):
-            return iter([output])
-        if isinstance(output, (dict, str)) or not hasattr(output, "__iter__"):
-            raise TypeError(
-                f"train_step must return a loss tensor, a Phase or phases, got {type(output)}"
-            )
-        return iter(output)
-
-    def _check_phase(self, phase: Any, done: set[str]) -> str:
-        if not isinstance(phase, Phase):
-            raise TypeError(f"train_step produced {type(phase).__name__}, expected Phase")
-        name = phase.optimizer
-        if name not in self.specs:
-            raise InputError(f"phase for unknown optimizer {name!r}; known: {sorted(self.specs)}")
-        if name in done:
-            raise InputError(f"optimizer {name!r} got two phases in one train_step: sum its losses")
-        if self.step < self.specs[name].start_step:
-            raise InputError(
-                f"phase for optimizer {name!r} at step {self.step}, before its start_step "
-                f"{self.specs[name].start_step}: check task.optimizer_active(name, step)"
-            )
-        if phase.loss.numel() != 1:
-            raise InputError(
-                f"loss of {name!r} must be a scalar, got shape {tuple(phase.loss.shape)}"
-            )
-        done.add(name)
-        return name
-
-    @contextlib.contextmanager
-    def _grad_sync(self, sync: bool) -> Iterator[None]:
-        """Within: backward all-reduces gradients only if `sync` (last micro-batch)."""
-        if sync or not self.dist.is_distributed:
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            for module in self.models.values():
-                if hasattr(module, "no_sync"):  # DDP
-                    stack.enter_context(module.no_sync())
-                elif hasattr(module, "set_requires_gradient_sync"):  # FSDP2
-                    module.set_requires_gradient_sync(False)
-                    stack.callback(module.set_requires_gradient_sync, True)
-            yield
-
-    def _backward(self, name: str, loss: torch.Tensor) -> None:
-        """Backward `loss`, keeping only the gradients of optimizer `name`'s parameters."""
-        others = self._others[name]
-        if not others:
-            loss.backward()
-            return
-        saved = [p.grad for p in others]
-        for p in others:
-            p.grad = None
-        try:
-            loss.backward()
-        finally:
-            for p, grad in zip(others, saved):
-                p.grad = grad
-
-    def _optimizer_step(self, name: str, bad: torch.Tensor) -> tuple[bool, torch.Tensor, float]:
-        """Clip and step optimizer `name` unless any rank saw a non-finite loss or gradient."""
-        optimizer, clip = self.optimizers[name], self.optim_cfgs[name].grad_clip
-        flag = bad.to(self.device, torch.float32).reshape(1)
-        all_reduce(flag, "max")
-        norm = full_tensor(
-            torch.nn.utils.clip_grad_norm_(
-                self._params[name], clip if clip is not None else math.inf
-            )
-        ).detach()
-        ok = bool(((flag[0] == 0) & torch.isfinite(norm)).item())
-        lr = float(optimizer.param_groups[0]["lr"])
-        if ok:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
-            self.schedulers[name].step()
-        return ok, norm, lr
+        return step.autocast(self.train_cfg.precision, self.device)
 
     def train_step(self) -> dict[str, float]:
-        """One optimizer step over `grad_accum` micro-batches; returns its scalars."""
-        accum = self.optim_cfg.grad_accum
-        bad: dict[str, torch.Tensor] = {}
-        values: dict[str, list[torch.Tensor]] = defaultdict(list)
-        stepped: dict[str, bool] = {}
-        lrs: dict[str, float] = {}
-        for micro in range(accum):
-            batch = move_to_device(self.batches.next(), self.device)
-            last = micro == accum - 1
-            with self._grad_sync(last):
-                with self._autocast():  # a plain function computes its losses here,
-                    output = self.task.train_step(self.models, batch, self.step)
-                phases = self._phases(output)  # a generator at each next() below
-                done: set[str] = set()
-                while True:
-                    with self._autocast():
-                        phase = next(phases, None)
-                    if phase is None:
-                        break
-                    name = self._check_phase(phase, done)
-                    loss = phase.loss.reshape(())
-                    not_finite = ~torch.isfinite(loss.detach())
-                    bad[name] = bad[name] | not_finite if name in bad else not_finite
-                    values[self._key("loss", name)].append(loss.detach().float())
-                    for key, value in phase.metrics.items():
-                        values[key].append(torch.as_tensor(value).detach().float().reshape(()))
-                    self._backward(name, loss / accum)
-                    if last:
-                        ok, norm, lrs[name] = self._optimizer_step(name, bad[name])
-                        stepped[name] = ok
-                        values[self._key("grad_norm", name)].append(norm.float())
-        for optimizer in self.optimizers.values():  # phases missing from the last micro-batch
-            optimizer.zero_grad(set_to_none=True)
-        keys = list(values)
-        out = {}
-        if keys:  # one device-to-host copy for all the step's scalars
-            means = [torch.stack([v.to(self.device) for v in values[k]]).mean() for k in keys]
-            out = dict(zip(keys, torch.stack(means).tolist()))
-        out.update({self._key("lr", name): lr for name, lr in lrs.items()})
-        skipped = sorted(name for name, ok in stepped.items() if not ok)
-        if skipped:
-            self._on_bad_step(skipped, out)
-        else:
-            self.nan_consecutive = 0
-            if self.ema is not None:
-                self.ema.update()
-        return out
-
-    def _on_bad_step(self, skipped: list[str], values: dict[str, float]) -> None:
-        self.nan_total += 1
-        self.nan_consecutive += 1
-        losses = {k: v for k, v in values.items() if k.startswith(("loss", "grad_norm"))}
-        self.logger.message(
-            f"step {self.step}: non-finite loss or gradients for {skipped} {losses}; step "
-            f"skipped ({self.nan_consecutive} in a row, {self.nan_total} in all)"
-        )
-        if self.nan_consecutive >= self.train_cfg.max_nan_steps:
-            where = self.last_checkpoint or ckpt.latest_checkpoint(self.checkpoint_dir)
-            raise RuntimeError(
-                f"training stopped: {self.nan_consecutive} consecutive steps (up to step "
-                f"{self.step}) had a non-finite loss or gradient norm {losses} "
-                f"(train.max_nan_steps={self.train_cfg.max_nan_steps}). Last checkpoint: "
-                f"{where}. Try a lower optim.lr, optim.grad_clip, train.precision=fp32, or "
-                "check the data."
-            )
+        """One optimizer step over `grad_accum` micro-batches; returns its scalars
+        (`segue.train.step`)."""
+        return step.train_step(self)
 
     # ---------------------------------------------------------------- loop
 
@@ -526,50 +263,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- validation
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Average `task.valid_step` metrics over the validation set (all ranks), then media."""
-        if self.valid_loader is None:
-            return {}
-        tc = self.train_cfg
-        use_ema = self.ema is not None and tc.valid_with_ema
-        was_training = {name: m.training for name, m in self.models.items()}
-        sizes = [len(b) for b in self.valid_sampler]
-        sums: dict[str, float] = defaultdict(float)
-        count = 0
-        with fork_rng(), self.ema.applied() if use_ema else contextlib.nullcontext():
-            for module in self.models.values():
-                module.eval()
-            batches = iter(self.valid_loader)
-            try:
-                for index, (size, batch) in enumerate(zip(sizes, batches)):
-                    if tc.valid_batches is not None and index >= tc.valid_batches:
-                        break
-                    with self._autocast():
-                        metrics = self.task.valid_step(
-                            self.models, move_to_device(batch, self.device)
-                        )
-                    for key, value in metrics.items():
-                        sums[key] += float(value) * size
-                    count += size
-                keys = sorted(sums)
-                totals = torch.tensor(
-                    [sums[k] for k in keys] + [count], dtype=torch.float64, device=self.device
-                )
-                all_reduce(totals)
-                result = {
-                    k: float(totals[i] / max(totals[-1].item(), 1)) for i, k in enumerate(keys)
-                }
-                self.task.log_media(self.models, self.logger, self.step)
-            finally:
-                shutdown_workers(batches)
-                for name, module in self.models.items():
-                    module.train(was_training[name])
-        if result:
-            self.logger.scalars(result, self.step, prefix="valid")
-        self.logger.flush()
-        self.last_valid = result
-        return result
+        """Average `task.valid_step` metrics over the validation set (all ranks), then media
+        (`segue.train.validate`)."""
+        return run_validation(self)
 
     # ---------------------------------------------------------------- checkpoints
 

@@ -10,6 +10,7 @@ locally), with lr, betas, eps, weight decay and schedule taken from the current 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from segue.config import config_differences, to_dict
+from segue.config import config_differences, from_dict, to_dict
 from segue.nn import upgrade_keys, upgrade_state_dict
 from segue.train import checkpoint as ckpt
 from segue.train.distributed import (
@@ -165,6 +166,8 @@ def changed_since(checkpoint: Path, run_dir: Path, config: Any) -> str:
         old = json.loads(saved.read_text())
     except (OSError, ValueError):
         return ""
+    with contextlib.suppress(ValueError, TypeError):  # old placeholders (0, -1) read as None
+        old = to_dict(from_dict(type(config), old))
     new, prefix = to_dict(config), ""
     if "model" in old and "model" in new:  # the shapes come from the model's settings
         old, new, prefix = old["model"], new["model"], "model"
