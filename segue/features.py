@@ -23,7 +23,21 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+def _outside_inference_mode(build):
+    """Cached tensor builders run with inference mode off: a tensor first built under
+    `torch.inference_mode()` (tokenizing) would otherwise break backward in a later training
+    of the same process ("Inference tensors cannot be saved for backward")."""
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
 @functools.lru_cache(maxsize=32)
+@_outside_inference_mode
 def mel_filterbank(
     n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
 ) -> torch.Tensor:
@@ -88,6 +102,7 @@ def log_mel_spectrogram(
 
 
 @functools.lru_cache(maxsize=8)
+@_outside_inference_mode
 def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
     """Orthonormal DCT-II basis, [n_mfcc, n_mels]."""
     n = torch.arange(n_mels, dtype=torch.float64)
