@@ -6,6 +6,9 @@
     segue recipe speech-tiny --out runs/st --set codec.optim.max_steps=500 --force codec
     segue recipe --out runs/speech-tiny                       # go on with DIR/recipe.json
     segue recipe speech-gpu --out runs/x --data ~/audio --dry-run   # check it all, run nothing
+    torchrun --standalone --nproc_per_node=8 -m segue.cli recipe librilight --out RUN --data DIR
+
+Under torchrun every process runs the recipe (segue/recipes/runner.py says who does what).
 
 The recipes, their steps and settings: `segue/recipes/audiolm.py`.
 """
@@ -16,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from segue.commands import CommandError, add_out, add_threads
+from segue.commands import CommandError, add_out, add_threads, torchrun_ranks
 
 
 def _recipe(args: argparse.Namespace):
@@ -41,17 +44,27 @@ def _recipe(args: argparse.Namespace):
         overrides.append(f"corpus.data={Path(args.data).expanduser().resolve()}")
     if args.group is not None:
         overrides.append(f"corpus.group={args.group}")
-    return recipe, apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)
+    config.corpus.check_source()  # e.g. librilight without --data: refused before anything
+    return recipe, config
 
 
 def _run(args: argparse.Namespace) -> None:
+    """Run (or check) the recipe; under torchrun every process comes here and joins the group."""
+    recipe, config = _recipe(args)
+    with torchrun_ranks() as info:
+        if args.dry_run:
+            if info.is_main:
+                _dry_run(args, recipe, config)
+            return
+        _run_recipe(args, recipe, config, info.is_main)
+
+
+def _run_recipe(args: argparse.Namespace, recipe, config, main: bool) -> None:
     from segue.recipes import run_recipe
 
-    recipe, config = _recipe(args)
-    if args.dry_run:
-        _dry_run(args, recipe, config)
-        return
-    print(f"recipe {recipe.name} -> {args.out}", flush=True)
+    if main:
+        print(f"recipe {recipe.name} -> {args.out}", flush=True)
     run_recipe(
         recipe,
         config,
@@ -62,7 +75,7 @@ def _run(args: argparse.Namespace) -> None:
         log=lambda line: print(line, flush=True),
     )
     bundle = Path(args.out) / "bundle"
-    if (bundle / "bundle.json").is_file():
+    if main and (bundle / "bundle.json").is_file():
         print(f"bundle: {bundle}  (segue continue PROMPT --seconds 5 --model {bundle} --out o.wav)")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,17 @@ from segue.errors import InputError
 
 META_NAME = "meta.json"
 INDEX_NAME = "index.jsonl"
+_SHARED = ("shard", "split", "group")  # index fields with few distinct values
 
 
 class ShardError(InputError):
     """A shard folder that is missing, incomplete or inconsistent."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ShardEntry:
+    """One utterance of the index (slots, shared strings: a million of them stay small)."""
+
     key: str
     shard: str
     offset: int
@@ -118,7 +122,7 @@ class TokenShardWriter:
             raise ShardError(f"{key}: expected tokens [{self.levels}, frames], got {tokens.shape}")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.meta["vocab_size"]):
             raise ShardError(f"{key}: token ids outside [0, {self.meta['vocab_size']})")
-        self._pending.append((key, tokens.T.astype(self.dtype), info))
+        self._pending.append((key, np.ascontiguousarray(tokens.T, dtype=self.dtype), info))
         self._pending_frames += tokens.shape[1]
         if self._pending_frames >= self.shard_frames:
             self.flush()
@@ -231,8 +235,39 @@ def tokenize_manifest(
     return counts
 
 
+@dataclass(frozen=True)
+class _ShardHeader:
+    """Where a shard's rows are: the .npy data offset, dtype, shape and order (shards written
+    before C order was asked for are column-major: each level's rows one after another)."""
+
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    fortran: bool
+
+
+def _read_header(path: Path) -> _ShardHeader:
+    """A .npy file's header, checked against the file's size (a truncated shard: ValueError)."""
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        offset = handle.tell()
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size < need:
+        raise ValueError(f"{path.stat().st_size} bytes, the header needs {need}")
+    return _ShardHeader(offset, dtype, tuple(shape), bool(fortran))
+
+
 class TokenShards:
-    """Read-only view of a shard folder: `shards.tokens(i)` -> [levels, frames] (memory-mapped)."""
+    """Read-only view of a shard folder: `shards.tokens(i)` -> [levels, frames].
+
+    Each read takes exactly an utterance's rows from its shard file (no memory map, no file
+    kept open): memory stays flat however large the folder (a map's touched pages would count
+    towards the process's memory, and thousands of shards would hold thousands of files open).
+    """
 
     def __init__(self, directory: str | os.PathLike, split: str | None = None):
         self.root = Path(directory)
@@ -244,18 +279,25 @@ class TokenShards:
             )
         self.meta = json.loads((self.root / META_NAME).read_text())
         self.entries = []
-        for line in index.read_text().splitlines():
-            record = json.loads(line)
-            entry = ShardEntry(
-                record.pop("key"),
-                record.pop("shard"),
-                record.pop("offset"),
-                record.pop("frames"),
-                record,
-            )
-            if split is None or entry.split == split:
-                self.entries.append(entry)
-        self._arrays: dict[str, np.ndarray] = {}
+        with index.open() as lines:  # line by line: the index text is never whole in memory
+            for line in lines:
+                record = json.loads(line)
+                if split is not None and record.get("split") != split:
+                    continue
+                record = {  # field names and a few distinct values (shard, split, group): shared
+                    sys.intern(k): sys.intern(v) if k in _SHARED and isinstance(v, str) else v
+                    for k, v in record.items()
+                }
+                self.entries.append(
+                    ShardEntry(
+                        record.pop("key"),
+                        record.pop("shard"),
+                        record.pop("offset"),
+                        record.pop("frames"),
+                        record,
+                    )
+                )
+        self._headers: dict[str, _ShardHeader] = {}
         self._check()
 
     def _check(self) -> None:
@@ -264,18 +306,19 @@ class TokenShards:
         rows = {}
         for shard in sorted({e.shard for e in self.entries}):
             try:
-                array = self._array(shard)
+                array = self._header(shard)
             except (OSError, ValueError) as error:
                 raise ShardError(
                     f"{self.root / shard}: unreadable token shard ({error}); rebuild the folder "
                     "with the tokenize command that made it"
                 ) from None
-            if array.ndim != 2 or array.shape[1] != self.levels or array.dtype.kind not in "iu":
+            shape, dtype = array.shape, array.dtype
+            if len(shape) != 2 or shape[1] != self.levels or dtype.kind not in "iu":
                 raise ShardError(
-                    f"{self.root / shard}: {array.dtype} {array.shape}, expected integer tokens "
+                    f"{self.root / shard}: {dtype} {shape}, expected integer tokens "
                     f"[rows, {self.levels}] ({META_NAME} says {self.levels} levels)"
                 )
-            rows[shard] = array.shape[0]
+            rows[shard] = shape[0]
         for entry in self.entries:
             end, have = entry.offset + entry.frames, rows[entry.shard]
             if entry.offset < 0 or entry.frames < 0 or end > have:
@@ -295,16 +338,26 @@ class TokenShards:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _array(self, shard: str) -> np.ndarray:
-        if shard not in self._arrays:
-            self._arrays[shard] = np.load(self.root / shard, mmap_mode="r")
-        return self._arrays[shard]
+    def _header(self, shard: str) -> _ShardHeader:
+        if shard not in self._headers:
+            self._headers[shard] = _read_header(self.root / shard)
+        return self._headers[shard]
 
     def tokens(self, index: int) -> np.ndarray:
         """Tokens of utterance `index`: [levels, frames] int64."""
         entry = self.entries[index]
-        rows = self._array(entry.shard)[entry.offset : entry.offset + entry.frames]
-        return np.asarray(rows, dtype=np.int64).T
+        header = self._header(entry.shard)
+        (total, levels), size = header.shape, header.dtype.itemsize
+        with (self.root / entry.shard).open("rb") as handle:
+            if not header.fortran:  # the rows, one read
+                handle.seek(header.offset + entry.offset * levels * size)
+                rows = np.fromfile(handle, dtype=header.dtype, count=entry.frames * levels)
+                return rows.reshape(entry.frames, levels).astype(np.int64).T
+            out = np.empty((levels, entry.frames), np.int64)
+            for level in range(levels):  # column-major: one read per level
+                handle.seek(header.offset + (level * total + entry.offset) * size)
+                out[level] = np.fromfile(handle, dtype=header.dtype, count=entry.frames)
+            return out
 
     def total_frames(self) -> int:
         return sum(e.frames for e in self.entries)

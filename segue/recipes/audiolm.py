@@ -13,11 +13,15 @@ The config has one field per step: training steps hold the model's whole run con
 `--set codec.optim.max_steps=500` or `--set lm_fine.model.n_layer=2` work), with the paths
 (manifest, shards, teacher) left empty: the recipe fills them in from OUT.
 
-The named recipes that fill this config (smoke, speech-tiny, piano-tiny, speech-gpu) are in
-`named.py`; the corpus step and its config in `corpus.py`.
+The named recipes that fill this config (smoke, speech-tiny, piano-tiny, speech-gpu,
+librilight) are in `named.py`; the corpus step and its config in `corpus.py`.
 
-Everything runs in one process, one step after another (not under torchrun): for multi-GPU
-training, run the step's own command (`segue codec train ...`) on the recipe's folders.
+One process runs the steps one after another; under torchrun (N processes on M nodes, OUT on a
+file system every node sees) every process runs the recipe: the trainings (codec, semantic
+iterations, the three LMs, SoundStorm) train with DDP (or `train.distributed=fsdp`) through the
+engine, each process with the step's `train.batch_size`; tokenizing splits the files by rank;
+the corpus step, the k-means fit, evaluate and bundle run on rank 0 while the others wait;
+rank 0 alone writes the markers (`runner.py`). docs/recipes.md has torchrun and SLURM launches.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import torch
 
 from segue.codec.train import CodecRunConfig, CodecTask
 from segue.codec.train import run_config_for_preset as codec_preset
-from segue.config import write_atomic
+from segue.config import unset_old_placeholders, write_atomic
 from segue.data.manifest import MANIFEST_NAME, read_manifest
 from segue.data.mix import read_part_weights
 from segue.errors import InputError
@@ -44,6 +48,7 @@ from segue.semantic.train import SemanticRunConfig, SemanticTask
 from segue.semantic.train import run_config_for_preset as semantic_preset
 from segue.soundstorm.train import SoundStormRunConfig, SoundStormTask
 from segue.train import Trainer
+from segue.train.distributed import all_reduce, broadcast_object, resolve_device
 
 STAGES = ("semantic", "coarse", "fine")
 
@@ -52,15 +57,19 @@ STAGES = ("semantic", "coarse", "fine")
 
 @dataclass
 class KMeansConfig:
-    """The semantic tokenizer: k-means of a layer of the last iteration's model."""
+    """The semantic tokenizer: k-means of a layer of the last iteration's model. Placeholders:
+    None is "not set" (docs/training.md); old recipes' layer -1 reads as None."""
 
     k: int = 1024
-    layer: int = -1  # -1: the model's tokenizer_layer (whisper: the last layer)
+    layer: int | None = None  # None: the model's tokenizer_layer (whisper: the last layer)
     max_files: int = 500
     max_frames: int = 200_000
     niter: int = 50
     seed: int = 0
     silence_db: float | None = None  # the tokenizer's silence gate (docs/semantic.md); None: off
+
+    def __post_init__(self) -> None:
+        unset_old_placeholders(self, -1, "layer")
 
 
 def iteration2_config(preset: str) -> SemanticRunConfig:
@@ -134,8 +143,9 @@ class AudioLMRecipeConfig:
 # ----------------------------------------------------------------------------------- helpers
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _device(ctx: Context) -> torch.device:
+    """This process's GPU (cuda:LOCAL_RANK under torchrun) when there is one, else the CPU."""
+    return resolve_device("auto", ctx.dist)
 
 
 def _manifest(ctx: Context) -> Path:
@@ -147,8 +157,9 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 
 
 def _train(task: Any, config: Any, run_dir: Path) -> dict[str, Any]:
-    """Train (or resume) into `run_dir`; the final step and last scalars."""
-    resume = (run_dir / "checkpoints").is_dir()
+    """Train (or resume) into `run_dir` (on every rank under torchrun: DDP or FSDP, as the
+    config's `train.distributed` says); the final step and last scalars."""
+    resume = broadcast_object((run_dir / "checkpoints").is_dir())  # rank 0 decides for all
     trainer = Trainer(task, config, run_dir, resume=resume)
     try:
         result = trainer.fit()
@@ -192,12 +203,8 @@ def codec(ctx: Context) -> dict[str, Any]:
 
 
 def semantic(ctx: Context) -> dict[str, Any]:
-    """HuBERT iteration 1 (MFCC targets), optionally 2, then the k-means tokenizer."""
-    from segue.semantic.extractors import ModelExtractor
-    from segue.semantic.fit import fit_tokenizer
-    from segue.semantic.tokenizer import TOKENIZER_NAME, load_tokenizer
-    from segue.semantic.train import load_model_from_run
-
+    """HuBERT iteration 1 (MFCC targets), optionally 2 (on every rank), then the k-means
+    tokenizer (fitted on rank 0)."""
     cfg, root, manifest = ctx.config.semantic, ctx.dir("semantic"), str(_manifest(ctx))
     numbers: dict[str, Any] = {"backbone": cfg.backbone}
     teacher = ""
@@ -209,8 +216,27 @@ def semantic(ctx: Context) -> dict[str, Any]:
         config.targets.teacher = teacher
         numbers[f"it{i}"] = _train(SemanticTask(config), config, run)
         teacher = str(run)
+    tokenizer = ctx.main_only(lambda: _fit_tokenizer(ctx, teacher))
+    if tokenizer is None:  # not rank 0: rank 0 reports
+        return {}
+    info = tokenizer.info or {}
+    numbers["tokenizer"] = {
+        "k": tokenizer.vocab_size,
+        "frames": info.get("frames"),
+        "mse": round(float(info.get("mse", math.nan)), 4),
+    }
+    return numbers
 
-    out, km = root / "tokenizer", cfg.tokenizer
+
+def _fit_tokenizer(ctx: Context, teacher: str) -> Any:
+    """The k-means tokenizer in OUT/semantic/tokenizer (loaded if a run already fitted it)."""
+    from segue.semantic.extractors import ModelExtractor
+    from segue.semantic.fit import fit_tokenizer
+    from segue.semantic.tokenizer import TOKENIZER_NAME, load_tokenizer
+    from segue.semantic.train import load_model_from_run
+
+    cfg, manifest = ctx.config.semantic, str(_manifest(ctx))
+    out, km = ctx.dir("semantic") / "tokenizer", cfg.tokenizer
     if (out / TOKENIZER_NAME).is_file():  # written last: a complete tokenizer
         tokenizer = load_tokenizer(out)
     else:
@@ -219,14 +245,15 @@ def semantic(ctx: Context) -> dict[str, Any]:
 
             source = cfg.whisper or PACKAGED
             hf = source != PACKAGED and not (Path(source) / "model.bin").is_file()
-            extractor = WhisperExtractor("hf" if hf else "ct2", source, km.layer)
+            layer = -1 if km.layer is None else km.layer  # WhisperExtractor's -1: the last
+            extractor = WhisperExtractor("hf" if hf else "ct2", source, layer)
             teacher = f"whisper:{source}"
         else:
             model = load_model_from_run(teacher)
-            layer = km.layer if km.layer >= 0 else model.config.tokenizer_layer
+            layer = model.config.tokenizer_layer if km.layer is None else km.layer
             extractor = ModelExtractor(model, layer)
         tokenizer = fit_tokenizer(
-            extractor.to(_device()),
+            extractor.to(_device(ctx)),
             read_manifest(manifest, split="train"),
             km.k,
             seed=km.seed,
@@ -238,22 +265,17 @@ def semantic(ctx: Context) -> dict[str, Any]:
         )
         tokenizer.with_silence_gate(km.silence_db)
         tokenizer.save(out)
-    info = tokenizer.info or {}
-    numbers["tokenizer"] = {
-        "k": tokenizer.vocab_size,
-        "frames": info.get("frames"),
-        "mse": round(float(info.get("mse", math.nan)), 4),
-    }
-    return numbers
+    return tokenizer
 
 
 def tokenize(ctx: Context) -> dict[str, Any]:
-    """Semantic and acoustic token shards of the whole manifest (resumable)."""
+    """Semantic and acoustic token shards of the whole manifest (resumable); under torchrun
+    each rank tokenizes every world-th file into its own shards, then rank 0 merges the index."""
     from segue.codec.load import load_codec
-    from segue.data.shards import TokenShards, tokenize_manifest
+    from segue.data.shards import TokenShards, merge_index, tokenize_manifest
     from segue.semantic.tokenizer import load_tokenizer
 
-    device, out = _device(), ctx.dir("tokenize")
+    device, out = _device(ctx), ctx.dir("tokenize")
     manifest = read_manifest(_manifest(ctx))
     tokenizer_dir = ctx.dir("semantic") / "tokenizer"
     tokenizer = load_tokenizer(tokenizer_dir).to(device)
@@ -265,6 +287,7 @@ def tokenize(ctx: Context) -> dict[str, Any]:
     def acoustic_tokens(audio):
         return codec.encode(torch.from_numpy(audio)[None].to(device))[0].cpu().numpy()  # [Q, F]
 
+    ranks = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size}
     with torch.inference_mode():
         counts = tokenize_manifest(
             manifest,
@@ -275,6 +298,7 @@ def tokenize(ctx: Context) -> dict[str, Any]:
             vocab_size=tokenizer.vocab_size,
             frame_rate=tokenizer.frame_rate,
             sample_rate=tokenizer.sample_rate,
+            **ranks,
             extra_meta={
                 "tokenizer": str(tokenizer_dir.resolve()),
                 "tokenizer_kind": tokenizer.kind,
@@ -291,14 +315,23 @@ def tokenize(ctx: Context) -> dict[str, Any]:
             vocab_size=codec.codebook_size,
             frame_rate=codec.frame_rate,
             sample_rate=codec.sample_rate,
+            **ranks,
             extra_meta={"n_coarse": codec.n_coarse, "tokenizer": str(ctx.dir("codec").resolve())},
             desc="acoustic tokens",
         )
-    numbers: dict[str, Any] = {"failed": failed + counts["failed"]}
-    for kind in ("semantic", "acoustic"):
-        shards = TokenShards(out / kind)
-        numbers[kind] = {"utterances": len(shards), "frames": shards.total_frames()}
-    return numbers
+    failed = torch.tensor([failed + counts["failed"]])
+    all_reduce(failed)  # every rank's unreadable files
+
+    def merged() -> dict[str, Any]:
+        numbers: dict[str, Any] = {"failed": int(failed.item())}
+        for kind in ("semantic", "acoustic"):
+            if ctx.dist.is_distributed:
+                merge_index(out / kind)
+            shards = TokenShards(out / kind)
+            numbers[kind] = {"utterances": len(shards), "frames": shards.total_frames()}
+        return numbers
+
+    return ctx.main_only(merged) or {}
 
 
 def _lm_step(stage: str) -> Step:
@@ -307,7 +340,7 @@ def _lm_step(stage: str) -> Step:
         return _train(LMTask(config), config, ctx.dir(f"lm_{stage}"))
 
     run.__doc__ = f"Train the {stage} LM; OUT/lm_{stage} is its run folder."
-    return Step(f"lm_{stage}", run, ("tokenize",), f"the {stage} LM")
+    return Step(f"lm_{stage}", run, ("tokenize",), f"the {stage} LM", every_rank=True)
 
 
 def soundstorm(ctx: Context) -> dict[str, Any]:
@@ -341,7 +374,7 @@ def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> d
     from segue.lm.stages import load_lm
     from segue.lm.train import build_dataset, fill_from_shards
 
-    lm = load_lm(ctx.dir(f"lm_{stage}"), device=_device())
+    lm = load_lm(ctx.dir(f"lm_{stage}"), device=_device(ctx))
     config = LMRunConfig(stage=lm.stage, data=_lm_config(ctx, stage).data)
     fill_from_shards(config)
     dataset = build_dataset(config, lm.layout, split, seed=1234)
@@ -362,7 +395,7 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
     except ImportError as error:
         return {"not_run": f"no end-to-end evaluation here ({error})"}
     try:
-        model = _assemble(ctx, _device())
+        model = _assemble(ctx, _device(ctx))
         if ctx.config.corpus.kind == "piano":  # pitch classes: Resemblyzer is a speech model
             from segue.eval.chroma import ChromaEncoder
 
@@ -403,7 +436,7 @@ def _evaluate_probes(ctx: Context, cfg: EvaluateConfig) -> dict[str, Any] | None
     root = ctx.dir("evaluate") / "probes"
     build_lexical(root, n_pairs=cfg.probes_pairs, seed=cfg.seed, progress=False)
     build_syntactic(root, n_pairs=cfg.probes_pairs, seed=cfg.seed, progress=False)
-    scorer = ProbeScorer.from_model(_assemble(ctx, _device()), name=str(ctx.dir("bundle")))
+    scorer = ProbeScorer.from_model(_assemble(ctx, _device(ctx)), name=str(ctx.dir("bundle")))
     report = evaluate_probes(scorer, root, seed=cfg.seed, progress=False)
     return json.loads(report.to_json())
 
@@ -490,13 +523,13 @@ def bundle(ctx: Context) -> dict[str, Any]:
 _MODELS = ("lm_semantic", "lm_coarse", "lm_fine", "soundstorm")
 STEPS: tuple[Step, ...] = (
     Step("corpus", corpus, (), "synthesise the corpus"),
-    Step("codec", codec, ("corpus",), "train the codec"),
-    Step("semantic", semantic, ("corpus",), "semantic model + k-means tokenizer"),
-    Step("tokenize", tokenize, ("corpus", "codec", "semantic"), "token shards"),
+    Step("codec", codec, ("corpus",), "train the codec", every_rank=True),
+    Step("semantic", semantic, ("corpus",), "semantic model + k-means tokenizer", every_rank=True),
+    Step("tokenize", tokenize, ("corpus", "codec", "semantic"), "token shards", every_rank=True),
     _lm_step("semantic"),
     _lm_step("coarse"),
     _lm_step("fine"),
-    Step("soundstorm", soundstorm, ("tokenize",), "SoundStorm"),
+    Step("soundstorm", soundstorm, ("tokenize",), "SoundStorm", every_rank=True),
     Step(
         "evaluate",
         evaluate,

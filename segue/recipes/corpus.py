@@ -31,9 +31,11 @@ class CorpusConfig:
     OUT/corpus/manifest.jsonl so that training crops come from the real voices with
     probability `real_weight` (`segue.data.mix`), whatever their share of the hours.
     hours: of TTS speech or piano; real_hours: of real speech (None: all of it, ~5.8 h).
+    "own": nothing is built: `data` is required (recipes made for the user's speech, such as
+    librilight; evaluated as speech).
     """
 
-    kind: Literal["speech", "piano", "real", "speech+real"] = "speech"
+    kind: Literal["speech", "piano", "real", "speech+real", "own"] = "speech"
     hours: float = 4.0
     seed: int = 0
     real_hours: float | None = None
@@ -50,12 +52,20 @@ class CorpusConfig:
         if self.data:
             group_function(self.group)  # a bad pattern fails here, before any step runs
 
+    def check_source(self) -> None:
+        """InputError when there is nothing to make the corpus from (kind "own" without data):
+        checked before any step runs, so no marker records the missing data."""
+        if self.kind == "own" and not self.data:
+            raise RecipeError(
+                "this recipe trains on your own audio: pass --data PATH (a folder or a manifest)"
+            )
 
 
 def corpus(ctx: Context) -> dict[str, Any]:
     """Synthesise (or fetch) the corpus, mixing parts when asked (resumable: files are reused),
     or index the user's own audio (`corpus.data`)."""
     cfg, root = ctx.config.corpus, ctx.dir("corpus")
+    cfg.check_source()
     if cfg.data:
         return _own_corpus(cfg, root, ctx.workers)
     if cfg.kind == "speech+real":

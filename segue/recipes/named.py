@@ -15,6 +15,8 @@ thread estimated from the per-step speeds in docs/, except piano-tiny's, measure
                  logs over two sessions, mostly at 1 thread).
     speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
                  at the presets' step counts: days on one GPU. A starting point, not yet run.
+    librilight   speech-gpu's models on your own audio (`--data`, e.g. Libri-Light's 60k h),
+                 sized in `librilight()`'s docstring. Not yet run.
 """
 
 from __future__ import annotations
@@ -125,6 +127,39 @@ def speech_gpu() -> AudioLMRecipeConfig:
     return config
 
 
+def librilight() -> AudioLMRecipeConfig:
+    """`speech-gpu`'s paper-sized models on your own speech: `--data DIR` (required; no corpus is
+    built), speakers as groups (`--group grandparent`: Libri-Light's speaker/book/file.flac),
+    every model at its preset's `optim.max_steps`, which is the plan of docs/scaling.md's 60k h
+    row (the step rule: at 60k h the presets, not the 16-epoch cap, set the steps).
+
+    Planned, for Libri-Light's 60k h (docs/scaling.md, `bench/scaling.py`: FLOPs counted,
+    GPU time projected at 35 % of an H100's 989 TFLOP/s, 0.9 / 0.8 data-parallel efficiency on
+    8 / 64 GPUs; not measured, nothing here has run on a GPU). Batch is per process; the LM
+    windows are 30 s / 10 s / 6 s of audio, SoundStorm's 4 s (200 frames); ep: epochs of 60k h:
+
+    model           steps  batch/process   seen in all steps     GPU-h 1/8/64    GiB/GPU
+    codec         400,000  16 x 1 s        1,778 h (0.03 ep)     1.3/1.5/1.7       11.94
+    semantic.it1  100,000  16 x 10 s       4,444 h (0.07 ep)     0.2/0.2/0.3        3.80
+    semantic.it2  100,000  16 x 10 s       4,444 h (0.07 ep)     0.2/0.3/0.3        3.81
+    lm_semantic   200,000  32 x 751 tok    4.8e9 tok (0.89 ep)   3.9/4.4/4.9       22.29
+    lm_coarse     200,000  32 x 2,251 tok  1.4e10 tok (0.30 ep)  14.7/16.3/18.3    64.54
+    lm_fine       200,000  32 x 3,601 tok  2.3e10 tok (0.18 ep)  28.0/31.1/35.0   108.16
+    soundstorm      5,000  8 x 4 s         44 h (0.00 ep)        0.0/0.0/0.0        3.97
+
+    All seven, one after another: 48.4 GPU-hours on 1 GPU (48.4 h wall), 53.7 on 8 (6.7 h),
+    60.4 on 64 (0.94 h); not counted: indexing the corpus, the k-means fits, tokenizing 60k h,
+    validation, checkpoints. Memory is the float32 estimate; lm_fine's is over 80 GB: CUDA's
+    default bf16 autocast about halves the activations, else halve `train.batch_size` with
+    `optim.grad_accum=2`, or `train.distributed=fsdp`. The 8 and 64 GPU columns train
+    max_steps / N steps (the same epochs): the defaults here are the 1-GPU steps, so on N
+    processes pass `--set STEP.optim.max_steps=...` (each step sees N times the data).
+    """
+    config = speech_gpu()
+    config.corpus = CorpusConfig(kind="own", group="grandparent")
+    return config
+
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
@@ -132,5 +167,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("speech-tiny", "a few CPU hours: 4 h of speech, tiny models", speech_tiny, STEPS),
         Recipe("piano-tiny", "a few CPU hours: 4 h of piano, tiny models", piano_tiny, STEPS),
         Recipe("speech-gpu", "one GPU, days: 40 h of speech, paper-sized", speech_gpu, STEPS),
+        Recipe(
+            "librilight",
+            "GPUs: your own speech (--data, e.g. Libri-Light), paper-sized",
+            librilight,
+            STEPS,
+        ),
     )
 }

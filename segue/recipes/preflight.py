@@ -168,6 +168,9 @@ def _check_data(
     Returns the corpus hours when known."""
     section = Section("data")
     report.sections.append(section)
+    if not cfg.data and cfg.kind == "own":
+        report.problem("corpus: this recipe trains on your own audio: pass --data PATH")
+        return None
     if not cfg.data:
         return _check_builtin(report, section, cfg)
     data = Path(cfg.data).expanduser()

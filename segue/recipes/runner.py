@@ -14,6 +14,12 @@ with the current record but not finished runs again and resumes (trainings conti
 newest checkpoint, corpus building and tokenizing skip what is on disk). A step done or started
 with another record is refused, before anything runs, unless it is forced: `force` wipes the
 step's folder and those of every step that depends on it, and redoes them.
+
+Under torchrun (N processes on M nodes, OUT on a file system every node sees) every process runs
+`run_recipe`: rank 0 plans and sends the plan to the others (so every rank skips the same
+steps), writes recipe.json and the markers, and runs the steps that are not `every_rank`
+(corpus, evaluate, bundle) while the others wait; the `every_rank` steps (trainings, tokenizing)
+run on every rank, and use `Context.main_only` for their rank-0 parts (the k-means fit).
 """
 
 from __future__ import annotations
@@ -24,15 +30,23 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from segue.config import config_differences, from_dict, to_dict, write_atomic
 from segue.errors import InputError
+from segue.train.distributed import DistInfo, barrier, broadcast_object, current, wait_group
 
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
 RECIPE_NAME = "recipe.json"
+
+#: How long the other ranks wait while rank 0 runs a step alone (a corpus of 60k h is indexed by
+#: rank 0): far beyond the process group's own timeout (NCCL's 10 min), on a gloo group.
+MAIN_ONLY_WAIT = timedelta(days=3)
+
+T = TypeVar("T")
 
 
 class RecipeError(InputError):
@@ -47,23 +61,49 @@ class Context:
     recipe: str
     config: Any
     workers: int | None = None  # processes for corpus building (None: all cores)
+    dist: DistInfo = field(default_factory=DistInfo)  # this process under torchrun
+    wait: Any = None  # the long-wait group of `main_only` (None: the main group)
 
     def dir(self, step: str) -> Path:
         """The folder of `step`'s outputs."""
         return self.out / step
+
+    def main_only(self, run: Callable[[], T]) -> T | None:
+        """`run()` on rank 0 while the other ranks wait; its result on rank 0, None elsewhere.
+
+        An exception on rank 0 is raised on every rank (the others get a RecipeError naming
+        it), so the whole job stops with an error instead of waiting.
+        """
+        result, failure = None, None
+        if self.dist.is_main:
+            try:
+                result = run()
+            except Exception as error:
+                failure = f"{type(error).__name__}: {error}"
+                barrier(self.wait)
+                broadcast_object(failure)
+                raise
+        barrier(self.wait)
+        failure = broadcast_object(failure)
+        if failure is not None:
+            raise RecipeError(f"rank 0 failed: {failure}")
+        return result
 
 
 @dataclass(frozen=True)
 class Step:
     """One step: `run(ctx)` makes OUT/<name>/ from the folders of `needs`, returns key numbers.
 
-    Its settings are the recipe config's field of the same name.
+    Its settings are the recipe config's field of the same name. Under torchrun, an
+    `every_rank` step runs on every process (a DDP training, tokenizing split by rank; its
+    numbers are rank 0's); any other runs on rank 0 while the others wait.
     """
 
     name: str
     run: Callable[[Context], dict[str, Any]]
     needs: tuple[str, ...] = ()
     help: str = ""
+    every_rank: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,18 +333,32 @@ def run_recipe(
 
     Prints one line per step: skipped, running, done in N s. A training stopped by Ctrl-C or
     SIGTERM checkpoints, then KeyboardInterrupt propagates (the step is not marked done).
+    Under torchrun (a process group already joined) every rank calls it; see the module's
+    docstring for who does what. Only rank 0 writes markers and logs.
     """
-    out = Path(out)
-    states, wiped = plan(recipe, config, out, until=until, force=force)
-    for name in wiped:
-        if (out / name).exists():
-            log(f"--force: removing {out / name}")
-            shutil.rmtree(out / name)
-    write_atomic(
-        out / RECIPE_NAME,
-        (json.dumps({"recipe": recipe.name, "config": to_dict(config)}, indent=1) + "\n").encode(),
-    )
-    ctx = Context(out, recipe.name, config, workers)
+    out, info = Path(out), current()
+    main = info.is_main
+    if not main:
+        log = _silent
+    planned: tuple[list[StepState], list[str]] | str | None = None
+    if main:
+        try:
+            planned = plan(recipe, config, out, until=until, force=force)
+        except RecipeError as error:
+            planned = str(error)
+    planned = broadcast_object(planned)  # every rank runs and skips the same steps
+    if isinstance(planned, str):
+        raise RecipeError(planned)
+    states, wiped = planned
+    if main:
+        for name in wiped:
+            if (out / name).exists():
+                log(f"--force: removing {out / name}")
+                shutil.rmtree(out / name)
+        body = {"recipe": recipe.name, "config": to_dict(config)}
+        write_atomic(out / RECIPE_NAME, (json.dumps(body, indent=1) + "\n").encode())
+    ctx = Context(out, recipe.name, config, workers, info, wait_group(MAIN_ONLY_WAIT))
+    barrier()
     steps = {step.name: step for step in recipe.steps}
     width = max(len(name) for name in steps)
     for i, state in enumerate(states, 1):
@@ -312,26 +366,39 @@ def run_recipe(
         if state.state == "done":
             log(f"{tag} skipped (done)")
             continue
-        directory = ctx.dir(state.step)
+        step, directory = steps[state.step], ctx.dir(state.step)
         marker = {"step": state.step, **state.record}
         earlier = 0.0
-        if state.state == "started":  # time spent in the earlier attempts
-            earlier = float((_read(directory / STARTED_NAME) or {}).get("seconds", 0.0))
-        _write_marker(directory / STARTED_NAME, marker, earlier)
+        if main:
+            if state.state == "started":  # time spent in the earlier attempts
+                earlier = float((_read(directory / STARTED_NAME) or {}).get("seconds", 0.0))
+            _write_marker(directory / STARTED_NAME, marker, earlier)
         log(f"{tag} {'resuming' if state.state == 'started' else 'running'}")
         start = time.perf_counter()
         try:
-            numbers = steps[state.step].run(ctx)
+            if step.every_rank:
+                numbers = step.run(ctx)
+                barrier()  # every rank's share is on disk before the step counts as done
+            else:
+                numbers = ctx.main_only(lambda step=step: step.run(ctx))
         except BaseException:  # interrupted or failed: keep the time spent for the next attempt
-            _write_marker(directory / STARTED_NAME, marker, earlier + time.perf_counter() - start)
+            if main:
+                seconds = earlier + time.perf_counter() - start
+                _write_marker(directory / STARTED_NAME, marker, seconds)
             raise
         this_run = time.perf_counter() - start
         seconds = earlier + this_run
-        _write_marker(directory / DONE_NAME, {**marker, "numbers": numbers}, seconds)
+        if main:
+            _write_marker(directory / DONE_NAME, {**marker, "numbers": numbers}, seconds)
         runs = f" ({this_run:.1f} s in this run)" if earlier else ""
         log(f"{tag} done in {seconds:.1f} s{runs}")
         state.state = "done"
+    barrier()
     return states
+
+
+def _silent(line: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def _write_marker(path: Path, marker: dict[str, Any], seconds: float) -> None:

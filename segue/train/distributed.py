@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -42,9 +43,8 @@ def init_distributed() -> tuple[DistInfo, bool]:
     Returns (info, created): `created` is False when a group already existed or none is needed
     (WORLD_SIZE unset or 1), so the caller knows whether to destroy it.
     """
-    if dist.is_available() and dist.is_initialized():
-        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-        return DistInfo(dist.get_rank(), dist.get_world_size(), local), False
+    if is_initialized():
+        return current(), False
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo(), False
@@ -94,9 +94,27 @@ def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def barrier() -> None:
+def current() -> DistInfo:
+    """This process's place in the existing process group; one process when there is none."""
+    if not is_initialized():
+        return DistInfo()
+    local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+
+
+def wait_group(timeout: timedelta) -> Any:
+    """A CPU (gloo) group of every rank whose barrier waits up to `timeout`, for waits longer
+    than the main group allows (NCCL's default is 10 min): the other ranks waiting while rank 0
+    builds a corpus. None without a process group. Every rank must call it at the same point."""
+    if not is_initialized():
+        return None
+    return dist.new_group(backend="gloo", timeout=timeout)
+
+
+def barrier(group: Any = None) -> None:
+    """Wait for every rank (of `group`, e.g. a `wait_group`; default: the main group)."""
     if is_initialized():
-        dist.barrier()
+        dist.barrier(group=group)
 
 
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -136,3 +139,50 @@ def test_truncated_or_foreign_shards_are_found_when_the_folder_opens(tmp_path):
         TokenShards(semantic)
     shard.write_bytes(data)
     assert len(TokenShards(semantic)) == 12
+
+
+def test_shards_written_column_major_read_the_same(tmp_path):
+    """Shards from before the writer asked for C order are column-major .npy files: read per
+    level, the same tokens as the row-major ones the writer makes now."""
+    rng = np.random.default_rng(0)
+    utterances = [rng.integers(0, 1024, (8, n)) for n in (5, 0, 17, 3)]
+    writer = TokenShardWriter(tmp_path, kind="acoustic", levels=8, vocab_size=1024, frame_rate=50)
+    for i, tokens in enumerate(utterances):
+        writer.add(f"u{i}", tokens, {})
+    writer.flush()
+    merge_index(tmp_path)
+    shard = next(tmp_path.glob("shard_*.npy"))
+    rows = np.load(shard)
+    assert rows.flags.c_contiguous
+    np.save(shard, np.asfortranarray(rows))  # the older layout
+    with shard.open("rb") as handle:
+        np.lib.format.read_magic(handle)
+        assert np.lib.format.read_array_header_1_0(handle)[1]  # fortran_order
+    shards = TokenShards(tmp_path)
+    for i, tokens in enumerate(utterances):
+        np.testing.assert_array_equal(shards.tokens(i), tokens)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
+def test_reading_tokens_holds_no_file_open_and_no_more_memory(tmp_path):
+    """A read takes an utterance's rows and nothing else: no file stays open (a large folder has
+    thousands of shards) and memory does not grow as reads walk the folder (a memory map's
+    touched pages count towards the process: ~16 MB here; bench/loader_rss.py at 10x)."""
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    rng = np.random.default_rng(0)
+    writer = TokenShardWriter(tmp_path, kind="acoustic", levels=8, vocab_size=1024,
+                              frame_rate=50, shard_frames=1 << 16)  # fmt: skip
+    for i in range(2000):
+        writer.add(f"u{i:05d}", rng.integers(0, 1024, (8, 500)), {"split": "train"})
+    writer.flush()
+    merge_index(tmp_path)
+    open_files = len(os.listdir("/proc/self/fd"))
+    shards = TokenShards(tmp_path)
+    assert len({e.shard for e in shards.entries}) == 16  # 16 MB of tokens
+    before = rss()
+    for i in rng.permutation(len(shards))[:500]:
+        assert shards.tokens(int(i)).shape == (8, 500)
+    assert rss() - before < 4 * 2**20
+    assert len(os.listdir("/proc/self/fd")) == open_files

@@ -277,6 +277,41 @@ def test_step_settings_are_overridable_and_type_checked():
         apply_overrides(config, ["semantic.iterations=3"])
 
 
+def test_librilight_is_speech_gpu_on_your_own_audio():
+    librilight, gpu = (to_dict(RECIPES[n].make_config()) for n in ("librilight", "speech-gpu"))
+    assert librilight["corpus"]["kind"] == "own" and librilight["corpus"]["group"] == "grandparent"
+    assert {k: v for k, v in librilight.items() if k != "corpus"} == {
+        k: v for k, v in gpu.items() if k != "corpus"
+    }  # the paper-sized models at the presets' steps: docs/scaling.md's 60k h plan
+    assert librilight["lm_fine"]["optim"]["max_steps"] == 200_000
+    assert librilight["semantic"]["iterations"] == 2
+
+
+def test_librilight_dry_run_on_a_tiny_folder(tmp_path, capsys):
+    """speaker/book/file.flac, as Libri-Light lays it out: the plan, the groups, the paper-sized
+    models; without --data the recipe is refused before anything is written."""
+    from tests.conftest import tone, write
+
+    data = tmp_path / "LibriLight"
+    for speaker in ("100", "200", "300", "400"):
+        for book in ("b1", "b2"):
+            write(data / speaker / book / "a.flac", tone(1.0, freq=100.0 + int(speaker)))
+    out = tmp_path / "run"
+    status, printed, _ = segue_recipe(
+        capsys, "librilight", "--out", str(out), "--data", str(data), "--dry-run"
+    )
+    assert not out.exists()
+    assert "readable: 8 files, 0.002 h, 4 groups (--group grandparent)" in printed
+    assert "split: 2 groups in train, 1 groups in valid, 1 groups in test" in printed
+    assert "lm_fine         176.19 M params  200000 steps of 32 x 3602" in printed
+    assert "codec            62.12 M params  400000 steps of 16 x 1 s" in printed
+    problems = [line for line in printed.splitlines() if "problem:" in line]
+    assert status == (2 if problems else 0)
+    assert all("disk:" in line for line in problems)  # ~41 GiB of checkpoints: only the disk
+    status, printed, err = segue_recipe(capsys, "librilight", "--out", str(out))
+    assert status == 2 and "pass --data PATH" in err and not out.exists()
+
+
 # ------------------------------------------------------------------ `segue recipe`
 
 
