@@ -62,31 +62,28 @@ class Transcriber:
             )
         return self._model
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
-        """Audio [T] (or [1, T]) -> the recognised English text ("" for none)."""
+    def _segments(self, audio: np.ndarray, sample_rate: int, **timestamps: bool):
+        """Whisper's segments of [T] audio, decoded greedily in English (deterministic)."""
         segments, _ = self._load().transcribe(
             _prepared(audio, sample_rate),
             language="en",
             beam_size=1,
             temperature=0.0,
             condition_on_previous_text=False,
-            without_timestamps=True,
             vad_filter=False,
+            **timestamps,
         )
+        return segments
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
+        """Audio [T] (or [1, T]) -> the recognised English text ("" for none)."""
+        segments = self._segments(audio, sample_rate, without_timestamps=True)
         return " ".join(segment.text.strip() for segment in segments).strip()
 
     def words(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[HeardWord]:
         """Audio [T] -> the recognised English words, each with Whisper's probability for it
         (word timestamps on: the same greedy decoding, aligned word by word)."""
-        segments, _ = self._load().transcribe(
-            _prepared(audio, sample_rate),
-            language="en",
-            beam_size=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            word_timestamps=True,
-            vad_filter=False,
-        )
+        segments = self._segments(audio, sample_rate, word_timestamps=True)
         return [
             HeardWord(word.word.strip(), float(word.probability))
             for segment in segments

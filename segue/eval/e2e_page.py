@@ -297,15 +297,20 @@ def _describe(report: E2EReport) -> str:
     return f"{name} split {report.split}, {PATHS[s.acoustic].label}, seed {s.seed}".strip()
 
 
+def _same_files(reports, part: str) -> dict[tuple[str, ...], list[str]]:
+    """{the files of a part's rows, in order: the labels of the runs with exactly those}."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for label, (_, report) in reports.items():
+        if getattr(report, part) is not None:
+            key = tuple(r.path for r in getattr(report, part).rows)
+            groups.setdefault(key, []).append(label)
+    return groups
+
+
 def _continuations_side_by_side(reports, out: Path) -> list[str]:
     """One table per set of runs that continued the same prompts: a row per prompt."""
-    groups: dict[tuple, list[str]] = {}
-    for label, (_, report) in reports.items():
-        if report.continuation is not None:
-            key = tuple(r.path for r in report.continuation.rows)
-            groups.setdefault(key, []).append(label)
     parts = []
-    for paths, labels in groups.items():
+    for paths, labels in _same_files(reports, "continuation").items():
         first_folder, first = reports[labels[0]]
         s = first.settings
         parts += [
@@ -341,13 +346,8 @@ def _continuations_side_by_side(reports, out: Path) -> list[str]:
 def _resyntheses_side_by_side(reports, out: Path) -> list[str]:
     """One table per set of runs that resynthesized the same files: original, codec, and each
     run's resynthesis from semantic tokens."""
-    groups: dict[tuple, list[str]] = {}
-    for label, (_, report) in reports.items():
-        if report.resynthesis is not None:
-            key = tuple(r.path for r in report.resynthesis.rows)
-            groups.setdefault(key, []).append(label)
     parts = []
-    for _paths, labels in groups.items():
+    for labels in _same_files(reports, "resynthesis").values():
         first_folder, first = reports[labels[0]]
         parts += [
             f"<h2>Resynthesis: {html.escape(', '.join(labels))}</h2>",
