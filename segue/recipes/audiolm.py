@@ -383,6 +383,10 @@ def _evaluate_lm(ctx: Context, stage: str, split: str, cfg: EvaluateConfig) -> d
     return _rounded(report.to_dict())
 
 
+#: Where the evaluate step writes each acoustic path's end-to-end run.
+_E2E_FOLDERS = {"ar": "e2e", "soundstorm": "e2e-soundstorm"}
+
+
 def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, Any]:
     """Continuations and resyntheses by the assembled model (`segue.eval.e2e`), once per acoustic
     path ("ar", then "soundstorm"; same prompts and seeds): {path: E2EReport}, or {"not_run":
@@ -391,6 +395,7 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
     if not cfg.e2e:
         return {"not_run": "evaluate.e2e is false"}
     try:
+        from segue.acoustic import PATHS
         from segue.eval import e2e
     except ImportError as error:
         return {"not_run": f"no end-to-end evaluation here ({error})"}
@@ -403,7 +408,8 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
         else:
             speaker = e2e.SpeakerEncoder()
         transcriber = e2e.Transcriber(threads=torch.get_num_threads())
-        return {
+        folders = {path: ctx.dir("evaluate") / _E2E_FOLDERS[path] for path in _E2E_FOLDERS}
+        reports = {
             path: e2e.evaluate_e2e(
                 model,
                 _manifest(ctx),
@@ -414,12 +420,16 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
                     acoustic=path,
                 ),
                 split=split,
-                out_dir=ctx.dir("evaluate") / ("e2e" if path == "ar" else f"e2e-{path}"),
+                out_dir=folder,
                 speaker=speaker,
                 transcriber=transcriber,
             )
-            for path in ("ar", "soundstorm")
+            for path, folder in folders.items()
         }
+        # both paths side by side, the same prompts in one row (OUT/evaluate/e2e-page)
+        labels = {PATHS[path].label: folder for path, folder in folders.items()}
+        e2e.comparison_page(labels, ctx.dir("evaluate") / "e2e-page")
+        return reports
     except Exception as error:  # an optional evaluation must not stop the recipe
         print(f"warning: end-to-end evaluation failed: {type(error).__name__}: {error}")
         return {"not_run": f"failed: {type(error).__name__}: {error}"}

@@ -420,11 +420,13 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
         returned[settings.acoustic] = report
         return report
 
+    pages = []
     stand_in = types.SimpleNamespace(
         evaluate_e2e=evaluate_e2e,
         E2ESettings=E2ESettings,
         SpeakerEncoder=object,
         Transcriber=lambda threads: None,
+        comparison_page=lambda runs, out_dir: pages.append((runs, out_dir)),
     )
     monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
     monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
@@ -437,6 +439,10 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
         assert kwargs["sample_rate"] == 16000
         assert kwargs["settings"].seed == seen["ar"]["settings"].seed
     assert seen["soundstorm"]["out_dir"].name == "e2e-soundstorm"
+    # one page with both paths side by side
+    [(runs, page)] = pages
+    assert page == out / "evaluate" / "e2e-page"
+    assert sorted(f.name for f in runs.values()) == ["e2e", "e2e-soundstorm"]
     written = json.loads((out / "evaluate" / "report.json").read_text())["e2e"]
     assert written == {path: json.loads(r.to_json()) for path, r in returned.items()}
     assert written["ar"]["continuation"]["similarity"]["mean"] == 0.5  # report.json's layout
