@@ -1,12 +1,14 @@
 """The acoustic stage's wall time: AR coarse + fine LMs vs one SoundStorm decode, random weights.
 
     .venv/bin/python bench/soundstorm_vs_ar.py [--seconds 10] [--threads 1] [--repeats 3]
+        [--steps-first 16 8 4]
 
 Both get the same semantic tokens (25 Hz, 512 clusters) and produce every acoustic code of
 `--seconds` of audio (8 levels x 1024 codes at 50 Hz, 3 coarse) at batch 1: the `tiny` coarse
 and fine LM presets through `coarse_generate` + `fine_generate` (their own windows), vs the
-`tiny` SoundStorm (16 iterations for level 0, 1 for each finer level: 23 forward passes).
-Prints the best of `--repeats` runs of each and their ratio.
+`tiny` SoundStorm (`--steps-first` iterations for level 0, 16 by default, 1 for each finer
+level: 23 forward passes). Several `--steps-first` values are timed in the same run, each
+against the one AR time. Prints the best of `--repeats` runs of each and their ratio.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps-first", type=int, default=16)
+    parser.add_argument("--steps-first", type=int, nargs="+", default=[16])
     parser.add_argument("--semantic-vocab", type=int, default=512)
     parser.add_argument("--acoustic-vocab", type=int, default=1024)
     parser.add_argument("--n-coarse", type=int, default=3)
@@ -56,7 +58,6 @@ def main() -> None:
             semantic_vocab=args.semantic_vocab,
             ratio=ratio,
             max_frames=max(500, ratio * n_semantic),
-            steps_first=args.steps_first,
             steps_rest=1,
         )
     ).eval()
@@ -71,20 +72,23 @@ def main() -> None:
             fine_lm, coarse_generate(coarse_lm, semantic, generator=gen), generator=gen
         )
 
-    def parallel() -> torch.Tensor:
-        return soundstorm_generate(storm, semantic, generator=gen)
+    def parallel(steps: int) -> torch.Tensor:
+        levels = [steps] + [1] * (args.levels - 1)
+        return soundstorm_generate(storm, semantic, steps_per_level=levels, generator=gen)
 
     with torch.inference_mode():
-        assert ar().shape == parallel().shape == (1, args.levels, ratio * n_semantic)
+        assert ar().shape == parallel(1).shape == (1, args.levels, ratio * n_semantic)
         ar_time = best_of(args.repeats, ar)
-        storm_time = best_of(args.repeats, parallel)
+        storm_times = {n: best_of(args.repeats, lambda n=n: parallel(n)) for n in args.steps_first}
     print(
         f"threads {torch.get_num_threads()}, {args.seconds:g} s of audio ({n_semantic} semantic "
         f"tokens, {args.levels} x {ratio * n_semantic} codes), best of {args.repeats}"
     )
     print(f"AR coarse + fine  {ar_time:7.2f} s")
-    print(f"SoundStorm        {storm_time:7.2f} s  ({args.steps_first} + {args.levels - 1} passes)")
-    print(f"ratio AR / SoundStorm {ar_time / storm_time:.1f}x")
+    for steps, seconds in storm_times.items():
+        passes = f"({steps} + {args.levels - 1} passes)"
+        print(f"SoundStorm {passes:>18s} {seconds:7.2f} s  ratio AR / SoundStorm "
+              f"{ar_time / seconds:.1f}x")
 
 
 if __name__ == "__main__":

@@ -465,6 +465,7 @@ def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
         E2ESettings=E2ESettings,
         SpeakerEncoder=lambda: "speaker encoder",
         Transcriber=lambda threads: None,
+        comparison_page=lambda runs, out_dir: None,
     )
     monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
     monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
