@@ -121,10 +121,7 @@ def reference_pairs(
     from segue import audio as audio_io
     from segue.audio import AudioError
 
-    if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest, split=split)
-    elif split is not None:
-        manifest = manifest.subset(split)
+    manifest = _split(manifest, split)
     encoder = encoder or SpeakerEncoder()
     first, second = seconds if isinstance(seconds, tuple) else (seconds, seconds)
     by_group: dict[str, list] = defaultdict(list)
@@ -169,6 +166,13 @@ def reference_pairs(
     return {"same": collect(same), "different": collect(different)}
 
 
+def _split(manifest: Manifest | str | os.PathLike, split: str | None) -> Manifest:
+    """The manifest (read if a path), only `split`'s entries unless split is None."""
+    if not isinstance(manifest, Manifest):
+        return read_manifest(manifest, split=split)
+    return manifest if split is None else manifest.subset(split)
+
+
 def _index_pairs(n: int, k: int, rng: random.Random) -> list[tuple[int, int]]:
     """Up to k distinct ordered pairs (i, j), i != j, of range(n), in random order."""
     if n < 2:
@@ -207,10 +211,7 @@ def voice_centroids(
 
     if files_per_voice < 1:
         raise InputError(f"files_per_voice must be >= 1, got {files_per_voice}")
-    if not isinstance(manifest, Manifest):
-        manifest = read_manifest(manifest, split=split)
-    elif split is not None:
-        manifest = manifest.subset(split)
+    manifest = _split(manifest, split)
     encoder = encoder or SpeakerEncoder()
     rng = random.Random(seed)
     by_group: dict[str, list] = defaultdict(list)
