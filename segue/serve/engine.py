@@ -130,14 +130,14 @@ class Job:
 
 
 def bundled_examples(folder: Path = ASSETS) -> dict[str, Example]:
-    """The prompts shipped in segue/assets (prompt-*.wav, with a .json of their text)."""
+    """The prompts shipped in segue/assets (prompt-*.wav, with a .json of their title or text)."""
     from segue import audio as audio_io
 
     examples = {}
     for path in sorted(folder.glob("prompt-*.wav")):
         meta_path = path.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        title = str(meta.get("text") or path.stem)
+        title = str(meta.get("title") or meta.get("text") or path.stem)
         examples[path.stem] = Example(path.stem, path, title, audio_io.info(path).duration)
     return examples
 

@@ -207,6 +207,9 @@ def test_finished_results_are_kept_a_bounded_while(engine):
 
 def test_the_bundled_prompts_are_the_examples():
     examples = bundled_examples()
-    assert list(examples) == ["prompt-speech"]
+    assert list(examples) == ["prompt-real", "prompt-speech"]
     assert examples["prompt-speech"].seconds == pytest.approx(3.0)
     assert examples["prompt-speech"].title.startswith("And they said")
+    # a real voice held out of training (the TTS one above is a held-out TTS voice)
+    assert examples["prompt-real"].seconds == pytest.approx(3.0)
+    assert examples["prompt-real"].title.startswith("A real voice held out of training")

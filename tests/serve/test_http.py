@@ -58,7 +58,7 @@ def test_the_page_and_its_files(client):
     info = client.get("/api/info").json()
     assert info["max_prompt_seconds"] == pytest.approx(9.96) and info["soundstorm"] is True
     assert info["max_upload_bytes"] == LIMIT and info["max_seconds"] == 30
-    assert [e["name"] for e in info["examples"]] == ["prompt-speech"]
+    assert [e["name"] for e in info["examples"]] == ["prompt-real", "prompt-speech"]
     example = client.get("/api/examples/prompt-speech.wav")
     assert example.body == PROMPT.read_bytes()
     for path in ("/nothing", "/api/examples/..%2F..%2Fpyproject.toml.wav", "/api/jobs/nope"):
