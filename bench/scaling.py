@@ -160,14 +160,21 @@ def _semantic_bench(config, it: int) -> Bench:
     )  # fmt: skip
 
 
+def _fresh(task):
+    """A builder of CPU copies of `task`, each with its own modules (the meta count builds some
+    too)."""
+
+    def build():
+        fresh = copy.copy(task)
+        fresh.setup(torch.device("cpu"))
+        return fresh
+
+    return build
+
+
 def _lm_bench(task, stage: str) -> Bench:
     cfg = task.config
     vocab, length = cfg.model.vocab_size, cfg.model.max_seq_len - 1  # input = window - 1
-
-    def build():
-        fresh = copy.copy(task)  # its own modules (the meta count builds some too)
-        fresh.setup(torch.device("cpu"))
-        return fresh
 
     def batch(b: int, tokens: float, device: torch.device) -> dict:
         t = round(tokens)
@@ -175,7 +182,7 @@ def _lm_bench(task, stage: str) -> Bench:
         return {"input": ids[:, :-1], "target": ids[:, 1:]}
 
     return Bench(
-        f"lm_{stage}", build, batch, cfg.train.batch_size, length, "tokens",
+        f"lm_{stage}", _fresh(task), batch, cfg.train.batch_size, length, "tokens",
         cfg.optim.max_steps, cfg.stage.window_seconds, capped=True,
     )  # fmt: skip
 
@@ -183,11 +190,6 @@ def _lm_bench(task, stage: str) -> Bench:
 def _soundstorm_bench(task) -> Bench:
     cfg = task.config
     model = cfg.model
-
-    def build():
-        fresh = copy.copy(task)  # its own modules (the meta count builds some too)
-        fresh.setup(torch.device("cpu"))
-        return fresh
 
     def batch(b: int, window: float, device: torch.device) -> dict:
         w = round(window)
@@ -200,7 +202,7 @@ def _soundstorm_bench(task) -> Bench:
         }  # fmt: skip
 
     return Bench(
-        "soundstorm", build, batch, cfg.train.batch_size, task.window, "semantic tokens",
+        "soundstorm", _fresh(task), batch, cfg.train.batch_size, task.window, "semantic tokens",
         cfg.optim.max_steps, cfg.data.window_seconds, capped=True,
     )  # fmt: skip
 
