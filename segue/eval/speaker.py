@@ -118,9 +118,6 @@ def reference_pairs(
     file, or (first file's, second file's) to mirror a prompt / continuation pair.
     Files that cannot be read are skipped.
     """
-    from segue import audio as audio_io
-    from segue.audio import AudioError
-
     manifest = _split(manifest, split)
     encoder = encoder or SpeakerEncoder()
     first, second = seconds if isinstance(seconds, tuple) else (seconds, seconds)
@@ -133,11 +130,7 @@ def reference_pairs(
     def embedding(entry, duration: float | None) -> np.ndarray | None:
         key = (entry.path, duration)
         if key not in cache:
-            try:
-                audio = audio_io.load(manifest.resolve(entry), SAMPLE_RATE, duration=duration)
-                cache[key] = encoder.embed(audio) if np.abs(audio).max() > 1e-4 else None
-            except AudioError:
-                cache[key] = None
+            cache[key] = _embed_file(manifest, entry, encoder, duration)
         return cache[key]
 
     def collect(candidates: list[tuple]) -> list[float]:
@@ -164,6 +157,21 @@ def reference_pairs(
         for i, j in _index_pairs(len(groups), 4 * n_pairs, rng)
     ]
     return {"same": collect(same), "different": collect(different)}
+
+
+def _embed_file(manifest: Manifest, entry, encoder, seconds: float | None) -> np.ndarray | None:
+    """The embedding of an entry's first `seconds` (all: None); None when the file cannot be
+    read or is silent (peak <= 1e-4)."""
+    from segue import audio as audio_io
+    from segue.audio import AudioError
+
+    try:
+        audio = audio_io.load(manifest.resolve(entry), SAMPLE_RATE, duration=seconds)
+    except AudioError:
+        return None
+    if audio.size == 0 or float(np.abs(audio).max()) <= 1e-4:
+        return None
+    return encoder.embed(audio, SAMPLE_RATE)
 
 
 def _split(manifest: Manifest | str | os.PathLike, split: str | None) -> Manifest:
@@ -206,9 +214,6 @@ def voice_centroids(
     to a voice the model learned, the failure a new user hears first."""
     from tqdm.auto import tqdm
 
-    from segue import audio as audio_io
-    from segue.audio import AudioError
-
     if files_per_voice < 1:
         raise InputError(f"files_per_voice must be >= 1, got {files_per_voice}")
     manifest = _split(manifest, split)
@@ -225,12 +230,9 @@ def voice_centroids(
         for entry in files:
             if len(embeddings) >= files_per_voice:
                 break
-            try:
-                audio = audio_io.load(manifest.resolve(entry), SAMPLE_RATE, duration=seconds)
-            except AudioError:
-                continue
-            if audio.size and float(np.abs(audio).max()) > 1e-4:
-                embeddings.append(encoder.embed(audio, SAMPLE_RATE))
+            embedding = _embed_file(manifest, entry, encoder, seconds)
+            if embedding is not None:
+                embeddings.append(embedding)
         if embeddings:
             mean = np.mean(embeddings, axis=0)
             norm = float(np.linalg.norm(mean))
