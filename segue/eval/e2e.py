@@ -83,8 +83,12 @@ __all__ = [
 ]  # fmt: skip
 
 
-#: evaluate_e2e's keyword arguments before E2ESettings (accepted for a release).
-LEGACY_KEYWORDS = tuple(f.name for f in dataclasses.fields(E2ESettings) if f.name != "similarity")
+#: evaluate_e2e's keyword arguments before E2ESettings (accepted for a release); settings added
+#: since (train_manifest, train_voice_files, lexicality) come only in an E2ESettings.
+LEGACY_KEYWORDS = (
+    "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
+    "n_reference_pairs", "max_resynth_seconds", "acoustic",
+)  # fmt: skip
 
 
 def evaluate_e2e(
