@@ -306,13 +306,13 @@ class TokenShards:
         rows = {}
         for shard in sorted({e.shard for e in self.entries}):
             try:
-                array = self._header(shard)
+                header = self._header(shard)
             except (OSError, ValueError) as error:
                 raise ShardError(
                     f"{self.root / shard}: unreadable token shard ({error}); rebuild the folder "
                     "with the tokenize command that made it"
                 ) from None
-            shape, dtype = array.shape, array.dtype
+            shape, dtype = header.shape, header.dtype
             if len(shape) != 2 or shape[1] != self.levels or dtype.kind not in "iu":
                 raise ShardError(
                     f"{self.root / shard}: {dtype} {shape}, expected integer tokens "
