@@ -3,6 +3,7 @@
     segue recipe smoke --out runs/smoke                       # a pipeline check, seconds
     segue recipe speech-tiny --out runs/speech-tiny           # a few hours on a CPU
     segue recipe speech-tiny --out runs/speech-tiny --until codec
+    segue recipe --out runs/speech-tiny --only lm_fine        # beside a run that trains lm_coarse
     segue recipe speech-tiny --out runs/st --set codec.optim.max_steps=500 --force codec
     segue recipe --out runs/speech-tiny                       # go on with DIR/recipe.json
     segue recipe speech-gpu --out runs/x --data ~/audio --dry-run   # check it all, run nothing
@@ -71,6 +72,7 @@ def _run_recipe(args: argparse.Namespace, recipe, config, main: bool) -> None:
         args.out,
         until=args.until,
         force=args.force,
+        only=args.only,
         workers=args.workers,
         log=lambda line: print(line, flush=True),
     )
@@ -137,6 +139,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(?P<group>...) (= --set corpus.group=RULE)",
     )
     p.add_argument("--until", metavar="STEP", help="stop after this step")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run just this step (repeatable), e.g. lm_fine in one process and soundstorm in "
+        "another while a third trains lm_coarse: the steps it needs must be done",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

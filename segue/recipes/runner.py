@@ -20,12 +20,19 @@ Under torchrun (N processes on M nodes, OUT on a file system every node sees) ev
 steps), writes recipe.json and the markers, and runs the steps that are not `every_rank`
 (corpus, evaluate, bundle) while the others wait; the `every_rank` steps (trainings, tokenizing)
 run on every rank, and use `Context.main_only` for their rank-0 parts (the k-means fit).
+
+Steps that need only done steps can run side by side in separate processes (`only`: the LMs
+and SoundStorm all need just the token shards): each running step holds OUT/<step>/LOCK (an
+exclusive `flock`, released when its process ends, even by a crash), so two runs never train
+the same step at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +48,7 @@ from segue.train.distributed import DistInfo, barrier, broadcast_object, current
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
 RECIPE_NAME = "recipe.json"
+LOCK_NAME = "LOCK"
 
 #: How long the other ranks wait while rank 0 runs a step alone (a corpus of 60k h is indexed by
 #: rank 0): far beyond the process group's own timeout (NCCL's 10 min), on a gloo group.
@@ -326,24 +334,30 @@ def run_recipe(
     *,
     until: str | None = None,
     force: Iterable[str] = (),
+    only: Iterable[str] = (),
     workers: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[StepState]:
     """Run (or resume) `recipe` with `config` into `out`; returns each step's final state.
+
+    `only`: run just these steps (their needs must be done; the other steps are left as they
+    are, e.g. for a run in another process). Raises RecipeError when a step is running in
+    another process (its LOCK is held) or, with `only`, when a step it needs is not done.
 
     Prints one line per step: skipped, running, done in N s. A training stopped by Ctrl-C or
     SIGTERM checkpoints, then KeyboardInterrupt propagates (the step is not marked done).
     Under torchrun (a process group already joined) every rank calls it; see the module's
     docstring for who does what. Only rank 0 writes markers and logs.
     """
-    out, info = Path(out), current()
+    out, info, only = Path(out), current(), list(only)
     main = info.is_main
     if not main:
         log = _silent
     planned: tuple[list[StepState], list[str]] | str | None = None
     if main:
         try:
-            planned = plan(recipe, config, out, until=until, force=force)
+            planned = plan(recipe, config, out, until=until or _last(recipe, only), force=force)
+            _check_only(recipe, planned[0], only)
         except RecipeError as error:
             planned = str(error)
     planned = broadcast_object(planned)  # every rank runs and skips the same steps
@@ -366,7 +380,11 @@ def run_recipe(
         if state.state == "done":
             log(f"{tag} skipped (done)")
             continue
+        if only and state.step not in only:
+            log(f"{tag} left out (--only)")
+            continue
         step, directory = steps[state.step], ctx.dir(state.step)
+        lock = _lock(directory) if main else None
         marker = {"step": state.step, **state.record}
         earlier = 0.0
         if main:
@@ -386,6 +404,9 @@ def run_recipe(
                 seconds = earlier + time.perf_counter() - start
                 _write_marker(directory / STARTED_NAME, marker, seconds)
             raise
+        finally:
+            if lock is not None:
+                os.close(lock)
         this_run = time.perf_counter() - start
         seconds = earlier + this_run
         if main:
@@ -395,6 +416,48 @@ def run_recipe(
         state.state = "done"
     barrier()
     return states
+
+
+def _last(recipe: Recipe, only: list[str]) -> str | None:
+    """The last of the `only` steps in the recipe's order (None: no `only`)."""
+    unknown = [name for name in only if name not in recipe.step_names]
+    if unknown:
+        raise RecipeError(
+            f"no step {unknown[0]!r} in recipe {recipe.name}; steps: {', '.join(recipe.step_names)}"
+        )
+    return max(only, key=recipe.step_names.index) if only else None
+
+
+def _check_only(recipe: Recipe, states: list[StepState], only: list[str]) -> None:
+    """With `only`, every step an `only` step needs (directly) must be done already."""
+    done = {s.step for s in states if s.state == "done"}
+    for step in recipe.steps:
+        if step.name in only:
+            missing = [need for need in step.needs if need not in done and need not in only]
+            if missing:
+                raise RecipeError(
+                    f"--only {step.name}: it needs {', '.join(missing)}, which is not done; "
+                    f"run the recipe --until {missing[-1]} first"
+                )
+
+
+def _lock(directory: Path) -> int:
+    """Hold DIR/LOCK (an exclusive flock, gone with this process); RecipeError if another
+    process holds it. Returns the descriptor to close when the step ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RecipeError(
+            f"{directory.name} is running in another process (pid {holder}, "
+            f"{directory / LOCK_NAME}); run another step with --only, or wait for it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _silent(line: str) -> None:

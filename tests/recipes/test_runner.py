@@ -241,3 +241,58 @@ def test_unknown_steps_are_refused(fake, tmp_path):
 
 
 # ------------------------------------------------------------------ the named recipes
+
+
+def test_only_runs_the_named_steps_once_their_needs_are_done(fake, tmp_path):
+    recipe, calls = fake
+    with pytest.raises(RecipeError, match=r"--only third: it needs first, which is not done"):
+        quiet_run(recipe, FakeConfig(), tmp_path, only=["third"])
+    assert calls.names == []
+    quiet_run(recipe, FakeConfig(), tmp_path, until="first")
+    calls.names.clear()
+    lines = quiet_run(recipe, FakeConfig(), tmp_path, only=["third"])
+    assert calls.names == ["third"]  # `second` is left for another run, `last` not planned
+    assert lines[1] == "[2/4] second left out (--only)"
+    assert not (tmp_path / "second").exists() and not (tmp_path / "last").exists()
+    calls.names.clear()
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    assert calls.names == ["second", "last"]
+    with pytest.raises(RecipeError, match="no step 'fourth'"):
+        quiet_run(recipe, FakeConfig(), tmp_path, only=["fourth"])
+
+
+def test_a_step_running_in_another_process_is_refused(fake, tmp_path):
+    """Two runs side by side (`--only`) never run one step twice: its LOCK is held."""
+    import subprocess
+    import sys
+
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path, until="first")
+    (tmp_path / "second").mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(tmp_path / 'second' / 'LOCK')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, b'4242')\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RecipeError, match=r"second is running in another process \(pid 4242"):
+            quiet_run(recipe, FakeConfig(), tmp_path, only=["second"])
+        assert calls.names == ["first"]
+        assert not (tmp_path / "second" / STARTED_NAME).exists()
+        quiet_run(recipe, FakeConfig(), tmp_path, only=["third"])  # another step runs
+        assert calls.names == ["first", "third"]
+    finally:
+        holder.kill()
+        holder.wait()
+    quiet_run(recipe, FakeConfig(), tmp_path)  # the holder is gone: the lock with it
+    assert calls.names == ["first", "third", "second", "last"]
