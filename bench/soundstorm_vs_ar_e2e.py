@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from segue.eval.asr import Transcriber
-from segue.eval.e2e import E2EReport, E2ESettings, evaluate_e2e
+from segue.eval.e2e import E2EReport, E2ESettings, evaluate_e2e, training_voices
 from segue.eval.speaker import SpeakerEncoder
 from segue.pipeline import AudioLM
 
@@ -57,7 +57,7 @@ def main() -> None:
     if model.soundstorm is None:
         raise SystemExit(f"{args.model}: this bundle has no SoundStorm part")
     speaker, transcriber = SpeakerEncoder(), Transcriber(threads=args.threads)
-    rows = {}
+    rows, voices = {}, None
     for path in PATHS:
         settings = E2ESettings(
             n_prompts=args.prompts,
@@ -67,6 +67,8 @@ def main() -> None:
             seed=args.seed,
             acoustic=path,
         )
+        if voices is None:  # the training voices' centroids, made once for both paths
+            voices = training_voices(args.manifest, settings, speaker, progress=False)
         report = evaluate_e2e(
             model,
             args.manifest,
@@ -76,6 +78,7 @@ def main() -> None:
             progress=False,
             speaker=speaker,
             transcriber=transcriber,
+            voices=voices,
         )
         rows[path] = headline(report)
     print(f"{args.model}, split {args.split}, {args.prompts} prompts, {args.resynth} files, "

@@ -79,7 +79,7 @@ MIN_REAL_SECONDS = 1.0
 __all__ = [
     "SYSTEMS", "ContinuationReport", "ContinuationRow", "E2EReport", "E2ESettings",
     "ResynthesisReport", "ResynthesisRow", "Skipped", "Stats", "comparison_page", "evaluate_e2e",
-    "format_e2e_report", "listening_page", "round_robin",
+    "format_e2e_report", "listening_page", "round_robin", "training_voices",
 ]  # fmt: skip
 
 
@@ -101,6 +101,7 @@ def evaluate_e2e(
     progress: bool = True,
     speaker: SpeakerEncoder | None = None,
     transcriber: Transcriber | None = None,
+    voices: dict[str, np.ndarray] | None = None,
     **legacy: Any,
 ) -> E2EReport:
     """Continuations and resyntheses of a manifest split by an `AudioLM`; returns the report.
@@ -110,7 +111,9 @@ def evaluate_e2e(
     settings object, not with one. See `format_e2e_report` for what the numbers are. Files that
     cannot be read, or are silent, are skipped (and listed). speaker / transcriber: loaded
     encoders to reuse (default: new ones); speaker may be any encoder with `embed(audio, rate)`
-    and a `label`, e.g. `ChromaEncoder` (pitch classes) for music.
+    and a `label`, e.g. `ChromaEncoder` (pitch classes) for music. voices: the training voices'
+    centroids made by `training_voices` with the same speaker encoder, to reuse across calls
+    (default: made here; embedding them takes longer than a few continuations).
     """
     started = time.perf_counter()
     settings = _settings(settings, legacy)
@@ -130,7 +133,8 @@ def evaluate_e2e(
     continuation, resynthesis, skipped = None, None, []
     with torch.inference_mode():
         if settings.n_prompts > 0:
-            voices = _training_voices(source, settings, speaker, progress)
+            if voices is None:
+                voices = training_voices(source, settings, speaker, progress)
             continuation, left_out = _continuations(
                 model, manifest, settings, speaker, transcriber, voices, out, progress
             )
@@ -314,9 +318,16 @@ def _continuations(
     return part, skipped
 
 
-def _training_voices(source, settings: E2ESettings, speaker, progress) -> dict[str, np.ndarray]:
+def training_voices(
+    source: Manifest | str | os.PathLike,
+    settings: E2ESettings,
+    speaker: SpeakerEncoder,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """The model's training voices as centroids ({group: [256]}): the train split of
-    settings.train_manifest, else of the evaluated manifest; {} when off or there is none."""
+    settings.train_manifest, else of `source` (the evaluated manifest, whole); {} when off or
+    there is none. Pass the result to `evaluate_e2e(voices=...)` to make them once for several
+    evaluations (both acoustic paths) with the same speaker encoder."""
     if settings.train_voice_files == 0:
         return {}
     where = settings.train_manifest if settings.train_manifest is not None else source

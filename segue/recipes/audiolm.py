@@ -409,20 +409,23 @@ def _evaluate_e2e(ctx: Context, split: str, cfg: EvaluateConfig) -> dict[str, An
             speaker = e2e.SpeakerEncoder()
         transcriber = e2e.Transcriber(threads=torch.get_num_threads())
         folders = {path: ctx.dir("evaluate") / _E2E_FOLDERS[path] for path in _E2E_FOLDERS}
+        settings = {
+            path: e2e.E2ESettings(
+                n_prompts=cfg.e2e_prompts, n_resynth=cfg.e2e_resynth, seed=cfg.seed, acoustic=path
+            )
+            for path in folders
+        }
+        voices = e2e.training_voices(_manifest(ctx), settings["ar"], speaker)  # once, for both
         reports = {
             path: e2e.evaluate_e2e(
                 model,
                 _manifest(ctx),
-                settings=e2e.E2ESettings(
-                    n_prompts=cfg.e2e_prompts,
-                    n_resynth=cfg.e2e_resynth,
-                    seed=cfg.seed,
-                    acoustic=path,
-                ),
+                settings=settings[path],
                 split=split,
                 out_dir=folder,
                 speaker=speaker,
                 transcriber=transcriber,
+                voices=voices,
             )
             for path, folder in folders.items()
         }

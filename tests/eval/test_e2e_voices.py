@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from segue import audio as audio_io
 from segue import cli
 from segue.data.manifest import ManifestEntry, write_manifest
-from segue.eval.e2e import E2ESettings, evaluate_e2e, format_e2e_report
+from segue.eval.e2e import E2ESettings, evaluate_e2e, format_e2e_report, training_voices
 from segue.eval.lexicon import DEFAULT_WORDS
 from segue.eval.speaker import SpeakerEncoder, cosine, voice_centroids
 
@@ -151,6 +152,27 @@ def test_training_voices_from_another_manifest_or_none(corpus, speaker, tmp_path
     off = E2ESettings(**{**named.to_dict(), "train_voice_files": 0})
     report = evaluate_e2e(copy, tmp_path / "test.jsonl", off, progress=False, speaker=speaker)
     assert report.continuation.training_voices == 0
+
+
+def test_training_voices_made_once_are_reused(corpus, speaker):
+    """Centroids made by training_voices and passed in give the same report as made inside; a
+    centroid moved onto the continuation's voice shows that the passed ones are what is used."""
+    quick = E2ESettings(n_prompts=2, prompt_seconds=1.5, continuation_seconds=1.0, n_resynth=0,
+                        lexicality=False)  # fmt: skip
+    voices = training_voices(corpus, quick, speaker, progress=False)
+    assert set(voices) == set(TRAIN_VOICES)
+    copy = StandIn(lambda prompt: prompt)
+    inside = evaluate_e2e(copy, corpus, quick, progress=False, speaker=speaker)
+    given = evaluate_e2e(copy, corpus, quick, progress=False, speaker=speaker, voices=voices)
+    assert [r.training_similarity for r in given.continuation.rows] == pytest.approx(
+        [r.training_similarity for r in inside.continuation.rows]
+    )
+    first = given.continuation.rows[0]
+    path = first.path if Path(first.path).is_absolute() else corpus.parent / first.path
+    own = speaker.embed(audio_io.load(path, RATE))  # the first row's own voice
+    moved = evaluate_e2e(copy, corpus, quick, progress=False, speaker=speaker,
+                         voices={**voices, "impostor": own})  # fmt: skip
+    assert moved.continuation.rows[0].training_voice == "impostor"
 
 
 def test_non_english_files_get_no_lexicality(corpus, speaker, tmp_path):
