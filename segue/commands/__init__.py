@@ -417,18 +417,22 @@ def load_array(path: str | Path, what: str = "tokens") -> Any:
 def torchrun_ranks() -> Iterator[Any]:
     """Join torchrun's process group for a data-parallel job (a no-op in a single process).
 
-    Yields the `DistInfo` (rank, world_size, local_rank); leaves the group on exit.
+    Yields the `DistInfo` (rank, world_size, local_rank); leaves the group on exit (after a
+    barrier when the job ended well; at once on an error, which the other ranks may never reach).
     """
     import torch
 
-    from segue.train.distributed import init_distributed
+    from segue.train.distributed import init_distributed, leave_process_group
 
     info, created = init_distributed()
     try:
         yield info
-    finally:
+    except BaseException:
         if created:
             torch.distributed.destroy_process_group()
+        raise
+    if created:
+        leave_process_group()
 
 
 def finish_shards(out: str | Path, counts: dict[str, int], info: Any) -> None:

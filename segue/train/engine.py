@@ -28,7 +28,13 @@ from segue.train import build, step
 from segue.train import checkpoint as ckpt
 from segue.train.config import OptimConfig, RunConfig
 from segue.train.data import build_data
-from segue.train.distributed import all_reduce, barrier, init_distributed, resolve_device
+from segue.train.distributed import (
+    all_reduce,
+    barrier,
+    init_distributed,
+    leave_process_group,
+    resolve_device,
+)
 from segue.train.ema import EMA
 from segue.train.lock import lock_run_folder
 from segue.train.logger import RunLogger
@@ -313,10 +319,7 @@ class Trainer:
         """Release the run folder; leave the process group if this trainer created it."""
         self.lock.release()
         if self._owns_group:
-            import torch.distributed as dist
-
-            barrier()
-            dist.destroy_process_group()
+            leave_process_group()
             self._owns_group = False
 
     def __enter__(self) -> Trainer:

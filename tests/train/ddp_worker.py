@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from segue.train.distributed import leave_process_group
 from tests.train.tiny import tiny_config, train
 
 _REGRESSION = ["train.ema_decay=0.9", "model.nan_steps=[2]", "train.valid_every=3"]
@@ -71,7 +72,7 @@ def main(out: Path) -> None:
         }
     if dist.get_rank() == 0:
         (out / "results.json").write_text(json.dumps(results, indent=2))
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 if __name__ == "__main__":
