@@ -22,6 +22,10 @@ STAGES: tuple[str, ...] = ("semantic", "coarse", "fine")
 class LMConfig:
     """A decoder-only transformer: pre-norm blocks, SDPA attention, rotary positions.
 
+    `attention_dropout` 0 keeps training on PyTorch's fused attention kernel: dropout on the
+    attention weights makes the CPU fall back to the [B, H, T, T] math path (docs/training.md,
+    "CPU training speed").
+
     `vocab_size` and `max_seq_len` come from the stage's layout (None until training fills them
     in). Placeholders: None is "not set" (see docs/training.md); old configs' 0 reads as None.
     """
@@ -33,11 +37,14 @@ class LMConfig:
     n_kv_head: int | None = None  # key/value heads; None: n_head (multi-head), 1: multi-query
     d_model: int = 256
     mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the residual branches (and the attention weights, see below)
+    attention_dropout: float | None = None  # on the attention weights; None: `dropout`
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
         unset_old_placeholders(self, 0, "vocab_size", "max_seq_len", "n_kv_head")
+        require(self, lambda v: v is None or 0 <= v < 1, "in [0, 1) (or null: dropout)",
+                "attention_dropout")
         require(self, lambda v: v >= 1, ">= 1", "n_layer", "n_head", "d_model")
         require(self, lambda v: v is None or v >= 1, ">= 1 (or null: from the layout)",
                 "vocab_size", "max_seq_len")

@@ -47,6 +47,7 @@ class Transformer(nn.Module, PretrainedMixin):
                 mlp_ratio=config.mlp_ratio,
                 causal=True,
                 dropout=config.dropout,
+                attn_dropout=config.attention_dropout,
             )
             for _ in range(config.n_layer)
         )

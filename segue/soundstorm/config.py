@@ -31,7 +31,8 @@ class SoundStormConfig:
     n_layer: int = 6
     n_head: int = 4
     mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the residual branches (and the attention weights, see below)
+    attention_dropout: float | None = None  # on the attention weights; None: `dropout`
     max_frames: int = 1500  # longest sequence of acoustic frames (rotary table size)
     rope_base: float = 10000.0
     steps_first: int = 16
@@ -47,6 +48,8 @@ class SoundStormConfig:
                 "n_levels", "codebook_size", "semantic_vocab")
         require(self, lambda v: v > 0, "> 0", "mlp_ratio", "rope_base")
         require(self, lambda v: 0 <= v < 1, "in [0, 1)", "dropout")
+        require(self, lambda v: v is None or 0 <= v < 1, "in [0, 1) (or null: dropout)",
+                "attention_dropout")
         require(self, lambda v: v >= 0, ">= 0", "temperature", "fine_temperature", "noise")
         if self.d_model % self.n_head or (self.d_model // self.n_head) % 2:
             raise InputError(

@@ -35,7 +35,13 @@ class SoundStorm(nn.Module, PretrainedMixin):
         self.levels = nn.Embedding(q * (k + 1), d)  # level l's table: rows l(K+1) .. l(K+1)+K
         self.semantic = nn.Embedding(config.semantic_vocab + 1, d)
         self.blocks = nn.ModuleList(
-            Block(d, config.n_head, mlp_ratio=config.mlp_ratio, dropout=config.dropout)
+            Block(
+                d,
+                config.n_head,
+                mlp_ratio=config.mlp_ratio,
+                dropout=config.dropout,
+                attn_dropout=config.attention_dropout,
+            )
             for _ in range(config.n_layer)
         )
         self.norm = nn.LayerNorm(d, bias=False)

@@ -76,6 +76,18 @@ def test_dropout_only_in_training():
         assert not torch.allclose(model(ids), model(ids))
 
 
+def test_attention_dropout_defaults_to_dropout_and_can_be_off():
+    """None (configs written before the field) keeps dropout on the attention weights; 0 turns
+    only that off (training then stays on SDPA's fused kernel), the residual dropout stays."""
+    model = small(dropout=0.2)
+    assert all(b.attn.dropout == 0.2 and b.drop.p == 0.2 for b in model.blocks)
+    model = small(dropout=0.2, attention_dropout=0.0)
+    assert all(b.attn.dropout == 0.0 and b.drop.p == 0.2 for b in model.blocks)
+    ids = torch.randint(0, 40, (2, 12))
+    model.train()
+    assert not torch.allclose(model(ids), model(ids))  # still regularised
+
+
 def test_presets_and_save_load(tmp_path):
     assert model_preset("audiolm").n_layer == 12 and model_preset("audiolm").d_model == 1024
     model = small()
@@ -98,6 +110,7 @@ def test_presets_and_save_load(tmp_path):
         ({"n_head": 0}, "n_head must be >= 1"),
         ({"n_layer": 0}, "n_layer must be >= 1"),
         ({"dropout": 1.5}, "0 <= dropout < 1"),
+        ({"attention_dropout": 1.0}, "attention_dropout must be in"),
     ],
 )
 def test_lm_config_refuses_what_makes_no_model(kwargs, message):

@@ -257,6 +257,7 @@ def test_masked_loss_is_finite_on_padded_batches():
         ("model.n_head=0", "n_head must be >= 1"),  # was a ZeroDivisionError
         ("model.n_layer=0", "n_layer must be >= 1"),
         ("model.dropout=1.5", "dropout must be in"),
+        ("model.attention_dropout=-0.1", "attention_dropout must be in"),
         ("model.temperature=-1", "temperature must be >= 0"),
         ("model.codebook_size=-4", "codebook_size must be >= 1"),
         ("model.max_frames=0", "max_frames must be >= 1"),
