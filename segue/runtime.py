@@ -11,9 +11,15 @@ otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
+
+#: Where Linux lists the CPU's instruction-set flags.
+CPUINFO = Path("/proc/cpuinfo")
+#: Flags of CPUs that compute bf16 matrix products natively (AVX512-BF16, AMX).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 #: cgroup v2's CPU limit ("max 100000" or "<quota> <period>"), and cgroup v1's pair.
 CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
@@ -47,6 +53,22 @@ def available_cores() -> int:
         cores = os.cpu_count() or 1
     quota = _cgroup_cores()
     return max(1, min(cores, quota) if quota else cores)
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): there bf16
+    autocast trains the token models 1.4-2.2x faster than fp32 (bench/train_speed.py); elsewhere
+    bf16 is emulated and slower. False where /proc/cpuinfo cannot be read (not Linux). Read
+    once per path."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return not NATIVE_BF16_FLAGS.isdisjoint(line.partition(":")[2].split())
+    return False
 
 
 def configure_cpu() -> None:

@@ -66,3 +66,15 @@ def test_a_process_pinned_to_one_core_gets_one_torch_thread():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout.split()
     assert out == ["1", "PASSIVE"]
+
+
+@pytest.mark.parametrize(("flags", "native"), [
+    ("fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni", True),
+    ("fpu sse2 avx2 amx_bf16 amx_tile", True),
+    ("fpu sse2 avx2 avx512f avx512bw", False),  # bf16 only emulated
+])
+def test_native_bf16_from_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert runtime.cpu_has_native_bf16(cpuinfo) is native
+    assert runtime.cpu_has_native_bf16(tmp_path / "missing") is False

@@ -127,7 +127,11 @@ class StageConfig:
 
 
 MODEL_PRESETS: dict[str, LMConfig] = {
-    "tiny": LMConfig(n_layer=4, n_head=3, n_kv_head=1, d_model=192, dropout=0.1),
+    # no dropout on the attention weights: 1.7x faster CPU steps (the fused attention kernel),
+    # the same fine-LM losses to step 500 (docs/training.md, "CPU training speed")
+    "tiny": LMConfig(
+        n_layer=4, n_head=3, n_kv_head=1, d_model=192, dropout=0.1, attention_dropout=0.0
+    ),
     "audiolm": LMConfig(n_layer=12, n_head=16, d_model=1024, dropout=0.1),
 }
 

@@ -54,7 +54,12 @@ class SoundStormRunConfig(RunConfig):
     )
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            batch_size=8, num_workers=1, checkpoint_every=500, valid_every=500, log_every=25
+            batch_size=8,
+            num_workers=1,
+            checkpoint_every=500,
+            valid_every=500,
+            log_every=25,
+            precision="bf16-native",  # bf16 on GPUs, and on CPUs that have it natively
         )
     )
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from segue.errors import InputError
 
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["fp32", "bf16", "auto", "bf16-native"]
 Distributed = Literal["ddp", "fsdp", "none"]
 
 
@@ -72,7 +72,9 @@ class TrainConfig:
     batch_size: int = 16
     num_workers: int = 2
     device: str = "auto"  # "auto": cuda:LOCAL_RANK when CUDA is available, else cpu
-    precision: Precision = "auto"  # "auto": bf16 autocast on CUDA with bf16 support, else fp32
+    # "auto": bf16 autocast on CUDA with bf16 support, else fp32; "bf16-native": also on a CPU
+    # with native bf16 (AVX512-BF16, AMX), else fp32; "bf16": always (emulated where not native)
+    precision: Precision = "auto"
     distributed: Distributed = "ddp"  # used only under torchrun with WORLD_SIZE > 1
     find_unused_parameters: bool = False  # DDP option, for models with conditional branches
     ema_decay: float | None = None  # e.g. 0.999; None: no EMA

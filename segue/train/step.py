@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from segue.errors import InputError
+from segue.runtime import cpu_has_native_bf16
 from segue.train import checkpoint as ckpt
 from segue.train.data import move_to_device
 from segue.train.distributed import all_reduce, full_tensor
@@ -30,10 +31,13 @@ if TYPE_CHECKING:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 when asked (or "auto" on a CUDA device with bf16), else None (fp32)."""
+    """bf16 when asked ("auto" and "bf16-native": on a CUDA device with bf16; "bf16-native"
+    also on a CPU that computes bf16 natively), else None (fp32)."""
     if precision == "bf16":
         return torch.bfloat16
-    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if precision in ("auto", "bf16-native") and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if precision == "bf16-native" and device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 

@@ -18,6 +18,18 @@ def test_auto_precision_is_fp32_on_cpu(tmp_path):
     assert trainer.device.type == "cpu" and trainer.autocast_dtype() is None
 
 
+def test_bf16_native_follows_the_cpu(monkeypatch):
+    from segue.train import step
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: True)
+    assert step.autocast_dtype("bf16-native", cpu) == torch.bfloat16
+    assert step.autocast_dtype("auto", cpu) is None  # "auto" stays fp32 on a CPU
+    monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: False)
+    assert step.autocast_dtype("bf16-native", cpu) is None
+    assert step.autocast_dtype("bf16", cpu) == torch.bfloat16  # forced, emulated or not
+
+
 def test_bf16_autocast_when_asked(tmp_path, monkeypatch):
     seen = []
     original = TinyRegression.train_step
