@@ -28,7 +28,14 @@ from segue.data.splits import assign_splits
 from segue.errors import SegueError
 from segue.recipes.audiolm import AudioLMRecipeConfig
 from segue.recipes.corpus import CorpusConfig
-from segue.recipes.runner import DONE_NAME, Recipe, RecipeError, refusal, step_states
+from segue.recipes.runner import (
+    DONE_NAME,
+    Recipe,
+    RecipeError,
+    lock_holder,
+    refusal,
+    step_states,
+)
 from segue.recipes.sizing import (
     OPTIMIZER_BYTES_PER_PARAM,
     ModelSize,
@@ -138,6 +145,9 @@ def _check_plan(
         what = words.get(state.state, f"REFUSED: {state.why}")
         if state.step in wiped:
             what = "would be wiped (--force) and run"
+        holder = lock_holder(out / state.step)
+        if holder is not None:
+            what = f"running in another process (pid {holder}): a run would stop there"
         tag = f"[{i}/{total}]"
         section.lines.append(f"{tag:>{2 * len(str(total)) + 3}} {state.step:<{width}}  {what}")
     message = refusal(recipe, out, states)

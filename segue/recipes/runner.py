@@ -460,6 +460,23 @@ def _lock(directory: Path) -> int:
     return fd
 
 
+def lock_holder(directory: Path) -> str | None:
+    """The pid (as written) of the process running this step folder's step, None when none
+    does (its LOCK is free or absent). Takes and drops the lock: never blocks."""
+    path = directory / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)  # also drops a lock taken above
+    return None
+
+
 def _silent(line: str) -> None:
     """The log of ranks other than 0."""
 

@@ -184,6 +184,7 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
 
     out, _ = smoke
     seen, returned = {}, {}
+    made, voices = [], {"a-voice": None}  # the training voices' centroids, made once
 
     def evaluate_e2e(model, manifest, settings, **kwargs):
         seen[settings.acoustic] = dict(kwargs, settings=settings, sample_rate=model.sample_rate)
@@ -197,6 +198,7 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
     pages = []
     stand_in = types.SimpleNamespace(
         evaluate_e2e=evaluate_e2e,
+        training_voices=lambda manifest, settings, speaker: made.append(settings) or voices,
         E2ESettings=E2ESettings,
         SpeakerEncoder=object,
         Transcriber=lambda threads: None,
@@ -213,6 +215,7 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
         assert kwargs["sample_rate"] == 16000
         assert kwargs["settings"].seed == seen["ar"]["settings"].seed
     assert seen["soundstorm"]["out_dir"].name == "e2e-soundstorm"
+    assert len(made) == 1 and all(kwargs["voices"] is voices for kwargs in seen.values())
     # one page with both paths side by side
     [(runs, page)] = pages
     assert page == out / "evaluate" / "e2e-page"
@@ -236,6 +239,7 @@ def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
     seen = []
     stand_in = types.SimpleNamespace(
         evaluate_e2e=lambda model, manifest, **kw: seen.append(kw) or {"continuation": None},
+        training_voices=lambda manifest, settings, speaker: {"by": speaker},
         E2ESettings=E2ESettings,
         SpeakerEncoder=lambda: "speaker encoder",
         Transcriber=lambda threads: None,
@@ -250,6 +254,7 @@ def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
     assert sorted(reports) == ["ar", "soundstorm"] and len(seen) == 2
     speaker = seen[0]["speaker"]
     assert isinstance(speaker, ChromaEncoder) if kind == "piano" else speaker == "speaker encoder"
+    assert seen[0]["voices"] == {"by": speaker}  # training voices in the same space
 
 
 def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from segue.recipes import (
     plan,
     run_recipe,
 )
+from segue.recipes.runner import lock_holder
 
 # ------------------------------------------------------------------ a fake recipe: no training
 
@@ -285,6 +286,8 @@ def test_a_step_running_in_another_process_is_refused(fake, tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        assert lock_holder(tmp_path / "second") == "4242"  # what --dry-run shows
+        assert lock_holder(tmp_path / "third") is None  # no LOCK file at all
         with pytest.raises(RecipeError, match=r"second is running in another process \(pid 4242"):
             quiet_run(recipe, FakeConfig(), tmp_path, only=["second"])
         assert calls.names == ["first"]
@@ -294,5 +297,6 @@ def test_a_step_running_in_another_process_is_refused(fake, tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    quiet_run(recipe, FakeConfig(), tmp_path)  # the holder is gone: the lock with it
+    assert lock_holder(tmp_path / "second") is None  # the holder is gone: the lock with it
+    quiet_run(recipe, FakeConfig(), tmp_path)
     assert calls.names == ["first", "third", "second", "last"]
