@@ -410,7 +410,8 @@ def _check_models(
     )
     section.lines += [f"  {', '.join(names)}: {rule}" for rule, names in rules.items()]
     section.lines.append(
-        "  (float32, the CPU default; bf16 autocast on CUDA roughly halves the activations)"
+        "  (counted in float32: an upper bound where bf16 autocast runs, on CUDA or a CPU "
+        "with native bf16)"
     )
     return sizes
 
