@@ -358,6 +358,7 @@ def run_recipe(
         try:
             planned = plan(recipe, config, out, until=until or _last(recipe, only), force=force)
             _check_only(recipe, planned[0], only)
+            _check_not_running(out, planned[1])
         except RecipeError as error:
             planned = str(error)
     planned = broadcast_object(planned)  # every rank runs and skips the same steps
@@ -439,6 +440,17 @@ def _check_only(recipe: Recipe, states: list[StepState], only: list[str]) -> Non
                     f"--only {step.name}: it needs {', '.join(missing)}, which is not done; "
                     f"run the recipe --until {missing[-1]} first"
                 )
+
+
+def _check_not_running(out: Path, wiped: list[str]) -> None:
+    """--force never wipes the folder of a step that another process is running."""
+    for name in wiped:
+        holder = lock_holder(out / name)
+        if holder is not None:
+            raise RecipeError(
+                f"--force would wipe {out / name}, but another process runs that step (pid "
+                f"{holder}): stop it first"
+            )
 
 
 def _lock(directory: Path) -> int:

@@ -293,6 +293,9 @@ def test_a_step_running_in_another_process_is_refused(fake, tmp_path):
         assert calls.names == ["first"]
         assert not (tmp_path / "second" / STARTED_NAME).exists()
         quiet_run(recipe, FakeConfig(), tmp_path, only=["third"])  # another step runs
+        with pytest.raises(RecipeError, match=r"--force would wipe .*second.*pid 4242"):
+            quiet_run(recipe, FakeConfig(), tmp_path, force=["first"])  # second depends on it
+        assert (tmp_path / "first" / DONE_NAME).is_file()  # nothing was wiped
         assert calls.names == ["first", "third"]
     finally:
         holder.kill()
