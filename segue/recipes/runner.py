@@ -279,11 +279,7 @@ def step_states(
     Reads the markers, writes nothing. Raises RecipeError for unknown step names."""
     out, force = Path(out), list(force)
     names = recipe.step_names
-    for name in [*force, *([until] if until else [])]:
-        if name not in names:
-            raise RecipeError(
-                f"no step {name!r} in recipe {recipe.name}; steps: {', '.join(names)}"
-            )
+    _check_names(recipe, [*force, *([until] if until else [])])
     wiped = dependents(recipe, force)
     last = names.index(until) if until else len(names) - 1
     states = []
@@ -419,13 +415,18 @@ def run_recipe(
     return states
 
 
+def _check_names(recipe: Recipe, names: Iterable[str]) -> None:
+    """RecipeError for the first of `names` that is not a step of `recipe`."""
+    for name in names:
+        if name not in recipe.step_names:
+            raise RecipeError(
+                f"no step {name!r} in recipe {recipe.name}; steps: {', '.join(recipe.step_names)}"
+            )
+
+
 def _last(recipe: Recipe, only: list[str]) -> str | None:
     """The last of the `only` steps in the recipe's order (None: no `only`)."""
-    unknown = [name for name in only if name not in recipe.step_names]
-    if unknown:
-        raise RecipeError(
-            f"no step {unknown[0]!r} in recipe {recipe.name}; steps: {', '.join(recipe.step_names)}"
-        )
+    _check_names(recipe, only)
     return max(only, key=recipe.step_names.index) if only else None
 
 
@@ -461,7 +462,7 @@ def _lock(directory: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        holder = _written_pid(fd)
         os.close(fd)
         raise RecipeError(
             f"{directory.name} is running in another process (pid {holder}, "
@@ -470,6 +471,11 @@ def _lock(directory: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _written_pid(fd: int) -> str:
+    """The pid the LOCK's holder wrote into it ("?" before it has)."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
 
 
 def lock_holder(directory: Path) -> str | None:
@@ -483,7 +489,7 @@ def lock_holder(directory: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        return _written_pid(fd)
     finally:
         os.close(fd)  # also drops a lock taken above
     return None
