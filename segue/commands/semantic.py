@@ -232,7 +232,7 @@ def _eval(args: argparse.Namespace) -> None:
     for location in args.model or []:
         name, path = _label(location)
         tokenizers[name] = _load_tokenizer(path, device)
-    manifest = read_manifest(args.manifest, split=None if args.split == "all" else args.split)
+    manifest = read_manifest(args.manifest, split=args.split)
     if args.mfcc:
         tokenizers["mfcc"] = _load_tokenizer(args.mfcc, device)
     elif args.mfcc_k != 0:

@@ -28,13 +28,12 @@ from tqdm.auto import tqdm
 from segue import audio as audio_io
 from segue.data.manifest import (
     MANIFEST_NAME,
+    SPLIT_NAMES,
     ManifestEntry,
     splits_path_for,
     write_manifest,
     write_splits,
 )
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,7 @@ def build_corpus(
     ]
     manifest = out / MANIFEST_NAME
     write_manifest(manifest, entries)
-    groups = {s: sorted({e.group for e in entries if e.split == s}) for s in SPLITS}
+    groups = {s: sorted({e.group for e in entries if e.split == s}) for s in SPLIT_NAMES}
     write_splits(splits_path_for(manifest), groups)
     return BuildSummary(
         out,

@@ -19,6 +19,9 @@ from segue.config import cache_dir, write_atomic
 from segue.errors import InputError
 
 MANIFEST_NAME = "manifest.jsonl"
+#: The splits `segue data split` makes, and the name that selects every file.
+SPLIT_NAMES = ("train", "valid", "test")
+ALL_SPLITS = "all"
 _CORE_FIELDS = ("path", "duration", "sample_rate", "group", "split")
 
 
@@ -123,7 +126,8 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[ManifestEntry]) ->
 
 
 def read_manifest(path: str | os.PathLike, split: str | None = None) -> Manifest:
-    """Read a manifest; with `split`, keep that split only.
+    """Read a manifest; with `split`, keep that split only ("all", like None: every entry; a
+    name that is neither train/valid/test nor a split of the manifest is refused).
 
     Entries without a `split` field take it from the split file beside the manifest
     (`name.splits.json`) when one exists.
@@ -148,10 +152,16 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> Manifest
             if entry.split is None:
                 entry.split = assignment.get(entry.group)
     manifest = Manifest(path.parent, entries, path)
-    if split is not None:
+    if split is not None and split != ALL_SPLITS:
         if all(e.split is None for e in entries):
             raise ManifestError(
                 f"{path}: no split information (run `segue data split {path}` first)"
+            )
+        named = {e.split for e in entries if e.split is not None}
+        if split not in named | set(SPLIT_NAMES):
+            raise ManifestError(
+                f"{path}: no split {split!r} (it has {', '.join(sorted(named))}; "
+                f"{ALL_SPLITS!r} for every file)"
             )
         manifest = manifest.subset(split)
     return manifest

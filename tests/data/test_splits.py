@@ -53,6 +53,21 @@ def test_manifest_takes_split_from_split_file(tmp_path):
         assert len(subset) == 2 * len(splits[name])
 
 
+def test_split_all_is_every_file_and_an_unknown_split_is_refused(tmp_path):
+    """`--split all` means every file on every command (it once selected none when read as a
+    split name, and tokenizing wrote 0 files without a word)."""
+    path = tmp_path / "m.jsonl"
+    entries = [ManifestEntry(f"{g}/{i}.wav", 1.0, 16000, g) for g in "abcdef" for i in range(2)]
+    write_manifest(path, entries)
+    split_manifest(path, valid=0.2, test=0.2)
+    assert len(read_manifest(path, split="all")) == len(read_manifest(path)) == 12
+    with pytest.raises(ManifestError, match="no split 'tset' .*'all' for every file"):
+        read_manifest(path, split="tset")
+    only_train = [ManifestEntry(e.path, 1.0, 16000, e.group, split="train") for e in entries]
+    write_manifest(path, only_train)
+    assert len(read_manifest(path, split="test")) == 0  # a standard split may be empty
+
+
 def test_split_file_refuses_group_in_two_splits(tmp_path):
     with pytest.raises(ManifestError, match="both"):
         write_splits(tmp_path / "s.json", {"train": ["a"], "test": ["a"]})
