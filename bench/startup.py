@@ -1,11 +1,15 @@
 """Where the time of one `segue continue` process goes: imports, loading, each stage, writing.
 
     .venv/bin/python bench/startup.py [--seconds 10] [--threads 1] [--acoustic ar] [--repeats 3]
+        [--model BUNDLE] [--baseline BUNDLE]
 
 Runs, each as a fresh process, `repeats` times (the median is printed): `import torch` alone
 (the floor every command pays), `segue continue --help` (parsing a command), the whole
 `segue continue` on the bundled prompt, and a script doing the same in-process with a clock
 around each part. The table gives each part's seconds and its share of the whole process.
+--model picks the bundle (default: the shipped one); --baseline times another bundle's whole
+process in the same repeats, interleaved, and prints the ratio (e.g. a new bundle against the
+shipped one before it replaces it).
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--acoustic", default="ar", choices=["ar", "soundstorm"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=str(BUNDLE), help="bundle (default: the shipped one)")
+    parser.add_argument("--baseline", help="another bundle, timed in the same repeats")
     args = parser.parse_args()
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,20 +88,23 @@ def main() -> None:
                  "--threads", str(args.threads), "--quiet", "--seed", "0",
                  "--acoustic", args.acoustic]
         inside = INSIDE.format(threads=args.threads, prompt=str(PROMPT), seconds=args.seconds,
-                               acoustic=args.acoustic, out=out, model=str(BUNDLE))
+                               acoustic=args.acoustic, out=out, model=args.model)
         runs: dict[str, list[float]] = {"import torch": [], "parse (continue --help)": [],
                                         "whole process": []}
+        baseline: list[float] = []
         splits = []
         for _ in range(args.repeats):
             runs["import torch"].append(timed([python, "-c", "import torch"]))
             runs["parse (continue --help)"].append(timed([*cli, "continue", "--help"]))
-            runs["whole process"].append(timed(whole))
+            runs["whole process"].append(timed([*whole, "--model", args.model]))
+            if args.baseline:
+                baseline.append(timed([*whole, "--model", args.baseline]))
             done = subprocess.run([python, "-c", inside], check=True, capture_output=True,
                                   text=True)
             splits.append(json.loads(done.stdout.strip().splitlines()[-1]))
     total = statistics.median(runs["whole process"])
     print(f"segue continue {args.seconds:g} s, {args.acoustic}, {args.threads} thread(s), "
-          f"median of {args.repeats} fresh processes each")
+          f"median of {args.repeats} fresh processes each; bundle {args.model}")
     print(f"{'part':34s} {'seconds':>8s} {'share':>7s}")
 
     def row(name: str, seconds: float) -> None:
@@ -108,6 +117,10 @@ def main() -> None:
         row(f"  {name}", statistics.median(s["parts"][name] for s in splits))
     for name in splits[0]["stages"]:
         row(f"    stage {name}", statistics.median(s["stages"][name] for s in splits))
+    if baseline:
+        base = statistics.median(baseline)
+        print(f"baseline {args.baseline}: whole process {base:.2f} s; "
+              f"this bundle takes {total / base:.2f}x its time")
 
 
 if __name__ == "__main__":
