@@ -63,6 +63,13 @@ def read_part_weights(manifest_path: str | os.PathLike) -> dict[str, float] | No
     return {str(k): float(v) for k, v in weights.items()}
 
 
+def write_part_weights(manifest_path: str | os.PathLike, weights: dict[str, float]) -> Path:
+    """Write the part weights beside a manifest (atomically); returns their path."""
+    path = parts_path_for(manifest_path)
+    write_atomic(path, (json.dumps(weights, indent=1) + "\n").encode())
+    return path
+
+
 def entry_probabilities(
     manifest: Manifest, part_weights: dict[str, float] | None
 ) -> np.ndarray | None:
@@ -147,6 +154,5 @@ def mix_manifests(parts: Sequence[Part], out: str | os.PathLike) -> Path:
         if entry.split is not None:
             splits.setdefault(entry.split, set()).add(entry.group)
     write_splits(splits_path_for(out), {k: sorted(v) for k, v in splits.items()})
-    weights = {p.name: p.weight for p in parts}
-    write_atomic(parts_path_for(out), (json.dumps(weights, indent=1) + "\n").encode())
+    write_part_weights(out, {p.name: p.weight for p in parts})
     return out

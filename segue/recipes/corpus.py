@@ -91,6 +91,7 @@ def _own_corpus(cfg: CorpusConfig, root: Path, workers: int | None) -> dict[str,
     """OUT/corpus/manifest.jsonl from the user's folder or manifest (see CorpusConfig)."""
     from segue.data.index import index_directory
     from segue.data.manifest import splits_path_for, write_manifest
+    from segue.data.mix import parts_path_for, read_part_weights, write_part_weights
     from segue.data.splits import split_manifest
 
     data, out = Path(cfg.data).expanduser().resolve(), root / MANIFEST_NAME
@@ -113,6 +114,11 @@ def _own_corpus(cfg: CorpusConfig, root: Path, workers: int | None) -> dict[str,
         ]  # paths relative to OUT/corpus, splits (its own or its split file's) kept
         write_manifest(out, moved)
         splits_path_for(out).unlink(missing_ok=True)
+        weights = read_part_weights(data)  # a mixture's weights go with it (k-means sampling)
+        if weights is not None:
+            write_part_weights(out, weights)
+        else:
+            parts_path_for(out).unlink(missing_ok=True)
     else:
         raise RecipeError(f"corpus.data: {data} is neither a folder of audio nor a manifest")
     manifest = read_manifest(out)

@@ -400,6 +400,37 @@ def test_a_manifest_is_taken_as_it_is_with_its_splits(smoke, tmp_path):
         assert (a.split, a.group, a.duration) == (b.split, b.group, b.duration)  # kept
 
 
+def test_a_mixture_keeps_its_part_weights(smoke, tmp_path):
+    """`--data` a `segue data mix` manifest: its weights come along (the k-means fit samples
+    files by them); they were dropped, and the fit sampled the parts by their file counts."""
+    from dataclasses import replace
+
+    from segue.data.manifest import read_manifest, write_manifest
+    from segue.data.mix import Part, entry_probabilities, mix_manifests, read_part_weights
+    from segue.recipes.corpus import CorpusConfig, _own_corpus
+
+    smoke_out, _ = smoke
+    source = smoke_out / "corpus" / "manifest.jsonl"
+    given = read_manifest(source)
+    groups = sorted({e.group for e in given.entries})
+    for name, chosen in (("a", groups[::2]), ("b", groups[1::2])):  # two parts, by group
+        write_manifest(tmp_path / f"{name}.jsonl", [
+            replace(e, path=str(given.resolve(e).resolve()))
+            for e in given.entries if e.group in chosen
+        ])  # fmt: skip
+    parts = [Part("a", tmp_path / "a.jsonl", 0.2), Part("b", tmp_path / "b.jsonl", 0.8)]
+    mix = mix_manifests(parts, tmp_path / "m.jsonl")
+    _own_corpus(CorpusConfig(data=str(mix)), tmp_path / "corpus", workers=1)
+    copied = tmp_path / "corpus" / "manifest.jsonl"
+    assert read_part_weights(copied) == read_part_weights(mix) == {"a": 0.2, "b": 0.8}
+    manifest = read_manifest(copied)
+    p = entry_probabilities(manifest, read_part_weights(copied))
+    in_a = [e.extra["part"] == "a" for e in manifest.entries]
+    assert abs(sum(q for q, a in zip(p, in_a) if a) - 0.2) < 1e-6
+    _own_corpus(CorpusConfig(data=str(source)), tmp_path / "corpus", workers=1)
+    assert read_part_weights(copied) is None  # a plain manifest after it: no stale weights
+
+
 def test_bad_data_settings_fail_before_any_step(tmp_path, capsys):
     from segue.recipes.corpus import CorpusConfig, _own_corpus
 
