@@ -61,7 +61,7 @@ def test_split_all_is_every_file_and_an_unknown_split_is_refused(tmp_path):
     write_manifest(path, entries)
     split_manifest(path, valid=0.2, test=0.2)
     assert len(read_manifest(path, split="all")) == len(read_manifest(path)) == 12
-    with pytest.raises(ManifestError, match="no split 'tset' .*'all' for every file"):
+    with pytest.raises(ManifestError, match=r"no split 'tset' .*'all' for every file"):
         read_manifest(path, split="tset")
     only_train = [ManifestEntry(e.path, 1.0, 16000, e.group, split="train") for e in entries]
     write_manifest(path, only_train)
