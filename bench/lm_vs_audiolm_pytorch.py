@@ -107,7 +107,6 @@ def _our_train(spec: dict, lm) -> tuple[int, float, float]:
     import torch
 
     from segue.lm.data import IGNORE
-    from segue.lm.train import token_loss
 
     layout, model, b = lm.layout, lm.model, spec["batch"]
     gen = torch.Generator().manual_seed(spec["seed"])
@@ -131,7 +130,7 @@ def _our_train(spec: dict, lm) -> tuple[int, float, float]:
     times = []
     for _ in range(spec["warmup"] + spec["steps"]):
         start = time.perf_counter()
-        loss, _, _ = token_loss(model(inputs), target)
+        loss = model(inputs, target).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -174,11 +174,14 @@ def _fresh(task):
 
 def _lm_bench(task, stage: str) -> Bench:
     cfg = task.config
-    vocab, length = cfg.model.vocab_size, cfg.model.max_seq_len - 1  # input = window - 1
+    length = cfg.model.max_seq_len - 1  # input = window - 1
 
     def batch(b: int, tokens: float, device: torch.device) -> dict:
         t = round(tokens)
-        ids = torch.randint(0, vocab, (b, t + 1), device=device)
+        # each position's id from the range the stage generates there (its acoustic level), as
+        # in real windows: the level softmax's work depends on which range a target is in
+        lo, hi = (torch.tensor(r, device=device) for r in zip(*task.layout.target_ranges(t + 1)))
+        ids = lo + (torch.rand(b, t + 1, device=device) * (hi - lo)).long()
         return {"input": ids[:, :-1], "target": ids[:, 1:]}
 
     return Bench(

@@ -7,6 +7,9 @@ SoundStorm, at their preset batch and sequence length), three ways, ratios again
                   mask of that size, two batched matmuls)
     bf16          the same under bf16 autocast (`train.precision=bf16`): this CPU's
                   avx512_bf16 matmuls
+    level         the same with the LMs' `softmax="level"` (each target over its own level's
+                  ids: the head computes 1,024 logits per token, not the whole vocabulary;
+                  SoundStorm has one head per level already, so its row is bf16's again)
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/train_speed.py [--steps 3] [--only lm_fine]
         [--recipe speech-tiny] [--set lm_fine.model.d_model=256 ...]
@@ -35,10 +38,11 @@ from segue.config import apply_overrides
 from segue.recipes import RECIPES
 from segue.recipes.sizing import shard_folders
 
-SETTINGS = {  # name: (attention_dropout override or "keep", autocast dtype)
-    "baseline": ("keep", None),
-    "no-attn-drop": (0.0, None),
-    "bf16": (0.0, torch.bfloat16),
+SETTINGS = {  # name: (attention_dropout override or "keep", autocast dtype, LM softmax)
+    "baseline": ("keep", None, "full"),
+    "no-attn-drop": (0.0, None, "full"),
+    "bf16": (0.0, torch.bfloat16, "full"),
+    "level": (0.0, torch.bfloat16, "level"),
 }
 MODELS = ("lm_semantic", "lm_coarse", "lm_fine", "soundstorm")
 
@@ -51,7 +55,7 @@ def benches(config, tmp: Path, only: list[str]) -> list:
     out = []
     with shard_folders(config, tmp) as (semantic_dir, acoustic_dir):
         for name in only:
-            for setting, (attention, dtype) in SETTINGS.items():
+            for setting, (attention, dtype, softmax) in SETTINGS.items():
                 cfg = copy.deepcopy(getattr(config, name))
                 cfg.data.semantic_shards, cfg.data.acoustic_shards = semantic_dir, acoustic_dir
                 if attention != "keep":
@@ -59,6 +63,7 @@ def benches(config, tmp: Path, only: list[str]) -> list:
                 if name == "soundstorm":
                     bench = _soundstorm_bench(SoundStormTask(cfg))
                 else:
+                    cfg.softmax = softmax
                     bench = _lm_bench(LMTask(cfg), name.removeprefix("lm_"))
                 out.append((name, setting, dtype, bench))
     return out

@@ -3,6 +3,9 @@
 The baselines are the entropies (nats, like the loss) of the split's own targets: `unigram`
 pools every target, `level_unigram` knows each target's level (a model that only learned the
 per-level code frequencies scores it). A model that learned anything beats both by a margin.
+`level_loss` is the cross-entropy of what sampling draws from (each target over its own range,
+`segue.lm.loss`): the measure to compare a model trained with `softmax="level"` by, whose
+full-vocabulary `loss` means little (it never learned to avoid the other levels' ids).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from segue.errors import InputError
 from segue.lm.data import IGNORE
 from segue.lm.layout import SemanticLayout
+from segue.lm.loss import level_ranges
 from segue.lm.stages import StageLM
 
 
@@ -47,6 +51,7 @@ class LMReport:
     tokens: int
     unigram_entropy: float
     level_unigram_entropy: float
+    level_loss: float
 
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -63,7 +68,8 @@ def evaluate_lm(
     """Token-weighted loss / perplexity / accuracy of `lm` on `dataset`, and the baselines."""
     model, layout = lm.model.eval(), lm.layout
     device = model.head.weight.device
-    nll, correct, count = 0.0, 0, 0
+    nll, correct, count, level_nll, level_count = 0.0, 0, 0, 0.0, 0
+    ranges = level_ranges(layout)
     counts = torch.zeros(layout.vocab_size, dtype=torch.long)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for b, batch in enumerate(loader):
@@ -79,6 +85,9 @@ def evaluate_lm(
         )
         correct += int(((logits.argmax(-1) == target) & mask).sum())
         count += int(mask.sum())
+        level = model(batch["input"].to(device), target, ranges)
+        level_nll += float(level.loss) * int(level.count)
+        level_count += int(level.count)
         counts += torch.bincount(target[mask].cpu(), minlength=layout.vocab_size)
     if count == 0:
         raise InputError("no target tokens to evaluate")
@@ -93,6 +102,7 @@ def evaluate_lm(
         tokens=count,
         unigram_entropy=_entropy(counts),
         level_unigram_entropy=level_entropy,
+        level_loss=level_nll / max(1, level_count),
     )
 
 
@@ -101,6 +111,7 @@ def format_report(stage: str, report: LMReport) -> str:
     rows = [
         f"{stage} LM, {report.tokens} target tokens",
         f"  loss        {report.loss:.4f} nats/token",
+        f"  level loss  {report.level_loss:.4f} nats/token (each target over its own range)",
         f"  perplexity  {report.perplexity:.2f}",
         f"  accuracy    {report.accuracy:.4f}",
         f"  unigram entropy of the targets        {report.unigram_entropy:.4f}",

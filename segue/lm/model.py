@@ -14,6 +14,8 @@ with the same logits to float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,7 @@ from segue.errors import InputError
 from segue.lm.config import LMConfig
 from segue.lm.decode import DecodeSession
 from segue.lm.fused import FusedWeights, weights_for
+from segue.lm.loss import TokenLoss, range_loss, token_loss
 from segue.nn import Block, init_residuals, init_weights, rotary_table, step_rotary
 from segue.pretrained import PretrainedMixin
 
@@ -67,15 +70,28 @@ class Transformer(nn.Module, PretrainedMixin):
             )
         return self.rope[start : start + length]
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [B, T] -> logits [B, T, vocab_size] (causal)."""
+    def forward(
+        self,
+        ids: torch.Tensor,
+        target: torch.Tensor | None = None,
+        ranges: Sequence[tuple[int, int]] | None = None,
+    ) -> torch.Tensor | TokenLoss:
+        """ids [B, T] -> logits [B, T, vocab_size] (causal). With target [B, T] (IGNORE where
+        there is none): the next-token `TokenLoss` instead, over the whole vocabulary, or with
+        ranges over each target's own [lo, hi) (`segue.lm.loss`; the head computes only those
+        logits). The loss is computed here so that DDP and FSDP see it in the forward."""
         x = self.embed(ids)
         if self.config.dropout and self.training:
             x = F.dropout(x, self.config.dropout, True)
         rope = self._rope(0, ids.shape[1])
         for block in self.blocks:
             x = block(x, rope)  # [B, T, D]
-        return self.head(self.norm(x))
+        x = self.norm(x)
+        if target is None:
+            return self.head(x)
+        if ranges is None:
+            return token_loss(self.head(x), target)
+        return range_loss(x, self.head.weight, target, ranges)
 
     def new_cache(
         self,

@@ -506,6 +506,7 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     numbers.update({f"codec_{k}": v for k, v in codec_report.metrics.items() if v is not None})
     for stage, lm in report["lm"].items():
         numbers[f"lm_{stage}_loss"] = lm["loss"]
+        numbers[f"lm_{stage}_level_loss"] = lm["level_loss"]  # comparable across softmaxes
         numbers[f"lm_{stage}_unigram_entropy"] = lm["unigram_entropy"]
     numbers.update(_e2e_numbers(e2e_reports))
     for result in (report["probes"] or {}).get("results", []):

@@ -1,6 +1,7 @@
 """Each stage trains through the shared engine on synthetic shards; runs load back as stages."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -32,7 +33,8 @@ def test_stage_learns_its_synthetic_structure(stage, shards, tmp_path):
     trainer = Trainer(LMTask(config), config, tmp_path / stage)
     before = trainer.validate()["loss"]
     trainer.fit()
-    after = trainer.validate()["loss"]
+    last = trainer.validate()
+    after = last["loss"]
     trainer.close()
     assert after < 0.7 * before, (before, after)
     # the run folder loads back as a stage with the trained weights and the shards' spaces
@@ -41,9 +43,40 @@ def test_stage_learns_its_synthetic_structure(stage, shards, tmp_path):
     state = trainer.raw_modules["model"].state_dict()
     assert all(torch.equal(state[k], v) for k, v in lm.model.state_dict().items())
     report = evaluate_lm(lm, build_dataset(config, lm.layout, "valid", seed=1234))
-    assert report.loss == pytest.approx(after, rel=0.05)
+    assert report.level_loss == pytest.approx(last["level_loss"], rel=0.05)
+    if config.softmax == "full":  # the tiny preset: semantic (its acoustic stages: "level")
+        assert report.loss == pytest.approx(after, rel=0.05)
     assert report.loss < report.level_unigram_entropy <= report.unigram_entropy + 1e-9
+    assert report.level_loss < report.level_unigram_entropy  # what sampling draws from, too
     assert json.loads(report.to_json(stage="coarse")) == {"stage": "coarse", **report.to_dict()}
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_level_softmax_trains_on_the_ranges_sampling_draws_from(stage, shards, tmp_path):
+    config = tiny_run(stage, shards, softmax="level")
+    task = LMTask(config)
+    layout = task.layout
+    levels = range(layout.first_level, layout.first_level + layout.n_target_levels)
+    assert task.ranges == [layout.level_range(q) for q in levels]  # EOS: in none of them
+    trainer = Trainer(task, config, tmp_path / stage)
+    first = trainer.validate()
+    before = first["loss"]
+    trainer.fit()
+    last = trainer.validate()
+    after = last["loss"]
+    trainer.close()
+    assert after < 0.7 * before, (before, after)
+    assert before < 1.05 * math.log(layout.acoustic_vocab)  # a softmax over one level's codes
+    assert last["level_loss"] == after  # the objective is what sampling draws from
+    full = tiny_run(stage, shards, softmax="full")  # the classic one reports it beside its loss
+    classic = Trainer(LMTask(full), full, tmp_path / "full")
+    numbers = classic.validate()
+    classic.close()
+    assert numbers["level_loss"] < numbers["loss"]
+    saved = json.loads((tmp_path / stage / "config.json").read_text())
+    assert saved["softmax"] == "level"
+    with pytest.raises(ValueError, match="softmax"):
+        apply_overrides(run_config_for(stage), ["softmax=levels"])
 
 
 def test_token_spaces_come_from_the_shards(shards):

@@ -227,6 +227,7 @@ def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
     assert numbers["e2e_ar_verification"] == 0.75 and numbers["e2e_ar_speaker_similarity"] == 0.5
     assert numbers["e2e_soundstorm_speaker_similarity"] == 0.25
     assert numbers["lm_coarse_loss"] > 0 and "codec_mel_distance" in numbers
+    assert numbers["lm_coarse_level_loss"] > 0  # the measure comparable across softmaxes
 
 
 @pytest.mark.parametrize("kind", ["speech", "piano"])
