@@ -240,6 +240,20 @@ def _normalized(
     return {"config": config, "inputs": inputs}
 
 
+def _consumed(out: Path, record: dict[str, Any]) -> dict[str, str]:
+    """The input digests a step's markers keep: of each need's DONE marker on disk (the run it
+    reads), else of the need's current record. A marker written by an older segue digests
+    differently from its record today (fields added since fill in on reading): recording the
+    current record would tie the step to today's fields, and the next added field would make
+    it look changed."""
+    inputs = dict(record["inputs"])
+    for need in inputs:
+        stored = _marker_record(out / need)
+        if stored is not None:
+            inputs[need] = _digest(stored)
+    return inputs
+
+
 def _marker_record(directory: Path) -> dict[str, Any] | None:
     """The record a step's DONE marker holds, as its dependents digested it."""
     marker = _read(directory / DONE_NAME)
@@ -383,6 +397,8 @@ def run_recipe(
         step, directory = steps[state.step], ctx.dir(state.step)
         lock = _lock(directory) if main else None
         marker = {"step": state.step, **state.record}
+        if main:  # rank 0 writes the markers
+            marker["inputs"] = _consumed(out, state.record)
         earlier = 0.0
         if main:
             if state.state == "started":  # time spent in the earlier attempts

@@ -149,6 +149,37 @@ def test_a_field_added_since_a_run_does_not_invalidate_it(fake, tmp_path):
         quiet_run(newer, FakeConfigV2(), tmp_path)
 
 
+@dataclass
+class KnobV3:
+    """Knob two versions later: another field more."""
+
+    n: int = 1
+    m: int = 0
+    o: int = 0
+
+
+@dataclass
+class FakeConfigV3:
+    first: KnobV3 = field(default_factory=KnobV3)
+    second: KnobV3 = field(default_factory=KnobV3)
+    third: KnobV3 = field(default_factory=KnobV3)
+    last: KnobV3 = field(default_factory=KnobV3)
+
+
+def test_steps_run_across_two_added_fields_stay_done(fake, tmp_path):
+    """A step run by a newer segue on a need done by an older one records that need's run
+    itself (its marker on disk), so a third version still sees both as done (it once recorded
+    the newer version's record of the need, which no later version could match)."""
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path, until="second")
+    v2 = Recipe("fake", "a test recipe", FakeConfigV2, recipe.steps)
+    quiet_run(v2, FakeConfigV2(), tmp_path)  # third and last run now, under v2
+    calls.names.clear()
+    v3 = Recipe("fake", "a test recipe", FakeConfigV3, recipe.steps)
+    lines = quiet_run(v3, FakeConfigV3(), tmp_path)
+    assert calls.names == [] and all("skipped (done)" in line for line in lines)
+
+
 def test_force_redoes_the_step_and_its_dependents_only(fake, tmp_path):
     recipe, calls = fake
     quiet_run(recipe, FakeConfig(), tmp_path)
