@@ -414,7 +414,9 @@ def test_e2e_refuses_a_prompt_longer_than_the_context(corpus, speaker, transcrib
     with pytest.raises(ValueError, match=r"prompts under 1\.96 s"):
         settings = E2ESettings(prompt_seconds=2.0)
         evaluate_e2e(tiny_audiolm(), corpus, settings, speaker=speaker, progress=False)
-    with pytest.raises(ValueError, match="no files in the 'nope' split"):
+    with pytest.raises(ValueError, match="no files in the 'valid' split"):  # it has none
+        evaluate_e2e(tiny_audiolm(), corpus, split="valid", speaker=speaker, progress=False)
+    with pytest.raises(ValueError, match="no split 'nope' \\(it has test, train"):
         evaluate_e2e(tiny_audiolm(), corpus, split="nope", speaker=speaker, progress=False)
 
 
