@@ -20,51 +20,63 @@ FILE_ERRORS = (
 )
 
 
-def _subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Each entry adds one top-level subcommand (and its own subcommands) to the parser."""
-    from segue.commands import (
-        codec,
-        data,
-        evaluate,
-        generate,
-        lm,
-        recipe,
-        semantic,
-        serve,
-        soundstorm,
-    )
+#: The modules of `segue.commands` (each has `register(sub)`) and the top-level commands each
+#: adds, in `segue --help` order.
+COMMAND_MODULES = {
+    "data": ("data",),
+    "codec": ("codec",),
+    "semantic": ("semantic",),
+    "lm": ("lm",),
+    "soundstorm": ("soundstorm",),
+    "generate": ("continue", "generate", "resynth", "bundle"),
+    "evaluate": ("eval",),
+    "recipe": ("recipe",),
+    "serve": ("serve",),
+}
+
+
+def _subcommands(command: str | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The `register` of each module that adds a top-level subcommand; with `command`, only the
+    module that adds it, so a command imports what it needs (`segue continue` never loads the
+    recipes, the trainers or the evaluation)."""
+    import importlib
 
     return [
-        data.register,
-        codec.register,
-        semantic.register,
-        lm.register,
-        soundstorm.register,
-        generate.register,
-        evaluate.register,
-        recipe.register,
-        serve.register,
+        importlib.import_module(f"segue.commands.{module}").register
+        for module, commands in COMMAND_MODULES.items()
+        if command is None or command in commands
     ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `segue` parser and every subcommand's; `parse` also merges the hidden old spellings."""
+def _command(argv: Sequence[str]) -> str | None:
+    """The top-level command `argv` names (its first word that is not an option), if it is one."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    known = {name for commands in COMMAND_MODULES.values() for name in commands}
+    return first if first in known else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `segue` parser with every subcommand's (with `command`, that command's only); `parse`
+    also merges the hidden old spellings."""
     parser = argparse.ArgumentParser(
         prog="segue", description="segue: AudioLM in PyTorch, trained from audio alone."
     )
     parser.add_argument("--version", action="version", version=f"segue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _subcommands():
+    for add in _subcommands(command):
         add(sub)
     return parser
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line parsed as `segue` runs it: hidden old spellings merged into the new
-    ones and required inputs checked (`segue.commands.finish_args`); a usage error exits 2."""
+    ones and required inputs checked (`segue.commands.finish_args`); a usage error exits 2.
+    Only the named command's module is imported (all of them for `segue --help` or a typo, so
+    the usage lists every command)."""
     from segue.commands import finish_args
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
     return finish_args(parser, parser.parse_args(argv))
 
 

@@ -23,7 +23,7 @@ def run_raising(monkeypatch, error: BaseException) -> int:
 
         parser.set_defaults(func=func)
 
-    monkeypatch.setattr(cli, "_subcommands", lambda: [register])
+    monkeypatch.setattr(cli, "_subcommands", lambda command=None: [register])
     return cli.main(["boom"])
 
 
@@ -74,3 +74,4 @@ def test_library_input_errors_are_still_value_errors():
     for cls in (InputError, AudioError, ConfigError, ManifestError):
         assert issubclass(cls, ValueError) and issubclass(cls, SegueError)
     assert issubclass(StateError, RuntimeError) and issubclass(CheckpointError, StateError)
+

@@ -24,3 +24,27 @@ def test_the_cli_imports_no_heavy_optional_module_to_parse_a_command(command):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+
+
+def test_a_command_imports_only_its_own_module():
+    """`segue continue` parses without the recipes, trainers and evaluation (start-up time); its
+    --help does not even load torch. `segue --help` still lists every command."""
+    code = (
+        "import sys; from segue.cli import parse; "
+        "parse(['continue', 'p.wav', '--seconds', '2', '-o', 'o.wav']); "
+        "print(sorted(m for m in sys.modules if m.startswith(("
+        "'segue.recipes', 'segue.eval', 'segue.codec.train', 'segue.lm.train', "
+        "'segue.commands.codec', 'segue.commands.recipe'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    code = (
+        "import sys\nfrom segue.cli import parse\ntry:\n    parse(['continue', '--help'])\n"
+        "except SystemExit:\n    print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: segue continue" in done.stdout and done.stdout.split()[-1] == "False"
+    listed = subprocess.run(
+        [sys.executable, "-m", "segue.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(name in listed for name in ("recipe", "continue", "eval", "serve", "codec"))
