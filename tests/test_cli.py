@@ -74,4 +74,3 @@ def test_library_input_errors_are_still_value_errors():
     for cls in (InputError, AudioError, ConfigError, ManifestError):
         assert issubclass(cls, ValueError) and issubclass(cls, SegueError)
     assert issubclass(StateError, RuntimeError) and issubclass(CheckpointError, StateError)
-
