@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 import pytest
 
@@ -111,19 +111,28 @@ def test_a_changed_config_is_refused_before_anything_runs(fake, tmp_path):
 
 
 @dataclass
-class KnobV2:
+class KnobV2(Knob):
     """Knob as a later segue defines it: one field more, with a default."""
 
-    n: int = 1
     m: int = 0
 
 
 @dataclass
-class FakeConfigV2:
-    first: KnobV2 = field(default_factory=KnobV2)
-    second: KnobV2 = field(default_factory=KnobV2)
-    third: KnobV2 = field(default_factory=KnobV2)
-    last: KnobV2 = field(default_factory=KnobV2)
+class KnobV3(KnobV2):
+    """Knob two versions later: another field more."""
+
+    o: int = 0
+
+
+def config_of(knob: type) -> type:
+    """FakeConfig as the version of segue with this Knob defines it."""
+    names = ("first", "second", "third", "last")
+    return make_dataclass(
+        f"FakeConfig{knob.__name__[4:]}", [(n, knob, field(default_factory=knob)) for n in names]
+    )
+
+
+FakeConfigV2, FakeConfigV3 = config_of(KnobV2), config_of(KnobV3)
 
 
 def test_a_field_added_since_a_run_does_not_invalidate_it(fake, tmp_path):
@@ -147,23 +156,6 @@ def test_a_field_added_since_a_run_does_not_invalidate_it(fake, tmp_path):
     done.write_text(json.dumps(marker))
     with pytest.raises(RecipeError, match="second: done with another config: inputs changed"):
         quiet_run(newer, FakeConfigV2(), tmp_path)
-
-
-@dataclass
-class KnobV3:
-    """Knob two versions later: another field more."""
-
-    n: int = 1
-    m: int = 0
-    o: int = 0
-
-
-@dataclass
-class FakeConfigV3:
-    first: KnobV3 = field(default_factory=KnobV3)
-    second: KnobV3 = field(default_factory=KnobV3)
-    third: KnobV3 = field(default_factory=KnobV3)
-    last: KnobV3 = field(default_factory=KnobV3)
 
 
 def test_steps_run_across_two_added_fields_stay_done(fake, tmp_path):
