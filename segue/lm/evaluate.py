@@ -20,8 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from segue.errors import InputError
 from segue.lm.data import IGNORE
-from segue.lm.layout import SemanticLayout
-from segue.lm.loss import level_ranges
+from segue.lm.loss import level_ranges, sliced_loss
 from segue.lm.stages import StageLM
 
 
@@ -33,9 +32,7 @@ def _entropy(counts: torch.Tensor) -> float:
 def level_groups(layout) -> torch.Tensor:
     """[vocab_size] group of each target id: its level (EOS with the first), or 0 (semantic)."""
     groups = torch.zeros(layout.vocab_size, dtype=torch.long)
-    if isinstance(layout, SemanticLayout):
-        return groups
-    for g, (lo, hi) in enumerate(layout.target_ranges(layout.n_target_levels)):
+    for g, (lo, hi) in enumerate(level_ranges(layout)):
         groups[lo:hi] = g
     return groups
 
@@ -85,7 +82,7 @@ def evaluate_lm(
         )
         correct += int(((logits.argmax(-1) == target) & mask).sum())
         count += int(mask.sum())
-        level = model(batch["input"].to(device), target, ranges)
+        level = sliced_loss(logits, target, ranges)
         level_nll += float(level.loss) * int(level.count)
         level_count += int(level.count)
         counts += torch.bincount(target[mask].cpu(), minlength=layout.vocab_size)

@@ -14,7 +14,7 @@ ids sampling cannot draw): compare runs with the same softmax only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,13 +56,33 @@ def range_loss(
     # zero, but a graph through every input: a batch with no target in any range still
     # backpropagates (and gives DDP a gradient for the head)
     total = (hidden.sum() + weight.sum()).float() * 0.0
-    correct = torch.zeros((), dtype=torch.long, device=hidden.device)
-    count = torch.zeros((), dtype=torch.long, device=hidden.device)
+    return _per_range(target, ranges, lambda m, lo, hi: hidden[m] @ weight[lo:hi].t(), total)
+
+
+def sliced_loss(
+    logits: torch.Tensor, target: torch.Tensor, ranges: Sequence[tuple[int, int]]
+) -> TokenLoss:
+    """`range_loss` from logits [B, T, V] already computed (validating a full-softmax model,
+    which has them anyway): each target's row sliced to its range."""
+    total = logits.new_zeros((), dtype=torch.float32)
+    return _per_range(target, ranges, lambda m, lo, hi: logits[m, lo:hi], total)
+
+
+def _per_range(
+    target: torch.Tensor,
+    ranges: Sequence[tuple[int, int]],
+    logits_of: Callable[[torch.Tensor, int, int], torch.Tensor],
+    total: torch.Tensor,
+) -> TokenLoss:
+    """Cross-entropy of each range's targets over the range (`logits_of(mask, lo, hi)`: their
+    [N, hi - lo] logits), summed onto `total`; the mean over the targets in any range."""
+    correct = torch.zeros((), dtype=torch.long, device=target.device)
+    count = torch.zeros((), dtype=torch.long, device=target.device)
     for lo, hi in ranges:
         mask = (target >= lo) & (target < hi)
         if not bool(mask.any()):
             continue
-        logits = hidden[mask] @ weight[lo:hi].t()  # [N, hi - lo]
+        logits = logits_of(mask, lo, hi)  # [N, hi - lo]
         wanted = target[mask] - lo
         total = total + F.cross_entropy(logits.float(), wanted, reduction="sum")
         correct = correct + (logits.argmax(-1) == wanted).sum()

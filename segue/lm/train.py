@@ -25,7 +25,7 @@ from segue.errors import InputError
 from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
 from segue.lm.data import CoarseDataset, FineDataset, FirstItems, SemanticDataset
 from segue.lm.layout import Layout, layout_for
-from segue.lm.loss import Softmax, TokenLoss, level_ranges
+from segue.lm.loss import Softmax, level_ranges, sliced_loss, token_loss
 from segue.lm.model import Transformer
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import MAIN
@@ -164,10 +164,6 @@ class LMTask(TrainTask):
         self.level_ranges = level_ranges(self.layout)
         self.ranges = self.level_ranges if config.softmax == "level" else None
 
-    def _loss(
-        self, models: Mapping[str, nn.Module], batch: dict, ranges: list[tuple[int, int]] | None
-    ) -> TokenLoss:
-        return models["model"](batch["input"], batch["target"], ranges)
 
     def setup(self, device: torch.device) -> None:
         self.model = Transformer(self.config.model)
@@ -190,15 +186,19 @@ class LMTask(TrainTask):
         return FirstItems(dataset, self.config.data.valid_items)
 
     def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
-        out = self._loss(models, batch, self.ranges)
+        out = models["model"](batch["input"], batch["target"], self.ranges)
         return Phase(MAIN, out.loss, {"accuracy": out.correct / out.count.clamp(min=1)})
 
     @torch.no_grad()
     def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
         """loss / accuracy: the training objective's; level_loss: the cross-entropy of what
         sampling draws from (each target over its own range), comparable across softmaxes."""
-        out = self._loss(models, batch, self.ranges)
-        level = out if self.ranges is not None else self._loss(models, batch, self.level_ranges)
+        target = batch["target"]
+        if self.ranges is None:  # one forward: both losses from the full logits
+            logits = models["model"](batch["input"])
+            out, level = token_loss(logits, target), sliced_loss(logits, target, self.level_ranges)
+        else:
+            out = level = models["model"](batch["input"], target, self.ranges)
         return {
             "loss": float(out.loss),
             "accuracy": float(out.correct) / max(1, int(out.count)),

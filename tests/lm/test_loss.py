@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from segue.lm.config import LMConfig, StageConfig
 from segue.lm.data import IGNORE
 from segue.lm.layout import layout_for
-from segue.lm.loss import level_ranges, range_loss, token_loss
+from segue.lm.loss import level_ranges, range_loss, sliced_loss, token_loss
 from segue.lm.model import Transformer
 
 V, D = 12, 6
@@ -35,6 +35,9 @@ def test_range_loss_is_the_softmax_over_each_targets_own_range():
     assert int(out.count) == len(terms) == 7  # IGNORE and EOS (8, in no range) left out
     torch.testing.assert_close(out.loss, torch.stack(terms).mean())
     assert int(out.correct) == hits
+    sliced = sliced_loss(logits, target, RANGES)  # the same, from logits already computed
+    torch.testing.assert_close(sliced.loss, out.loss)
+    assert (int(sliced.correct), int(sliced.count)) == (int(out.correct), int(out.count))
     kept = target.masked_fill(target == 8, IGNORE)
     full = range_loss(hidden, weight, kept, [(0, V)])  # one range = the whole vocabulary
     torch.testing.assert_close(full.loss, token_loss(logits, kept).loss)

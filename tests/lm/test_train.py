@@ -59,8 +59,7 @@ def test_level_softmax_trains_on_the_ranges_sampling_draws_from(stage, shards, t
     levels = range(layout.first_level, layout.first_level + layout.n_target_levels)
     assert task.ranges == [layout.level_range(q) for q in levels]  # EOS: in none of them
     trainer = Trainer(task, config, tmp_path / stage)
-    first = trainer.validate()
-    before = first["loss"]
+    before = trainer.validate()["loss"]
     trainer.fit()
     last = trainer.validate()
     after = last["loss"]
