@@ -397,10 +397,9 @@ def run_recipe(
         step, directory = steps[state.step], ctx.dir(state.step)
         lock = _lock(directory) if main else None
         marker = {"step": state.step, **state.record}
+        earlier = 0.0
         if main:  # rank 0 writes the markers
             marker["inputs"] = _consumed(out, state.record)
-        earlier = 0.0
-        if main:
             if state.state == "started":  # time spent in the earlier attempts
                 earlier = float((_read(directory / STARTED_NAME) or {}).get("seconds", 0.0))
             _write_marker(directory / STARTED_NAME, marker, earlier)
