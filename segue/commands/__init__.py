@@ -234,13 +234,15 @@ def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
     )
 
 
-def add_training(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_training(
+    parser: argparse.ArgumentParser, *, fine_tune: bool = False
+) -> argparse.ArgumentParser:
     """The training commands' shared arguments (`segue.train.add_training_arguments`: -o/--out,
-    --config, --set, --max-steps, --resume), with --device (it overrides the run config's
-    `train.device`) and --threads."""
+    --config, --set, --max-steps, --resume; --init-from where the model can be fine-tuned),
+    with --device (it overrides the run config's `train.device`) and --threads."""
     from segue.train import add_training_arguments
 
-    add_training_arguments(parser)
+    add_training_arguments(parser, fine_tune=fine_tune)
     add_device(
         parser,
         default=None,

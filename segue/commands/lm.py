@@ -185,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--preset", default="tiny", choices=sorted(MODEL_PRESETS))
-    add_training(p)
+    add_training(p, fine_tune=True)
     p.set_defaults(func=_train)
 
     p = lm_sub.add_parser("eval", help="loss, perplexity, accuracy on a split, vs unigram")

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on --resume, the run's own)",
     )
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    add_training(p)
+    add_training(p, fine_tune=True)
     p.set_defaults(func=_train)
 
     p = storm_sub.add_parser("export", help="run folder -> config.json + model.safetensors")

@@ -13,6 +13,7 @@ vocabulary or, with `softmax="level"`, over each target's own range (`segue.lm.l
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,8 +28,9 @@ from segue.lm.data import CoarseDataset, FineDataset, FirstItems, SemanticDatase
 from segue.lm.layout import Layout, layout_for
 from segue.lm.loss import Softmax, level_ranges, sliced_loss, token_loss
 from segue.lm.model import Transformer
+from segue.lm.stages import StageLM, load_lm
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
-from segue.train.task import MAIN
+from segue.train.task import MAIN, fine_tune_config
 
 
 @dataclass
@@ -159,6 +161,16 @@ class LMTask(TrainTask):
 
     def __init__(self, config: LMRunConfig):
         self.config = config
+        self.initial: StageLM | None = None
+        if config.train.init_from:  # fine-tuning: the saved LM's shape and stage
+            self.initial = load_lm(config.train.init_from)
+            if self.initial.stage.stage != config.stage.stage:
+                raise InputError(
+                    f"train.init_from={config.train.init_from} is a {self.initial.stage.stage} "
+                    f"LM, this run trains a {config.stage.stage} one"
+                )
+            config.model = fine_tune_config(self.initial.model.config, config.model)
+            config.stage = copy.deepcopy(self.initial.stage)
         self.layout = fill_from_shards(config)
         #: the ranges sampling draws from; `ranges`: what the training loss normalises over
         self.level_ranges = level_ranges(self.layout)
@@ -167,6 +179,12 @@ class LMTask(TrainTask):
 
     def setup(self, device: torch.device) -> None:
         self.model = Transformer(self.config.model)
+
+    def load_initial(self, source: str) -> None:
+        """The saved LM's weights (its EMA ones for a run folder), loaded in __init__."""
+        assert self.initial is not None, "train.init_from is read when the task is made"
+        self.model.load_state_dict(self.initial.model.state_dict())
+        self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

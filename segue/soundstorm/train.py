@@ -27,10 +27,11 @@ from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.lm.data import FirstItems, join_utterances, window_start
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
+from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.masking import mask_codes
 from segue.soundstorm.model import SoundStorm
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
-from segue.train.task import MAIN
+from segue.train.task import MAIN, fine_tune_config
 
 
 @dataclass
@@ -163,10 +164,20 @@ class SoundStormTask(TrainTask):
 
     def __init__(self, config: SoundStormRunConfig):
         self.config = config
+        self.initial: SoundStorm | None = None
+        if config.train.init_from:  # fine-tuning: the saved model's shape and sampling
+            self.initial = load_soundstorm(config.train.init_from)
+            config.model = fine_tune_config(self.initial.config, config.model)
         self.window = fill_from_shards(config)
 
     def setup(self, device: torch.device) -> None:
         self.model = SoundStorm(self.config.model)
+
+    def load_initial(self, source: str) -> None:
+        """The saved model's weights (its EMA ones for a run folder), loaded in __init__."""
+        assert self.initial is not None, "train.init_from is read when the task is made"
+        self.model.load_state_dict(self.initial.state_dict())
+        self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -21,8 +21,11 @@ from segue.errors import InputError
 T = TypeVar("T")
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add -o/--out, --config, --set KEY=VALUE (repeatable), --max-steps and --resume."""
+def add_training_arguments(
+    parser: argparse.ArgumentParser, *, fine_tune: bool = False
+) -> argparse.ArgumentParser:
+    """Add -o/--out, --config, --set KEY=VALUE (repeatable), --max-steps and --resume; with
+    `fine_tune`, --init-from (the task implements `TrainTask.load_initial`)."""
     parser.add_argument(
         "-o",
         "--out",
@@ -48,15 +51,24 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         action="store_true",
         help="continue from the run folder's newest valid checkpoint (fresh start if none)",
     )
+    if fine_tune:
+        parser.add_argument(
+            "--init-from",
+            default=None,
+            metavar="MODEL",
+            help="fine-tune: start from these trained weights (an exported model, a bundle's "
+            "folder for this model, or a run folder); the model's shape (and an LM's stage) "
+            "come from them, optimizer and schedule start fresh; same as train.init_from",
+        )
     return parser
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | None = None) -> T:
     """The run config: defaults < --config file (or, on --resume, OUT/config.json) < --set.
 
-    `default` replaces `cls()` as the base (e.g. a model preset). --max-steps N and --device D
-    (where the parser has it and it was given) are applied last, as `optim.max_steps=N` and
-    `train.device=D`.
+    `default` replaces `cls()` as the base (e.g. a model preset). --max-steps N, --device D
+    and --init-from M (where the parser has them and they were given) are applied last, as
+    `optim.max_steps=N`, `train.device=D` and `train.init_from=M`.
     """
     saved = Path(args.out) / "config.json"
     if args.config is not None:
@@ -70,11 +82,15 @@ def config_from_args(cls: type[T], args: argparse.Namespace, *, default: T | Non
         overrides.append(f"optim.max_steps={args.max_steps}")
     if getattr(args, "device", None) is not None:
         overrides.append(f"train.device={args.device}")
+    if getattr(args, "init_from", None) is not None:
+        overrides.append(f"train.init_from={args.init_from}")
     return apply_overrides(config, overrides)
 
 
 #: Config fields that name files or folders (manifests, shards, teachers, targets).
-PATH_FIELDS = frozenset({"manifest", "semantic_shards", "acoustic_shards", "teacher", "path"})
+PATH_FIELDS = frozenset(
+    {"manifest", "semantic_shards", "acoustic_shards", "teacher", "path", "init_from"}
+)
 
 
 def absolute_paths(config: T) -> T:

@@ -87,6 +87,9 @@ class TrainConfig:
     max_nan_steps: int = 20  # stop after this many consecutive steps with non-finite loss/grads
     progress: bool = True  # tqdm bar on rank 0
     tensorboard: bool = True  # event files under RUN/tensorboard on rank 0
+    # fine-tuning: trained weights to start from (a saved model, a bundle's stage folder or a
+    # run folder; the task reads it, `TrainTask.load_initial`); None: the task's own init
+    init_from: str | None = None
 
 
 @dataclass

@@ -120,6 +120,8 @@ class Trainer:
 
         seed_everything(tc.seed)  # model init: the same on every rank and every run
         task.setup(self.device)
+        if tc.init_from and not (resume and ckpt.list_checkpoints(self.checkpoint_dir)):
+            task.load_initial(tc.init_from)  # fine-tuning; a resumed run's checkpoint has its own
         self.raw_modules = dict(task.modules())
         for name, module in self.raw_modules.items():
             if not name.isidentifier():

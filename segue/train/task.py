@@ -35,17 +35,28 @@ already updated:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
+from segue.errors import InputError
 from segue.train.distributed import default_fsdp_units
 
 MAIN = "main"
+C = TypeVar("C")
+#: config fields a fine-tuning run may set apart from its saved model: they change no weight
+REGULARISATION = ("dropout", "attention_dropout")
+
+
+def fine_tune_config(saved: C, run: C, keep: tuple[str, ...] = REGULARISATION) -> C:
+    """Fine-tuning (`train.init_from`): the saved model's config, whose shape its weights
+    need, with the run's `keep` fields (those the run may change: regularisation)."""
+    return dataclasses.replace(saved, **{k: getattr(run, k) for k in keep if hasattr(run, k)})
 
 
 @dataclass
@@ -85,6 +96,14 @@ class TrainTask:
 
     def setup(self, device: torch.device) -> None:
         """Build the modules here (seeded, reproducible); move non-trained helpers to `device`."""
+
+    def load_initial(self, source: str) -> None:
+        """Fine-tuning: load the trained weights at `source` (`train.init_from`) into the
+        modules `setup` built. Called after `setup` on every rank, unless the run resumes from
+        a checkpoint of its own. The optimizers and schedules start fresh."""
+        raise InputError(
+            f"{type(self).__name__} cannot start from saved weights (train.init_from={source})"
+        )
 
     def modules(self) -> dict[str, nn.Module]:
         """Named modules whose weights are trained and checkpointed (names: python identifiers).

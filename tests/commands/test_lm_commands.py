@@ -99,3 +99,19 @@ def test_clear_errors(runs, tmp_path):
         run("eval", "--model", tmp_path / "fine")
     with pytest.raises(CommandError, match="split 'nope'"):
         run("eval", "--model", runs / "fine", "--split", "nope")
+
+
+def test_train_init_from_fine_tunes_an_exported_lm(runs, tmp_path):
+    run("export", "--model", runs / "fine", "--out", tmp_path / "exported")
+    run("train", runs / "shards/acoustic", "--stage", "fine", "--out", tmp_path / "tuned",
+        "--init-from", tmp_path / "exported", "--max-steps", "2",
+        "--set", "train.batch_size=4", "--set", "train.num_workers=0",
+        "--set", "train.progress=false", "--set", "train.tensorboard=false")  # fmt: skip
+    config = json.loads((tmp_path / "tuned/config.json").read_text())
+    exported = json.loads((tmp_path / "exported/config.json").read_text())
+    assert config["train"]["init_from"] == str(tmp_path / "exported")
+    assert (config["model"]["d_model"], config["stage"]["window_seconds"]) == (
+        exported["d_model"], float(WINDOWS["fine"][0])
+    )  # the saved LM's, not the command's defaults (the tiny preset: d 192, 4 s windows)
+    with pytest.raises(SystemExit):  # the codec cannot be fine-tuned: no such flag
+        cli.parse(["codec", "train", "m.jsonl", "-o", "x", "--init-from", "y"])

@@ -2,6 +2,8 @@
 
 import json
 import math
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -151,3 +153,55 @@ def test_a_run_saved_before_segue_nn_loads_and_resumes(shards, tmp_path):
         trainer.close()
     a, b = (t.raw_modules["model"].state_dict() for t in runs)
     assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_fine_tuning_starts_from_the_saved_lm_and_resumes_from_its_own_checkpoints(
+    shards, tmp_path
+):
+    """train.init_from: the saved LM's shape, stage and weights (an exported folder or a run
+    folder); the run's dropout; a resumed run continues from its own checkpoint."""
+    base = tiny_run("coarse", shards, steps=30)
+    trainer = Trainer(LMTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trained = trainer.validate()["loss"]
+    trainer.close()
+    load_lm(tmp_path / "base").save_pretrained(tmp_path / "exported")
+
+    def fine_tune(out, steps, source="exported", resume=False):
+        config = run_config_for(  # the tiny preset's shape and windows: not the saved ones
+            "coarse", semantic_shards=str(shards[0]), acoustic_shards=str(shards[1])
+        )
+        settings = quick_run_overrides(steps, batch_size=8, every=3, warmup=0, lr=1e-4)
+        config = apply_overrides(
+            config, [*settings, f"train.init_from={tmp_path / source}", "model.dropout=0"]
+        )
+        task = LMTask(config)
+        return Trainer(task, config, tmp_path / out, resume=resume), config
+
+    for source in ("exported", "base"):
+        trainer, config = fine_tune(f"from-{source}", 1, source)
+        assert config.stage == base.stage
+        assert config.model == replace(base.model, dropout=0.0, attention_dropout=0.0)
+        assert trainer.validate()["loss"] == pytest.approx(trained, rel=1e-5)
+        trainer.close()
+
+    straight, _ = fine_tune("straight", 6)
+    straight.fit()
+    straight.close()
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")  # as if stopped at step 3
+    for checkpoint in (tmp_path / "resumed" / "checkpoints").glob("step_000006*"):
+        shutil.rmtree(checkpoint)
+    (tmp_path / "resumed" / "checkpoints" / "latest").unlink(missing_ok=True)
+    resumed, _ = fine_tune("resumed", 6, resume=True)
+    assert resumed.step == 3
+    resumed.fit()
+    resumed.close()
+    a, b = (t.raw_modules["model"].state_dict() for t in (straight, resumed))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["train"][
+        "init_from"
+    ] == str(tmp_path / "exported")
+
+    wrong = apply_overrides(tiny_run("fine", shards), [f"train.init_from={tmp_path / 'base'}"])
+    with pytest.raises(ValueError, match="is a coarse LM, this run trains a fine one"):
+        LMTask(wrong)

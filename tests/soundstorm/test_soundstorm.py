@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from segue.config import apply_overrides
 from segue.soundstorm import SoundStorm, SoundStormConfig, generate, mask_codes, mask_ratio
+from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.train import (
     SoundStormDataConfig,
     SoundStormRunConfig,
@@ -266,3 +268,29 @@ def test_masked_loss_is_finite_on_padded_batches():
 def test_settings_that_make_no_model_are_refused(override, message):
     with pytest.raises(ValueError, match=message):
         apply_overrides(SoundStormRunConfig(), [override])
+
+
+def test_fine_tuning_starts_from_the_saved_model(shards, tmp_path):
+    """train.init_from: the saved model's shape, sampling settings and weights; the run's
+    dropout; a model with other token spaces than the shards' is refused."""
+    base = tiny_run(shards, steps=20)
+    trainer = Trainer(SoundStormTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trained = trainer.validate()["loss"]
+    trainer.close()
+    load_soundstorm(tmp_path / "base").save_pretrained(tmp_path / "exported")
+    for source in ("base", "exported"):
+        config = apply_overrides(
+            SoundStormRunConfig(data=base.data),  # the default preset: not the saved shape
+            [*quick_run_overrides(1, batch_size=8), f"train.init_from={tmp_path / source}",
+             "model.dropout=0.05"],
+        )
+        trainer = Trainer(SoundStormTask(config), config, tmp_path / f"from-{source}")
+        assert config.model == replace(base.model, dropout=0.05, attention_dropout=None)
+        assert trainer.validate()["loss"] == pytest.approx(trained, rel=1e-5)
+        trainer.close()
+    other = SoundStorm(replace(base.model, codebook_size=K_A + 1))
+    other.save_pretrained(tmp_path / "other")
+    config = apply_overrides(tiny_run(shards, 1), [f"train.init_from={tmp_path / 'other'}"])
+    with pytest.raises(ValueError, match="codebook_size"):
+        SoundStormTask(config)

@@ -176,3 +176,8 @@ def test_fit_returns_how_it_ended_and_the_last_numbers(tmp_path):
     result = stopped.fit()
     stopped.close()
     assert result.status == INTERRUPTED and result.interrupted and result.step == 9
+
+
+def test_a_task_that_cannot_be_fine_tuned_says_so(tmp_path):
+    with pytest.raises(ValueError, match="TinyRegression cannot start from saved weights"):
+        train(tiny_config("train.init_from=somewhere"), tmp_path)
