@@ -33,6 +33,7 @@ from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
+from segue.train.task import fine_tune_config
 
 
 @dataclass
@@ -92,6 +93,30 @@ def run_config_for_preset(name: str, manifest: str) -> CodecRunConfig:
     return config
 
 
+#: CodecConfig fields a fine-tuning run sets for itself (they change no codec weight)
+RUN_CHOICES = ("loss", "discriminator", "quantizer_dropout", "dead_code_threshold")
+
+
+def load_trained_codec(location: str | Path) -> Codec:
+    """A segue codec from an exported folder or a run folder (`load_codec`), refusing the
+    `hf:` codecs: they can be tokenized with, not trained further here."""
+    from segue.codec.load import load_codec
+
+    if str(location).startswith("hf:"):
+        raise InputError(f"{location}: not a segue codec; only those can be trained further")
+    return load_codec(location)
+
+
+def adopt_initial(config: CodecRunConfig) -> Codec | None:
+    """Fine-tuning (`train.init_from`): the saved codec, its shape set in `config` (in place;
+    the run keeps its RUN_CHOICES: losses, discriminators); None without one."""
+    if not config.train.init_from:
+        return None
+    initial = load_trained_codec(config.train.init_from)
+    config.model = fine_tune_config(initial.config, config.model, RUN_CHOICES)
+    return initial
+
+
 class CodecTask(TrainTask):
     """Generator (the codec) + discriminators, each with its own AdamW."""
 
@@ -99,10 +124,18 @@ class CodecTask(TrainTask):
         self.config = config
         if not config.data.manifest:
             raise InputError("codec training needs data.manifest (--manifest)")
+        self.initial = adopt_initial(config)
 
     def setup(self, device: torch.device) -> None:
         self.codec = Codec(self.config.model)
         self.discriminator = Discriminators(self.config.model.discriminator)
+
+    def load_initial(self, source: str) -> None:
+        """The saved codec's weights (its EMA ones for a run folder), loaded in __init__; the
+        discriminators start fresh."""
+        assert self.initial is not None, "train.init_from is read when the task is made"
+        self.codec.load_state_dict(self.initial.state_dict())
+        self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"codec": self.codec, "discriminator": self.discriminator}

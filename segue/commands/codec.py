@@ -160,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training manifest (with a split file; on --resume, the run's own)",
     )
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    add_training(p)
+    add_training(p, fine_tune=True)
     p.set_defaults(func=_train)
 
     p = codec_sub.add_parser(

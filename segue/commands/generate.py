@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segue import PACKAGED_BUNDLE
 from segue.commands import (
     CommandError,
     add_device,
@@ -25,7 +26,7 @@ from segue.commands import (
     pick_device,
 )
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "speech-tiny"
+DEFAULT_MODEL = PACKAGED_BUNDLE
 STAGES = ("semantic", "coarse", "fine")
 AUDIO_SUFFIXES = (".wav", ".flac")
 

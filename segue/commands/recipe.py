@@ -7,6 +7,7 @@
     segue recipe speech-tiny --out runs/st --set codec.optim.max_steps=500 --force codec
     segue recipe --out runs/speech-tiny                       # go on with DIR/recipe.json
     segue recipe speech-gpu --out runs/x --data ~/audio --dry-run   # check it all, run nothing
+    segue recipe finetune --out runs/mine --data ~/my-voices  # the shipped bundle, on your audio
     torchrun --standalone --nproc_per_node=8 -m segue.cli recipe librilight --out RUN --data DIR
 
 Under torchrun every process runs the recipe (segue/recipes/runner.py says who does what).
@@ -27,6 +28,7 @@ def _recipe(args: argparse.Namespace):
     """(recipe, config): NAME's defaults, or DIR/recipe.json's when NAME is left out; + --set."""
     from segue.config import apply_overrides, from_dict
     from segue.recipes import RECIPE_NAME, RECIPES
+    from segue.recipes.audiolm import start_from
 
     saved = Path(args.out) / RECIPE_NAME
     if args.name is None:
@@ -40,6 +42,8 @@ def _recipe(args: argparse.Namespace):
     else:
         recipe = RECIPES[args.name]
         config = recipe.make_config()
+    if args.init_from is not None:
+        start_from(config, args.init_from)
     overrides = list(args.overrides)
     if args.data is not None:  # shorthands of --set corpus.data=... / corpus.group=...
         overrides.append(f"corpus.data={Path(args.data).expanduser().resolve()}")
@@ -137,6 +141,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --data: which speaker or piece a file belongs to: parent (default), "
         "grandparent (LibriSpeech's speaker/chapter/file), top, file, or a regex with "
         "(?P<group>...) (= --set corpus.group=RULE)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="BUNDLE",
+        help="fine-tune this model bundle: its codec and semantic tokenizer as they are, its "
+        "LMs and SoundStorm trained further on the corpus (the `finetune` recipe starts from "
+        "the shipped one)",
     )
     p.add_argument("--until", metavar="STEP", help="stop after this step")
     p.add_argument(

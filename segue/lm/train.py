@@ -140,6 +140,23 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
     return layout
 
 
+def adopt_initial(config: LMRunConfig) -> StageLM | None:
+    """Fine-tuning (`train.init_from`): the saved LM, its shape and stage set in `config` (in
+    place; the run keeps its dropout); None without one."""
+    source = config.train.init_from
+    if not source:
+        return None
+    initial = load_lm(source)
+    if initial.stage.stage != config.stage.stage:
+        raise InputError(
+            f"train.init_from={source} is a {initial.stage.stage} LM, this run trains a "
+            f"{config.stage.stage} one"
+        )
+    config.model = fine_tune_config(initial.model.config, config.model)
+    config.stage = copy.deepcopy(initial.stage)
+    return initial
+
+
 def build_dataset(
     config: LMRunConfig, layout: Layout, split: str | None, seed: int
 ) -> SemanticDataset | CoarseDataset | FineDataset:
@@ -161,16 +178,7 @@ class LMTask(TrainTask):
 
     def __init__(self, config: LMRunConfig):
         self.config = config
-        self.initial: StageLM | None = None
-        if config.train.init_from:  # fine-tuning: the saved LM's shape and stage
-            self.initial = load_lm(config.train.init_from)
-            if self.initial.stage.stage != config.stage.stage:
-                raise InputError(
-                    f"train.init_from={config.train.init_from} is a {self.initial.stage.stage} "
-                    f"LM, this run trains a {config.stage.stage} one"
-                )
-            config.model = fine_tune_config(self.initial.model.config, config.model)
-            config.stage = copy.deepcopy(self.initial.stage)
+        self.initial = adopt_initial(config)
         self.layout = fill_from_shards(config)
         #: the ranges sampling draws from; `ranges`: what the training loss normalises over
         self.level_ranges = level_ranges(self.layout)

@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 import torch
 
-from segue.codec.train import CodecRunConfig, CodecTask
+from segue.bundle import PARTS
+from segue.codec.train import CodecRunConfig, CodecTask, load_trained_codec
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import unset_old_placeholders, write_atomic
 from segue.data.manifest import MANIFEST_NAME, read_manifest
@@ -88,6 +89,9 @@ class SemanticStepConfig:
 
     backbone: Literal["segue", "whisper"] = "segue"
     whisper: str = ""
+    #: a fitted tokenizer folder (e.g. a bundle's semantic/) used as it is: no semantic model
+    #: trained, no k-means fitted ("": make one as `backbone` says)
+    tokenizer_from: str = ""
     iterations: int = 1  # 1: MFCC targets only; 2: then a second model on the first's clusters
     it1: SemanticRunConfig = field(default_factory=lambda: semantic_preset("tiny"))
     it2: SemanticRunConfig = field(default_factory=lambda: iteration2_config("tiny"))
@@ -140,6 +144,24 @@ class AudioLMRecipeConfig:
     bundle: BundleConfig = field(default_factory=BundleConfig)
 
 
+def start_from(config: AudioLMRecipeConfig, bundle: str | Path) -> AudioLMRecipeConfig:
+    """Fine-tune `bundle` (in place): its codec and semantic tokenizer as they are (nothing
+    trained, nothing fitted: the tokens keep their meaning), its three LMs and SoundStorm (when
+    it has one) trained further on the recipe's corpus (`train.init_from`)."""
+    path = Path(bundle).expanduser().resolve()
+    missing = [f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()]
+    if missing:
+        raise InputError(f"{path}: not a model bundle to start from, missing {', '.join(missing)}")
+    config.codec.train.init_from = str(path / "codec")
+    config.codec.optim.max_steps = 0
+    config.semantic.tokenizer_from = str(path / "semantic")
+    for stage in STAGES:
+        getattr(config, f"lm_{stage}").train.init_from = str(path / f"{stage}_lm")
+    storm = path / "soundstorm"
+    config.soundstorm.train.init_from = str(storm) if storm.is_dir() else None
+    return config
+
+
 # ----------------------------------------------------------------------------------- helpers
 
 
@@ -184,6 +206,11 @@ def _lm_config(ctx: Context, stage: str) -> LMRunConfig:
     return config
 
 
+def codec_kept(config: CodecRunConfig) -> bool:
+    """Whether the codec step keeps a trained codec as it is (`train.init_from`, 0 steps)."""
+    return bool(config.train.init_from) and config.optim.max_steps == 0
+
+
 def _split_with_files(manifest: Path, wanted: str) -> str:
     """`wanted`, or the first of valid/train that has files (tiny corpora may lack a test split)."""
     for split in dict.fromkeys((wanted, "valid", "train")):
@@ -196,9 +223,18 @@ def _split_with_files(manifest: Path, wanted: str) -> str:
 
 
 def codec(ctx: Context) -> dict[str, Any]:
-    """Train the codec; OUT/codec is its run folder."""
+    """Train the codec; OUT/codec is its run folder. With `codec.train.init_from` and
+    `codec.optim.max_steps=0`, that codec as it is: OUT/codec is its exported copy."""
     config = copy.deepcopy(ctx.config.codec)
     config.data.manifest = str(_manifest(ctx))
+    if codec_kept(config):
+        source = str(config.train.init_from)
+
+        def export() -> dict[str, Any]:
+            load_trained_codec(source).save_pretrained(ctx.dir("codec"))
+            return {"steps": 0, "from": source}
+
+        return ctx.main_only(export) or {}
     return _train(CodecTask(config), config, ctx.dir("codec"))
 
 
@@ -206,6 +242,8 @@ def semantic(ctx: Context) -> dict[str, Any]:
     """HuBERT iteration 1 (MFCC targets), optionally 2 (on every rank), then the k-means
     tokenizer (fitted on rank 0)."""
     cfg, root, manifest = ctx.config.semantic, ctx.dir("semantic"), str(_manifest(ctx))
+    if cfg.tokenizer_from:
+        return ctx.main_only(lambda: _copy_tokenizer(cfg.tokenizer_from, root / "tokenizer")) or {}
     numbers: dict[str, Any] = {"backbone": cfg.backbone}
     teacher = ""
     for i in range(1, cfg.iterations + 1 if cfg.backbone == "segue" else 1):
@@ -226,6 +264,16 @@ def semantic(ctx: Context) -> dict[str, Any]:
         "mse": round(float(info.get("mse", math.nan)), 4),
     }
     return numbers
+
+
+def _copy_tokenizer(source: str, out: Path) -> dict[str, Any]:
+    """`semantic.tokenizer_from`: a fitted tokenizer, read (and so checked) and saved as
+    OUT/semantic/tokenizer."""
+    from segue.semantic.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(source)
+    tokenizer.save(out)
+    return {"from": str(source), "tokenizer": {"k": tokenizer.vocab_size}}
 
 
 def _fit_tokenizer(ctx: Context, teacher: str) -> Any:

@@ -15,12 +15,16 @@ thread estimated from the per-step speeds in docs/, except piano-tiny's, measure
                  logs over two sessions, mostly at 1 thread).
     speech-gpu   40 h of speech, `audiolm` codec and LMs, `base` semantic model (2 iterations),
                  at the presets' step counts: days on one GPU. A starting point, not yet run.
+    finetune     the shipped speech bundle trained further on your own audio (`--data`; another
+                 bundle with `--init-from`): its codec and semantic tokenizer as they are, its
+                 LMs and SoundStorm 1000-3000 more steps each; see `finetune()` for times.
     librilight   speech-gpu's models on your own audio (`--data`, e.g. Libri-Light's 60k h),
                  sized in `librilight()`'s docstring. Not yet run.
 """
 
 from __future__ import annotations
 
+from segue import PACKAGED_BUNDLE
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import apply_overrides
 from segue.lm.train import run_config_for
@@ -32,6 +36,7 @@ from segue.recipes.audiolm import (
     KMeansConfig,
     SemanticStepConfig,
     iteration2_config,
+    start_from,
 )
 from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import Recipe
@@ -109,6 +114,23 @@ def piano_tiny() -> AudioLMRecipeConfig:
     return config
 
 
+def finetune() -> AudioLMRecipeConfig:
+    """The shipped `speech-tiny` bundle fine-tuned on your audio (`--data`, required): its codec
+    and semantic tokenizer kept (the tokens mean what they meant), its three LMs and SoundStorm
+    trained further from their weights at a third of the from-scratch learning rate, a short
+    warm-up, and float16 weights in the bundle (as shipped). `--init-from BUNDLE` starts from
+    another bundle instead (`start_from`)."""
+    config = speech_tiny()
+    config.corpus = CorpusConfig(kind="own")
+    steps = {"lm_semantic": 1000, "lm_coarse": 2000, "lm_fine": 1000, "soundstorm": 3000}
+    for name, max_steps in steps.items():
+        run = getattr(config, name)
+        run.optim.max_steps, run.optim.warmup_steps = max_steps, 100
+        run.optim.lr /= 3
+    config.bundle.half = True
+    return start_from(config, PACKAGED_BUNDLE)
+
+
 def speech_gpu() -> AudioLMRecipeConfig:
     """The paper-sized presets (`audiolm` codec and LMs, `base` semantic, 2 iterations) on 40 h
     of speech, for one GPU. Days of training at the presets' step counts."""
@@ -166,6 +188,12 @@ RECIPES: dict[str, Recipe] = {
         Recipe("smoke", "about a minute: 3 min of speech, 3-4 steps per model", smoke, STEPS),
         Recipe("speech-tiny", "a few CPU hours: 4 h of speech, tiny models", speech_tiny, STEPS),
         Recipe("piano-tiny", "a few CPU hours: 4 h of piano, tiny models", piano_tiny, STEPS),
+        Recipe(
+            "finetune",
+            "CPU hours: the shipped bundle trained further on your own audio (--data)",
+            finetune,
+            STEPS,
+        ),
         Recipe("speech-gpu", "one GPU, days: 40 h of speech, paper-sized", speech_gpu, STEPS),
         Recipe(
             "librilight",

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from segue.codec.train import CodecRunConfig
+from segue.codec.train import adopt_initial as adopt_codec
 from segue.lm.train import LMRunConfig
-from segue.recipes.audiolm import AudioLMRecipeConfig
+from segue.recipes.audiolm import AudioLMRecipeConfig, codec_kept
 from segue.recipes.runner import DONE_NAME
 from segue.semantic.train import SemanticRunConfig
 from segue.soundstorm.train import SoundStormRunConfig
@@ -183,12 +184,16 @@ def soundstorm_size(config: SoundStormRunConfig, window: int) -> ModelSize:
 def model_sizes(config: AudioLMRecipeConfig, out: Path) -> list[ModelSize]:
     """Every model the recipe trains, sized from its config (token spaces as `tokenize` makes
     them: read from OUT/tokenize when it is there, else from the codec and tokenizer configs)."""
+    from segue.lm.train import adopt_initial as adopt_lm
     from segue.lm.train import fill_from_shards as fill_lm
+    from segue.soundstorm.train import adopt_initial as adopt_soundstorm
     from segue.soundstorm.train import fill_from_shards as fill_soundstorm
 
-    sizes = [codec_size(config.codec)]
+    config = copy.deepcopy(config)
+    adopt_codec(config.codec)  # fine-tuning: the sizes of the models started from
+    sizes = [] if codec_kept(config.codec) else [codec_size(config.codec)]
     semantic = config.semantic
-    if semantic.backbone == "segue":
+    if semantic.backbone == "segue" and not semantic.tokenizer_from:
         sizes += [
             semantic_size(f"semantic.it{i}", getattr(semantic, f"it{i}"))
             for i in range(1, semantic.iterations + 1)
@@ -197,10 +202,12 @@ def model_sizes(config: AudioLMRecipeConfig, out: Path) -> list[ModelSize]:
         for stage in ("semantic", "coarse", "fine"):
             lm = copy.deepcopy(getattr(config, f"lm_{stage}"))
             lm.data.semantic_shards, lm.data.acoustic_shards = semantic_dir, acoustic_dir
+            adopt_lm(lm)
             fill_lm(lm)
             sizes.append(lm_size(f"lm_{stage}", lm))
         storm = copy.deepcopy(config.soundstorm)
         storm.data.semantic_shards, storm.data.acoustic_shards = semantic_dir, acoustic_dir
+        adopt_soundstorm(storm)
         sizes.append(soundstorm_size(storm, fill_soundstorm(storm)))
     return sizes
 
@@ -231,17 +238,24 @@ class shard_folders:
 
 
 def _token_meta(config: AudioLMRecipeConfig) -> dict[str, dict[str, Any]]:
-    """The meta.json of the shards `tokenize` would write, from the codec and tokenizer configs."""
+    """The meta.json of the shards `tokenize` would write, from the codec and tokenizer configs
+    (a kept tokenizer's own numbers)."""
     codec = config.codec.model
     semantic = config.semantic
-    if semantic.backbone == "whisper":
+    if semantic.tokenizer_from:
+        from segue.semantic.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(semantic.tokenizer_from)
+        vocab, rate = tokenizer.vocab_size, tokenizer.frame_rate
+    elif semantic.backbone == "whisper":
         from segue.semantic.whisper import HOP, SAMPLE_RATE
 
-        rate = SAMPLE_RATE / (2 * HOP * 2)  # WhisperExtractor's default pool of 2
+        vocab, rate = semantic.tokenizer.k, SAMPLE_RATE / (2 * HOP * 2)  # the default pool: 2
     else:
+        vocab = semantic.tokenizer.k
         rate = getattr(semantic, f"it{semantic.iterations}").model.frame_rate
     return {
-        "semantic": {"kind": "semantic", "levels": 1, "vocab_size": semantic.tokenizer.k,
+        "semantic": {"kind": "semantic", "levels": 1, "vocab_size": vocab,
                      "frame_rate": rate},
         "acoustic": {"kind": "acoustic", "levels": codec.n_codebooks,
                      "vocab_size": codec.codebook_size, "frame_rate": codec.frame_rate,

@@ -101,6 +101,16 @@ def fill_from_shards(config: SoundStormRunConfig) -> int:
     return window
 
 
+def adopt_initial(config: SoundStormRunConfig) -> SoundStorm | None:
+    """Fine-tuning (`train.init_from`): the saved model, its shape and sampling settings set in
+    `config` (in place; the run keeps its dropout); None without one."""
+    if not config.train.init_from:
+        return None
+    initial = load_soundstorm(config.train.init_from)
+    config.model = fine_tune_config(initial.config, config.model)
+    return initial
+
+
 class SoundStormDataset(Dataset):
     """Random crops of `window` semantic tokens and their r * window acoustic frames.
 
@@ -164,10 +174,7 @@ class SoundStormTask(TrainTask):
 
     def __init__(self, config: SoundStormRunConfig):
         self.config = config
-        self.initial: SoundStorm | None = None
-        if config.train.init_from:  # fine-tuning: the saved model's shape and sampling
-            self.initial = load_soundstorm(config.train.init_from)
-            config.model = fine_tune_config(self.initial.config, config.model)
+        self.initial = adopt_initial(config)
         self.window = fill_from_shards(config)
 
     def setup(self, device: torch.device) -> None:

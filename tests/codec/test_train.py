@@ -73,6 +73,32 @@ def test_checkpoint_loads_as_a_codec(tone_manifest, tmp_path):
         load_codec(tmp_path)
 
 
+def test_fine_tuning_starts_from_the_saved_codec_with_fresh_discriminators(
+    tone_manifest, tmp_path
+):
+    """train.init_from: the saved codec's shape and weights, the run's losses and
+    discriminators (fresh); an hf: codec cannot be trained further."""
+    base = run_config(tone_manifest, steps=3)
+    trainer = Trainer(CodecTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trainer.close()
+    load_codec(tmp_path / "base").save_pretrained(tmp_path / "export")
+    config = apply_overrides(
+        CodecRunConfig(data=base.data, train=base.train),  # the default codec: not the saved one
+        [f"train.init_from={tmp_path / 'export'}", "model.loss.discriminator_warmup_steps=1"],
+    )
+    task = CodecTask(config)
+    assert config.model.channels == base.model.channels
+    assert config.model.loss.discriminator_warmup_steps == 1  # the run's
+    assert config.model.discriminator == CodecRunConfig().model.discriminator  # the run's
+    tuned = Trainer(task, config, tmp_path / "tuned")
+    saved = load_codec(tmp_path / "export").state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in tuned.raw_modules["codec"].state_dict().items())
+    tuned.close()
+    with pytest.raises(ValueError, match="not a segue codec"):
+        CodecTask(apply_overrides(CodecRunConfig(data=base.data), ["train.init_from=hf:x"]))
+
+
 def test_training_needs_a_manifest():
     with pytest.raises(ValueError, match="manifest"):
         CodecTask(CodecRunConfig())

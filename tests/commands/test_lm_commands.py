@@ -113,5 +113,5 @@ def test_train_init_from_fine_tunes_an_exported_lm(runs, tmp_path):
     assert (config["model"]["d_model"], config["stage"]["window_seconds"]) == (
         exported["d_model"], float(WINDOWS["fine"][0])
     )  # the saved LM's, not the command's defaults (the tiny preset: d 192, 4 s windows)
-    with pytest.raises(SystemExit):  # the codec cannot be fine-tuned: no such flag
-        cli.parse(["codec", "train", "m.jsonl", "-o", "x", "--init-from", "y"])
+    with pytest.raises(SystemExit):  # the semantic model cannot be fine-tuned: no such flag
+        cli.parse(["semantic", "train", "m.jsonl", "-o", "x", "--init-from", "y"])
