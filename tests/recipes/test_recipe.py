@@ -386,6 +386,40 @@ def test_a_recipe_trains_on_a_folder_of_your_own_audio(smoke, tmp_path, capsys):
     assert audio.shape == (1, prompt.shape[0] + model.sample_rate // 2)
 
 
+def test_init_from_fine_tunes_a_bundle_on_a_corpus(smoke, tmp_path, capsys):
+    """`--init-from BUNDLE`: the bundle's codec and tokenizer kept as they are (the shards are
+    its tokens), its LMs and SoundStorm trained further from their weights."""
+    from segue.codec.load import load_codec
+    from segue.lm.stages import load_lm
+    from segue.pipeline import AudioLM
+    from segue.semantic.tokenizer import load_tokenizer
+
+    smoke_out, _ = smoke
+    base = smoke_out / "bundle"
+    out = tmp_path / "tuned"
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--init-from", str(base),
+            "--data", str(smoke_out / "corpus" / "manifest.jsonl")]  # fmt: skip
+    status, printed, err = segue_recipe(capsys, *argv)
+    assert status == 0, err
+    before, after = load_codec(base / "codec").state_dict(), load_codec(out / "codec").state_dict()
+    assert all(torch.equal(v, after[k].to(v.dtype)) for k, v in before.items())
+    assert json.loads((out / "codec" / DONE_NAME).read_text())["numbers"]["steps"] == 0
+    kept = load_tokenizer(out / "semantic" / "tokenizer")
+    assert kept.vocab_size == load_tokenizer(base / "semantic").vocab_size
+    assert not (out / "semantic" / "it1").exists()  # nothing trained, nothing fitted
+    for stage in ("semantic", "coarse", "fine"):
+        run = json.loads((out / f"lm_{stage}" / "config.json").read_text())
+        assert run["train"]["init_from"] == str((base / f"{stage}_lm").resolve())
+        assert load_lm(out / f"lm_{stage}").stage == load_lm(base / f"{stage}_lm").stage
+    storm = json.loads((out / "soundstorm" / "config.json").read_text())
+    assert storm["train"]["init_from"] == str((base / "soundstorm").resolve())
+    model = AudioLM.from_pretrained(out / "bundle")
+    assert model.tokenizer.vocab_size == kept.vocab_size and model.soundstorm is not None
+    status, printed, _ = segue_recipe(capsys, "smoke", "--out", str(tmp_path / "x"),
+                                      "--init-from", str(tmp_path))  # fmt: skip
+    assert status != 0 and "not a model bundle to start from" in printed + _
+
+
 def test_a_manifest_is_taken_as_it_is_with_its_splits(smoke, tmp_path):
     from segue.data.manifest import read_manifest
     from segue.recipes.corpus import CorpusConfig, _own_corpus
