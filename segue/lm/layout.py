@@ -260,3 +260,24 @@ def prompt_frames(stage: StageConfig) -> int:
     """The prompt kept when a window slides, in the stage's conditioning frames."""
     rate = stage.acoustic_rate if stage.stage == "fine" else stage.semantic_rate
     return round(stage.prompt_seconds * rate)
+
+
+def shared_ids(
+    old: Layout, new: Layout, *, semantic: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(new ids, old ids) that mean the same token in two layouts of one stage: the specials,
+    the acoustic levels both have (same codebook size), and, with `semantic` (one tokenizer),
+    the semantic codes of one vocabulary. Fine-tuning on another semantic tokenizer's tokens
+    carries the others over (`semantic=False`)."""
+    pairs = [(new.eos + i, old.eos + i) for i in range(4)]  # EOS BOS SEP PAD
+    old_s = old.n_codes if isinstance(old, SemanticLayout) else getattr(old, "semantic_vocab", 0)
+    new_s = new.n_codes if isinstance(new, SemanticLayout) else getattr(new, "semantic_vocab", 0)
+    if semantic and old_s and old_s == new_s:
+        pairs += [(i, i) for i in range(new_s)]
+    acoustic = isinstance(old, _AcousticLayout) and isinstance(new, _AcousticLayout)
+    if acoustic and old.acoustic_vocab == new.acoustic_vocab:
+        levels = min(old.first_level + old.n_target_levels, new.first_level + new.n_target_levels)
+        for q in range(levels):
+            pairs += zip(range(*new.level_range(q)), range(*old.level_range(q)))
+    new_ids, old_ids = zip(*sorted(pairs))
+    return torch.tensor(new_ids), torch.tensor(old_ids)

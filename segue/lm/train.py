@@ -25,7 +25,7 @@ from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
 from segue.lm.data import CoarseDataset, FineDataset, FirstItems, SemanticDataset
-from segue.lm.layout import Layout, layout_for
+from segue.lm.layout import Layout, layout_for, shared_ids
 from segue.lm.loss import Softmax, level_ranges, sliced_loss, token_loss
 from segue.lm.model import Transformer
 from segue.lm.stages import StageLM, load_lm
@@ -62,6 +62,10 @@ class LMRunConfig(RunConfig):
             log_every=25,
         )
     )
+    #: fine-tuning (`train.init_from`) on the tokens of another semantic tokenizer than the
+    #: saved LM's: the semantic codes' embeddings and output rows start fresh, every other
+    #: weight (blocks, acoustic and special tokens) comes from the saved LM
+    new_semantic_tokens: bool = False
     #: "full": each target over the whole vocabulary; "level": over the ids sampling draws it
     #: from (its acoustic level; codes + EOS for the semantic stage), 1.7x faster fine-LM steps
     #: on a CPU, losses not comparable with "full" runs (segue.lm.loss).
@@ -154,7 +158,28 @@ def adopt_initial(config: LMRunConfig) -> StageLM | None:
         )
     config.model = fine_tune_config(initial.model.config, config.model)
     config.stage = copy.deepcopy(initial.stage)
+    if config.new_semantic_tokens:  # the shards' token space and length, not the saved ones
+        config.stage.semantic_vocab = config.stage.semantic_rate = None
+        config.model.vocab_size = config.model.max_seq_len = None
     return initial
+
+
+#: Transformer weights with one row per token id ([vocab, d])
+TOKEN_ROWS = ("embed.weight", "head.weight")
+
+
+def carried_over(fresh: dict, saved: StageLM, layout: Layout) -> dict[str, torch.Tensor]:
+    """`saved`'s weights in `layout` (another semantic vocabulary): the rows of the ids both
+    layouts share (`shared_ids`) copied into the `fresh` model's state, the rest saved as is."""
+    new_ids, old_ids = shared_ids(saved.layout, layout, semantic=False)
+    state = {}
+    for name, value in saved.model.state_dict().items():
+        if name in TOKEN_ROWS:
+            rows = fresh[name].clone()
+            rows[new_ids] = value[old_ids].to(rows.dtype)
+            value = rows
+        state[name] = value
+    return state
 
 
 def build_dataset(
@@ -191,7 +216,10 @@ class LMTask(TrainTask):
     def load_initial(self, source: str) -> None:
         """The saved LM's weights (its EMA ones for a run folder), loaded in __init__."""
         assert self.initial is not None, "train.init_from is read when the task is made"
-        self.model.load_state_dict(self.initial.model.state_dict())
+        state = self.initial.model.state_dict()
+        if self.config.new_semantic_tokens:
+            state = carried_over(self.model.state_dict(), self.initial, self.layout)
+        self.model.load_state_dict(state)
         self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:

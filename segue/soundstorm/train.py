@@ -63,6 +63,9 @@ class SoundStormRunConfig(RunConfig):
             precision="bf16-native",  # bf16 on GPUs, and on CPUs that have it natively
         )
     )
+    #: fine-tuning (`train.init_from`) on another semantic tokenizer's tokens than the saved
+    #: model's: their embeddings start fresh, every other weight comes from the saved model
+    new_semantic_tokens: bool = False
 
 
 def _meta(path: str, kind: str) -> dict:
@@ -108,6 +111,8 @@ def adopt_initial(config: SoundStormRunConfig) -> SoundStorm | None:
         return None
     initial = load_soundstorm(config.train.init_from)
     config.model = fine_tune_config(initial.config, config.model)
+    if config.new_semantic_tokens:
+        config.model.semantic_vocab = None  # the shards'
     return initial
 
 
@@ -183,7 +188,12 @@ class SoundStormTask(TrainTask):
     def load_initial(self, source: str) -> None:
         """The saved model's weights (its EMA ones for a run folder), loaded in __init__."""
         assert self.initial is not None, "train.init_from is read when the task is made"
-        self.model.load_state_dict(self.initial.state_dict())
+        state = self.initial.state_dict()
+        if self.config.new_semantic_tokens:  # fresh semantic code rows, the saved PAD row
+            rows = self.model.semantic.weight.detach().clone()
+            rows[-1] = state["semantic.weight"][-1]
+            state["semantic.weight"] = rows
+        self.model.load_state_dict(state)
         self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:

@@ -62,3 +62,19 @@ def write_shards(
         writer.flush()
         merge_index(writer.out)
     return root / "semantic", root / "acoustic"
+
+
+def relabel_semantic(source: Path, out: Path, vocab_size: int = 20) -> Path:
+    """The semantic shards of `source` as another tokenizer would give them: each token s
+    becomes (5 s + 3) % K_S in a vocabulary of `vocab_size` codes (same files, splits, timing)."""
+    from segue.data.shards import TokenShards
+
+    shards = TokenShards(source)
+    writer = TokenShardWriter(
+        out, kind="semantic", levels=1, vocab_size=vocab_size, frame_rate=25.0
+    )
+    for i, entry in enumerate(shards.entries):
+        writer.add(entry.key, (5 * shards.tokens(i) + 3) % K_S, dict(entry.info))
+    writer.flush()
+    merge_index(out)
+    return out

@@ -131,3 +131,23 @@ def test_windows_follow_the_rates():
 
 def test_dedup_removes_consecutive_repeats_only():
     assert dedup(torch.tensor([5, 5, 2, 2, 2, 5, 1])).tolist() == [5, 2, 5, 1]
+
+
+def test_shared_ids_carry_the_acoustic_levels_and_specials_across_semantic_vocabularies():
+    from segue.lm.layout import CoarseLayout, shared_ids
+
+    def coarse(s):
+        return CoarseLayout(n_codes=s + 2 * 8, semantic_vocab=s, acoustic_vocab=8,
+                            first_level=0, n_target_levels=2, window=5)  # fmt: skip
+
+    old, new = coarse(16), coarse(10)
+    new_ids, old_ids = shared_ids(old, new)
+    assert len(new_ids) == 2 * 8 + 4  # no semantic code: the vocabularies differ
+    pairs = dict(zip(new_ids.tolist(), old_ids.tolist()))
+    for q in range(2):
+        assert all(pairs[new.level_offset(q) + c] == old.level_offset(q) + c for c in range(8))
+    assert (pairs[new.eos], pairs[new.sep], pairs[new.pad]) == (old.eos, old.sep, old.pad)
+    same, _ = shared_ids(old, old)
+    assert same.tolist() == list(range(old.vocab_size))  # one tokenizer: every id
+    other, _ = shared_ids(old, old, semantic=False)
+    assert min(other.tolist()) == 16  # another tokenizer of the same size: no semantic code

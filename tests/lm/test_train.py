@@ -12,7 +12,7 @@ from segue.config import apply_overrides
 from segue.lm.config import LMConfig
 from segue.lm.evaluate import evaluate_lm
 from segue.lm.stages import load_lm
-from segue.lm.train import LMRunConfig, LMTask, build_dataset, run_config_for
+from segue.lm.train import TOKEN_ROWS, LMRunConfig, LMTask, build_dataset, run_config_for
 from segue.train import Trainer
 from tests.conftest import quick_run_overrides
 
@@ -205,3 +205,29 @@ def test_fine_tuning_starts_from_the_saved_lm_and_resumes_from_its_own_checkpoin
     wrong = apply_overrides(tiny_run("fine", shards), [f"train.init_from={tmp_path / 'base'}"])
     with pytest.raises(ValueError, match="is a coarse LM, this run trains a fine one"):
         LMTask(wrong)
+
+
+def test_fine_tuning_on_another_semantic_tokenizer_keeps_all_but_its_rows(shards, tmp_path):
+    """new_semantic_tokens: the shards' semantic vocabulary; blocks, acoustic and special rows
+    from the saved LM; the semantic code rows fresh. Without it the mismatch is an error."""
+    from tests.lm.synthetic import relabel_semantic
+
+    base = tiny_run("coarse", shards, steps=3)
+    trainer = Trainer(LMTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trainer.close()
+    saved = load_lm(tmp_path / "base")
+    other = relabel_semantic(shards[0], tmp_path / "other", vocab_size=20)
+    overrides = [f"train.init_from={tmp_path / 'base'}", f"data.semantic_shards={other}"]
+    with pytest.raises(ValueError, match="semantic_vocab=16"):
+        LMTask(apply_overrides(tiny_run("coarse", shards), overrides))
+    config = apply_overrides(tiny_run("coarse", shards), [*overrides, "new_semantic_tokens=true"])
+    task = LMTask(config)
+    assert config.stage.semantic_vocab == 20 and config.model.vocab_size == 20 + 2 * 8 + 4
+    tuned = Trainer(task, config, tmp_path / "tuned")
+    state, old = tuned.raw_modules["model"].state_dict(), saved.model.state_dict()
+    tuned.close()
+    assert all(torch.equal(state[k], v) for k, v in old.items() if k not in TOKEN_ROWS)
+    for name in TOKEN_ROWS:  # the acoustic codes and specials moved up by 20 - 16 ids
+        assert torch.equal(state[name][20:], old[name][16:])
+        assert not torch.equal(state[name][:16], old[name][:16])  # semantic codes: fresh

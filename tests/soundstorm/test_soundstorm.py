@@ -294,3 +294,25 @@ def test_fine_tuning_starts_from_the_saved_model(shards, tmp_path):
     config = apply_overrides(tiny_run(shards, 1), [f"train.init_from={tmp_path / 'other'}"])
     with pytest.raises(ValueError, match="codebook_size"):
         SoundStormTask(config)
+
+
+def test_fine_tuning_on_another_semantic_tokenizer_starts_its_embeddings_fresh(shards, tmp_path):
+    from tests.lm.synthetic import relabel_semantic
+
+    base = tiny_run(shards, steps=2)
+    trainer = Trainer(SoundStormTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trainer.close()
+    old = load_soundstorm(tmp_path / "base").state_dict()
+    other = relabel_semantic(shards[0], tmp_path / "other", vocab_size=20)
+    config = apply_overrides(tiny_run(shards, 1), [
+        f"train.init_from={tmp_path / 'base'}", f"data.semantic_shards={other}",
+        "new_semantic_tokens=true",
+    ])  # fmt: skip
+    tuned = Trainer(SoundStormTask(config), config, tmp_path / "tuned")
+    state = tuned.raw_modules["model"].state_dict()
+    tuned.close()
+    assert config.model.semantic_vocab == 20 and state["semantic.weight"].shape[0] == 21
+    assert all(torch.equal(state[k], v) for k, v in old.items() if k != "semantic.weight")
+    assert torch.equal(state["semantic.weight"][-1], old["semantic.weight"][-1])  # PAD
+    assert not torch.equal(state["semantic.weight"][:K_S], old["semantic.weight"][:K_S])
