@@ -17,7 +17,8 @@ thread estimated from the per-step speeds in docs/, except piano-tiny's, measure
                  at the presets' step counts: days on one GPU. A starting point, not yet run.
     finetune     the shipped speech bundle trained further on your own audio (`--data`; another
                  bundle with `--init-from`): its codec and semantic tokenizer as they are, its
-                 LMs and SoundStorm 1000-3000 more steps each; see `finetune()` for times.
+                 LMs and SoundStorm 300-1500 more steps each (the coarse and fine LMs' steps
+                 take ~2 s on one thread here); see docs/recipes.md for a measured run.
     librilight   speech-gpu's models on your own audio (`--data`, e.g. Libri-Light's 60k h),
                  sized in `librilight()`'s docstring. Not yet run.
 """
@@ -122,7 +123,7 @@ def finetune() -> AudioLMRecipeConfig:
     another bundle instead (`start_from`)."""
     config = speech_tiny()
     config.corpus = CorpusConfig(kind="own")
-    steps = {"lm_semantic": 1000, "lm_coarse": 2000, "lm_fine": 1000, "soundstorm": 3000}
+    steps = {"lm_semantic": 1000, "lm_coarse": 600, "lm_fine": 300, "soundstorm": 1500}
     for name, max_steps in steps.items():
         run = getattr(config, name)
         run.optim.max_steps, run.optim.warmup_steps = max_steps, 100
