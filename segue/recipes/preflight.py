@@ -26,7 +26,7 @@ import torch
 from segue.data.manifest import MANIFEST_NAME, ManifestError, check_files, read_manifest
 from segue.data.splits import assign_splits
 from segue.errors import SegueError
-from segue.recipes.audiolm import AudioLMRecipeConfig
+from segue.recipes.audiolm import AudioLMRecipeConfig, codec_kept
 from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import (
     DONE_NAME,
@@ -149,6 +149,7 @@ def _check_plan(
         if holder is not None:
             what = f"running in another process (pid {holder}): a run would stop there"
         tag = f"[{i}/{total}]"
+        what += _starting_point(config, state.step)
         section.lines.append(f"{tag:>{2 * len(str(total)) + 3}} {state.step:<{width}}  {what}")
     message = refusal(recipe, out, states)
     if message:
@@ -158,6 +159,16 @@ def _check_plan(
         numbers = json.loads((out / "corpus" / DONE_NAME).read_text()).get("numbers", {})
         return _hours_of(numbers)
     return None
+
+
+def _starting_point(config: AudioLMRecipeConfig, step: str) -> str:
+    """What a step starts from when it does not start from nothing (`start_from`)."""
+    if step == "codec" and codec_kept(config.codec):
+        return f": the codec of {config.codec.train.init_from}, kept as it is"
+    if step == "semantic" and config.semantic.tokenizer_from:
+        return f": the tokenizer of {config.semantic.tokenizer_from}, kept as it is"
+    source = getattr(getattr(getattr(config, step, None), "train", None), "init_from", None)
+    return f", from {source}" if source else ""
 
 
 def _hours_of(numbers: dict[str, Any]) -> float | None:

@@ -211,3 +211,22 @@ def test_machine_shows_the_launcher_and_cuda(tmp_path, monkeypatch):
     assert "CUDA: 1 device(s): Tiny GPU" in lines
     assert "note: lm_fine's estimate" in lines and "exceeds device 0's 1.0 MiB" in lines
     assert "CPU cores available to this process" in lines
+
+
+def test_the_plan_says_what_a_fine_tuning_starts_from(tmp_path):
+    from segue.bundle import PARTS
+    from segue.recipes.audiolm import start_from
+    from segue.recipes.preflight import Preflight, _check_plan
+
+    bundle = tmp_path / "bundle"
+    for part in (*PARTS, "soundstorm"):
+        (bundle / part).mkdir(parents=True)
+    config = start_from(SMOKE.make_config(), bundle)
+    report = Preflight("smoke", tmp_path / "out")
+    _check_plan(report, SMOKE, config, tmp_path / "out", None, [])
+    lines = {line.split()[1]: line for line in report.sections[0].lines}
+    assert lines["codec"].endswith(f"the codec of {bundle / 'codec'}, kept as it is")
+    assert lines["semantic"].endswith(f"the tokenizer of {bundle / 'semantic'}, kept as it is")
+    assert lines["lm_coarse"].endswith(f"would run, from {bundle / 'coarse_lm'}")
+    assert lines["soundstorm"].endswith(f"from {bundle / 'soundstorm'}")
+    assert lines["corpus"].endswith("would run")  # nothing to start from
