@@ -39,12 +39,17 @@ PARTS = {
 OPTIONAL_PARTS = {"soundstorm": "the SoundStorm acoustic model"}
 
 
+def missing_parts(path: Path) -> list[str]:
+    """The required part folders `path` lacks, as "name/ (what it holds)"."""
+    return [f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()]
+
+
 def read_bundle_meta(path: Path) -> dict[str, Any]:
     """bundle.json of a bundle folder, after checking that every part is there and that this
     segue reads its format version."""
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such model bundle folder")
-    missing = [f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()]
+    missing = missing_parts(path)
     if not (path / BUNDLE_NAME).is_file():
         missing.append(BUNDLE_NAME)
     if missing:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 
-from segue.bundle import PARTS
+from segue.bundle import missing_parts
 from segue.codec.train import CodecRunConfig, CodecTask, load_trained_codec
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import unset_old_placeholders, write_atomic
@@ -149,7 +149,7 @@ def start_from(config: AudioLMRecipeConfig, bundle: str | Path) -> AudioLMRecipe
     trained, nothing fitted: the tokens keep their meaning), its three LMs and SoundStorm (when
     it has one) trained further on the recipe's corpus (`train.init_from`)."""
     path = Path(bundle).expanduser().resolve()
-    missing = [f"{name}/ ({what})" for name, what in PARTS.items() if not (path / name).is_dir()]
+    missing = missing_parts(path)
     if missing:
         raise InputError(f"{path}: not a model bundle to start from, missing {', '.join(missing)}")
     config.codec.train.init_from = str(path / "codec")
