@@ -209,7 +209,6 @@ class LMTask(TrainTask):
         self.level_ranges = level_ranges(self.layout)
         self.ranges = self.level_ranges if config.softmax == "level" else None
 
-
     def setup(self, device: torch.device) -> None:
         self.model = Transformer(self.config.model)
 

@@ -42,6 +42,7 @@ from segue.recipes.sizing import (
     model_sizes,
     run_config,
 )
+from segue.train import RunConfig
 
 #: Rough disk needs (see `_disk_need`): 16 kHz mono FLAC, ~0.55 of 16-bit PCM's 115 MB/h.
 FLAC_BYTES_PER_HOUR = 64e6
@@ -167,7 +168,8 @@ def _starting_point(config: AudioLMRecipeConfig, step: str) -> str:
         return f": the codec of {config.codec.train.init_from}, kept as it is"
     if step == "semantic" and config.semantic.tokenizer_from:
         return f": the tokenizer of {config.semantic.tokenizer_from}, kept as it is"
-    source = getattr(getattr(getattr(config, step, None), "train", None), "init_from", None)
+    run = getattr(config, step, None)  # a training step's run config (the others: not one)
+    source = run.train.init_from if isinstance(run, RunConfig) else None
     return f", from {source}" if source else ""
 
 
