@@ -12,7 +12,7 @@
 
 Under torchrun every process runs the recipe (segue/recipes/runner.py says who does what).
 
-The recipes, their steps and settings: `segue/recipes/audiolm.py`.
+The recipes' steps: `segue/recipes/audiolm.py`; their settings: `segue/recipes/config.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _recipe(args: argparse.Namespace):
     """(recipe, config): NAME's defaults, or DIR/recipe.json's when NAME is left out; + --set."""
     from segue.config import apply_overrides, from_dict
     from segue.recipes import RECIPE_NAME, RECIPES
-    from segue.recipes.audiolm import start_from
+    from segue.recipes.config import start_from
 
     saved = Path(args.out) / RECIPE_NAME
     if args.name is None:

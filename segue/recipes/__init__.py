@@ -5,11 +5,13 @@
     recipe = RECIPES["smoke"]
     run_recipe(recipe, recipe.make_config(), "runs/smoke", until="codec")
 
-`runner.py` runs steps and keeps their DONE.json markers; `audiolm.py` holds the AudioLM steps
-and their config; `named.py` the named recipes. Only the CLI imports this package.
+`runner.py` runs steps and keeps their DONE.json markers; `audiolm.py` holds the AudioLM steps,
+`config.py` their config (and `start_from`, fine-tuning a bundle); `named.py` the named recipes.
+Only the CLI imports this package.
 """
 
-from segue.recipes.audiolm import STEPS, AudioLMRecipeConfig
+from segue.recipes.audiolm import STEPS
+from segue.recipes.config import AudioLMRecipeConfig
 from segue.recipes.named import RECIPES
 from segue.recipes.runner import (
     DONE_NAME,

@@ -29,9 +29,9 @@ from segue import PACKAGED_BUNDLE
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import apply_overrides
 from segue.lm.train import run_config_for
-from segue.recipes.audiolm import (
+from segue.recipes.audiolm import STEPS
+from segue.recipes.config import (
     STAGES,
-    STEPS,
     AudioLMRecipeConfig,
     EvaluateConfig,
     KMeansConfig,

@@ -26,7 +26,7 @@ import torch
 from segue.data.manifest import MANIFEST_NAME, ManifestError, check_files, read_manifest
 from segue.data.splits import assign_splits
 from segue.errors import SegueError
-from segue.recipes.audiolm import AudioLMRecipeConfig, codec_kept
+from segue.recipes.config import AudioLMRecipeConfig, codec_kept
 from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import (
     DONE_NAME,

@@ -25,7 +25,7 @@ from torch import nn
 from segue.codec.train import CodecRunConfig
 from segue.codec.train import adopt_initial as adopt_codec
 from segue.lm.train import LMRunConfig
-from segue.recipes.audiolm import AudioLMRecipeConfig, codec_kept
+from segue.recipes.config import AudioLMRecipeConfig, codec_kept
 from segue.recipes.runner import DONE_NAME
 from segue.semantic.train import SemanticRunConfig
 from segue.soundstorm.train import SoundStormRunConfig

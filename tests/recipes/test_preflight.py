@@ -215,7 +215,7 @@ def test_machine_shows_the_launcher_and_cuda(tmp_path, monkeypatch):
 
 def test_the_plan_says_what_a_fine_tuning_starts_from(tmp_path):
     from segue.bundle import PARTS
-    from segue.recipes.audiolm import start_from
+    from segue.recipes.config import start_from
     from segue.recipes.preflight import Preflight, _check_plan
 
     bundle = tmp_path / "bundle"

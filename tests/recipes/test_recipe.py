@@ -22,6 +22,8 @@ from segue.recipes import (
     Context,
     RecipeError,
 )
+from segue.recipes.config import AudioLMRecipeConfig
+from segue.recipes.corpus import CorpusConfig
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -249,7 +251,7 @@ def test_e2e_similarity_follows_the_corpus(kind, tmp_path, monkeypatch):
     monkeypatch.setattr(segue.eval, "e2e", stand_in, raising=False)
     monkeypatch.setitem(sys.modules, "segue.eval.e2e", stand_in)
     monkeypatch.setattr(audiolm, "_assemble", lambda ctx, device: "model")
-    config = audiolm.AudioLMRecipeConfig(corpus=audiolm.CorpusConfig(kind))
+    config = AudioLMRecipeConfig(corpus=CorpusConfig(kind))
     ctx = Context(tmp_path, f"{kind}-tiny", config)
     reports = audiolm._evaluate_e2e(ctx, "test", config.evaluate)
     assert sorted(reports) == ["ar", "soundstorm"] and len(seen) == 2
@@ -289,7 +291,7 @@ def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):
     fake_real = fake_corpus("real", 4)
     monkeypatch.setattr(real_speech, "make_real_speech_corpus",
                         lambda out, **kw: real_speech.RealSpeechSummary(fake_real(out), {}))
-    config = apply_overrides(audiolm.AudioLMRecipeConfig(), ["corpus.kind=speech+real",
+    config = apply_overrides(AudioLMRecipeConfig(), ["corpus.kind=speech+real",
                                                      "corpus.real_weight=0.75"])
     numbers = audiolm.corpus(Context(tmp_path, "test", config))
     assert numbers["speech"]["files"] == 30 and numbers["real"]["files"] == 4
@@ -297,7 +299,7 @@ def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):
     drawn = [crops.manifest.entries[crops.file_index(i)].extra["part"] for i in range(len(crops))]
     assert 0.6 < drawn.count("real") / len(drawn) < 0.9  # 3 of 32 train files, weight 0.75
     with pytest.raises(ValueError, match="real_weight"):
-        apply_overrides(audiolm.AudioLMRecipeConfig(), ["corpus.real_weight=1.5"])
+        apply_overrides(AudioLMRecipeConfig(), ["corpus.real_weight=1.5"])
 
 
 def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
@@ -318,7 +320,7 @@ def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
         write(corpus / f"v{i}" / "a.flac", (0.1 * rng.standard_normal(24000)).astype(np.float32))
         entries.append(ManifestEntry(f"v{i}/a.flac", 1.5, 16000, f"v{i}", "train"))
     write_manifest(corpus / "manifest.jsonl", entries)
-    config = apply_overrides(audiolm.AudioLMRecipeConfig(), [
+    config = apply_overrides(AudioLMRecipeConfig(), [
         "semantic.backbone=whisper", "semantic.tokenizer.k=4", "semantic.tokenizer.niter=3",
         "semantic.tokenizer.max_files=4",
     ])
@@ -329,7 +331,7 @@ def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
     assert tokenizer.kind == "whisper" and tokenizer.vocab_size == 4
     assert tokenizer.frame_rate == 25.0
     with pytest.raises(ValueError, match="backbone"):
-        apply_overrides(audiolm.AudioLMRecipeConfig(), ["semantic.backbone=w2v"])
+        apply_overrides(AudioLMRecipeConfig(), ["semantic.backbone=w2v"])
 
 
 # ------------------------------------------------------------------ your own audio (--data)
