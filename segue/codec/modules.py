@@ -31,7 +31,11 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.sin(self.alpha * x).pow(2) / (self.alpha + 1e-9)
+        alpha = self.alpha.view(1, -1, *(1,) * (x.dim() - 2))  # [1, C, 1] or [1, C, 1, 1]
+        if torch.is_grad_enabled():
+            return x + torch.sin(alpha * x).pow(2) / (alpha + 1e-9)
+        # Without autograd: the same terms in one buffer, in place (half the time on a CPU).
+        return torch.mul(x, alpha).sin_().square_().div_(alpha + 1e-9).add_(x)
 
 
 def conv_padding(total: int, causal: bool) -> tuple[int, int]:
@@ -41,7 +45,10 @@ def conv_padding(total: int, causal: bool) -> tuple[int, int]:
 
 
 class PaddedConv1d(nn.Module):
-    """Weight-normalised Conv1d whose output has length ceil(T / stride), causal or centred."""
+    """Weight-normalised Conv1d whose output has length ceil(T / stride), causal or centred.
+
+    Takes [B, C, T], or [B, C, 1, T] (the 2-D layout of `run_channels_last`).
+    """
 
     def __init__(
         self,
@@ -58,11 +65,22 @@ class PaddedConv1d(nn.Module):
         self.padding = conv_padding(total, causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(nn.functional.pad(x, self.padding))
+        conv, (left, right) = self.conv, self.padding
+        weight, two_d = conv.weight, x.dim() == 4
+        if left != right:  # causal or odd: pad explicitly
+            x = nn.functional.pad(x, (left, right))
+        padding = left if left == right else 0  # even: the convolution pads (no copy of x)
+        if two_d:
+            return nn.functional.conv2d(x, weight[:, :, None], conv.bias, (1, conv.stride[0]),
+                                        (0, padding), (1, conv.dilation[0]))
+        return nn.functional.conv1d(x, weight, conv.bias, conv.stride, padding, conv.dilation)
 
 
 class PaddedConvTranspose1d(nn.Module):
-    """Weight-normalised ConvTranspose1d whose output has length exactly T * stride."""
+    """Weight-normalised ConvTranspose1d whose output has length exactly T * stride.
+
+    Takes [B, C, T], or [B, C, 1, T] (the 2-D layout of `run_channels_last`).
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, causal: bool = False):
         super().__init__()
@@ -71,7 +89,12 @@ class PaddedConvTranspose1d(nn.Module):
         self.trim = (0, extra) if causal else ((extra + 1) // 2, extra // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+        if x.dim() == 4:
+            conv = self.conv
+            y = nn.functional.conv_transpose2d(x, conv.weight[:, :, None], conv.bias,
+                                               (1, conv.stride[0]))
+        else:
+            y = self.conv(x)
         left, right = self.trim
         return y[..., left : y.shape[-1] - right]
 
@@ -117,7 +140,7 @@ class Encoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.net(audio)
+        return run_channels_last(self.net, audio)
 
     @property
     def context_samples(self) -> int:
@@ -150,12 +173,27 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net(latents)
+        return run_channels_last(self.net, latents)
 
     @property
     def context_frames(self) -> float:
         """Latent frames one output sample depends on (an upper bound; see `decoder_context`)."""
         return decoder_context(self)
+
+
+def run_channels_last(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """net(x) for x [B, C, T]; without autograd on a CPU, as 2-D convolutions over [B, C, 1, T]
+    in channels-last memory.
+
+    oneDNN's convolutions over few channels and many samples are fastest channels-last, and
+    its transposed ones are 2-3x faster there than PyTorch's 1-D path: the SoundStream decoder
+    runs 1.5x faster on a CPU thread with the same numbers (to float rounding; tests/codec).
+    Training keeps the plain 1-D layout.
+    """
+    if torch.is_grad_enabled() or x.device.type != "cpu":
+        return net(x)
+    y = net(x[:, :, None].contiguous(memory_format=torch.channels_last))  # [B, C', 1, T']
+    return y[:, :, 0].contiguous()
 
 
 class ConvNeXtBlock(nn.Module):

@@ -18,6 +18,7 @@ from segue.codec.modules import (
     ISTFTDecoder,
     PaddedConv1d,
     PaddedConvTranspose1d,
+    Snake,
     inverse_stft,
 )
 
@@ -63,6 +64,37 @@ def test_conv_length_arithmetic(kernel, stride, dilation, causal):
     if stride > 1:
         z = PaddedConvTranspose1d(5, 3, kernel, stride, causal=causal)(y)
         assert z.shape == x.shape
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_inference_layout_computes_what_training_computes(causal):
+    """Without autograd on a CPU, the conv encoder and decoder run as 2-D channels-last
+    convolutions and Snake in place (`run_channels_last`); with autograd they take the readable
+    1-D path. Both give the same numbers, causal or centred, odd paddings included."""
+    torch.manual_seed(0)
+    model = Codec(small_config(causal=causal, strides=(2, 5, 8), channels=6)).eval()
+    for module in model.modules():  # Snake's alphas away from 1, so its terms matter
+        if isinstance(module, Snake):
+            module.alpha.data.uniform_(0.3, 3.0)
+    audio = torch.randn(2, 1, 80 * 17) * 0.3
+    with torch.no_grad():
+        latents = model.encoder(audio)
+        decoded = model.decoder(latents)
+    with torch.enable_grad():
+        readable_latents = model.encoder(audio)
+        readable = model.decoder(readable_latents)
+    assert readable.requires_grad and not decoded.requires_grad
+    assert latents.shape == readable_latents.shape == (2, 16, 17)
+    assert decoded.shape == readable.shape == audio.shape and decoded.is_contiguous()
+    torch.testing.assert_close(latents, readable_latents.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decoded, readable.detach(), atol=1e-5, rtol=1e-5)
+    snake, x = Snake(3), torch.randn(2, 3, 50)
+    snake.alpha.data = torch.tensor([[[0.5], [1.0], [2.0]]])
+    expected = x + torch.sin(snake.alpha * x) ** 2 / snake.alpha
+    with torch.no_grad():
+        torch.testing.assert_close(snake(x), expected)
+        torch.testing.assert_close(snake(x[:, :, None])[:, :, 0], expected)  # [B, C, 1, T]
+    torch.testing.assert_close(snake(x), expected)
 
 
 @pytest.mark.parametrize("encoder", ["conv", "stft"])
