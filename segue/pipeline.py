@@ -344,6 +344,8 @@ class AudioLM:
         self._check_semantic_context(known + n)
         sampling = sampling or self.sampling
         generator = self._generator(seed)
+        fade = min(cut, round(CROSSFADE_SECONDS * self.sample_rate))
+        fade_from = cut - fade  # the prompt's audio before this is kept as given, not decoded
         names = stage_names("continue", path)
         with _Stages(names, progress) as stage:
             stage("tokenize")
@@ -358,9 +360,8 @@ class AudioLM:
                 **sampling.semantic.kwargs(),
             )
             semantic = torch.cat([semantic, out.tokens], dim=1)
-            decoded = self._acoustic(path, semantic, codes, sampling, generator, stage)
+            decoded = self._acoustic(path, semantic, codes, sampling, generator, stage, fade_from)
         audio = torch.cat([x[:, :cut], decoded[:, cut : length + new]], dim=1)
-        fade = min(cut, round(CROSSFADE_SECONDS * self.sample_rate))
         if fade:
             ramp = torch.linspace(0, 1, fade + 2, device=audio.device)[1:-1]
             span = slice(cut - fade, cut)
@@ -468,13 +469,17 @@ class AudioLM:
         return path
 
     def _acoustic(
-        self, path: AcousticPath, semantic, codes, sampling, generator, stage
+        self, path: AcousticPath, semantic, codes, sampling, generator, stage, skip: int = 0
     ) -> torch.Tensor:
         """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
-        audio [B, Ts * semantic_hop] through the acoustic path and the codec."""
+        audio [B, Ts * semantic_hop] through the acoustic path and the codec. The codec decodes
+        from sample `skip` on (rounded down to a frame; a continuation's prompt is not decoded
+        again): the samples before are left at zero."""
         codes = path.generate(self, semantic, codes, sampling, generator, stage)
         stage("decode")
-        return self.codec.decode(codes.to(self.device))
+        first = skip // self.codec.hop_length
+        audio = self.codec.decode(codes.to(self.device), start=first)
+        return torch.nn.functional.pad(audio, (first * self.codec.hop_length, 0))
 
     def _semantic(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio [B, T] (T a multiple of `semantic_hop`) -> semantic tokens [B, T / hop]."""

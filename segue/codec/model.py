@@ -168,24 +168,31 @@ class Codec(nn.Module, PretrainedMixin):
         self,
         codes: torch.Tensor,
         *,
+        start: int = 0,
         window_seconds: float | None = WINDOW_SECONDS,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Codes [B, Q', F] (any Q' <= Q, coarse first) -> audio [B, F * hop].
+        """Codes [B, Q', F] (any Q' <= Q, coarse first) -> audio [B, (F - start) * hop].
 
         Long code sequences are decoded `window_seconds` at a time with the decoder's receptive
-        field of context on both sides: the same audio as one pass, in bounded memory.
+        field of context on both sides: the same audio as one pass, in bounded memory. `start`
+        skips the audio of the first frames (e.g. a prompt's, which the caller has): the frames
+        before it are read as context only, so the rest is the audio a whole decode gives.
         """
         if codes.dim() != 3:
             raise InputError(f"expected codes [B, Q, F], got {tuple(codes.shape)}")
         hop, frames = self.hop_length, codes.shape[-1]
+        if not 0 <= start < frames:
+            raise InputError(f"start frame {start} is outside the {frames} frames of the codes")
         margin = math.ceil(self.decoder.context_frames) + 1
-        latents = self.quantizer.decode(codes.long())
+        first = max(0, start - margin)  # codes before this shape no decoded sample
+        latents = self.quantizer.decode(codes[..., first:].long())
+        frames, start = frames - first, start - first
+        windows = self._windows(frames - start, window_seconds, margin)
         pieces = []
-        windows = self._windows(frames, window_seconds, margin)
-        for start, end in tqdm(windows, desc="decoding", unit="window",
-                               disable=not progress or len(windows) == 1):
-            left, right = max(0, start - margin), min(frames, end + margin)
+        for begin, end in tqdm([(b + start, e + start) for b, e in windows], desc="decoding",
+                               unit="window", disable=not progress or len(windows) == 1):
+            left, right = max(0, begin - margin), min(frames, end + margin)
             audio = self.decoder(latents[..., left:right])[:, 0]
-            pieces.append(audio[:, (start - left) * hop : (end - left) * hop])
+            pieces.append(audio[:, (begin - left) * hop : (end - left) * hop])
         return torch.cat(pieces, dim=-1)

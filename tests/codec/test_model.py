@@ -187,6 +187,13 @@ def test_windowed_encode_and_decode_equal_one_pass(causal, encoder, decoder):
     windowed = codec.decode(full, window_seconds=0.3)
     assert windowed.shape == one_pass.shape == (2, full.shape[-1] * codec.hop_length)
     torch.testing.assert_close(windowed, one_pass, atol=1e-5, rtol=1e-5)
+    hop = codec.hop_length
+    for start in (1, 37, full.shape[-1] - 1):  # skipped frames are context only
+        for window in (None, 0.3):
+            tail = codec.decode(full, start=start, window_seconds=window)
+            torch.testing.assert_close(tail, one_pass[:, start * hop :], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="start frame"):
+        codec.decode(full, start=full.shape[-1])
 
 
 @pytest.mark.parametrize(("encoder", "decoder"), KINDS)
