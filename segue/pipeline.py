@@ -458,7 +458,7 @@ class AudioLM:
             if p is not None:  # the voice's tokens first: its codes are the acoustic prompt
                 prompt_semantic, codes = self._tokens(p)
                 semantic, start = torch.cat([prompt_semantic, semantic], dim=1), p.shape[1]
-            out = self._acoustic(path, semantic, codes, sampling, generator, stage)
+            out = self._acoustic(path, semantic, codes, sampling, generator, stage, start)
         return out[:, start : start + length]
 
     # ---- helpers
