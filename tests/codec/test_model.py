@@ -88,6 +88,12 @@ def test_inference_layout_computes_what_training_computes(causal):
     assert decoded.shape == readable.shape == audio.shape and decoded.is_contiguous()
     torch.testing.assert_close(latents, readable_latents.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(decoded, readable.detach(), atol=1e-5, rtol=1e-5)
+    for kernel, stride in ((4, 2), (9, 3), (7, 3)):  # polyphase (K = m s), and the general case
+        up = PaddedConvTranspose1d(3, 5, kernel, stride, causal=causal)
+        x = torch.randn(2, 3, 11)
+        with torch.no_grad():
+            two_d = up(x[:, :, None].contiguous(memory_format=torch.channels_last))[:, :, 0]
+            torch.testing.assert_close(two_d, up(x), atol=1e-6, rtol=1e-6)
     snake, x = Snake(3), torch.randn(2, 3, 50)
     snake.alpha.data = torch.tensor([[[0.5], [1.0], [2.0]]])
     expected = x + torch.sin(snake.alpha * x) ** 2 / snake.alpha
