@@ -349,6 +349,40 @@ def test_soundstorm_continue_shapes_seed_and_kept_prompt(storm_model, monkeypatc
     assert calls == [(1, 20), (1, 20), (1, 18)]  # tokens [0, 20), [10, 30), [20, 38)
 
 
+@pytest.mark.parametrize("acoustic", ["ar", "soundstorm"])
+def test_a_batch_gets_what_each_sequence_gets_alone(storm_model, acoustic):
+    """Both acoustic paths batched (coarse and fine LMs, or SoundStorm, then the codec), on
+    different semantic tokens and acoustic prompts: greedy everywhere, so each sequence's codes
+    are the ones it gets alone, and so is its audio (to float rounding)."""
+    import copy
+
+    from segue.acoustic import acoustic_path
+
+    base = storm_model
+    lms = copy.deepcopy((base.semantic_lm, base.coarse_lm, base.fine_lm))
+    storm = tiny_soundstorm(temperature=0.0, fine_temperature=0.0, noise=0.0)
+    torch.manual_seed(0)
+    for module in (*(lm.model for lm in lms), storm):  # argmax follows the input, not the bias
+        for p in module.parameters():
+            p.data.normal_(0, 0.5)
+    greedy = PipelineSampling(*[SamplingConfig(0.0)] * 3)
+    model = AudioLM(base.codec, base.tokenizer, *lms, greedy, soundstorm=storm)
+    path = acoustic_path(acoustic)
+    semantic = torch.randint(0, 16, (3, 30))  # 1.2 s: windows slide in every stage
+    prompt = torch.randint(0, 16, (3, 4, 2 * 6))  # the first 6 tokens' codes, every level
+
+    def codes(b: slice) -> torch.Tensor:
+        return path.generate(model, semantic[b], prompt[b], greedy, None, lambda name: None)
+
+    together = codes(slice(None))
+    alone = torch.cat([codes(slice(b, b + 1)) for b in range(3)])
+    assert together.shape == (3, 4, 60) and torch.equal(together, alone)
+    assert not torch.equal(together[0, :, 12:], together[1, :, 12:])  # they did differ
+    audio = model.codec.decode(together)
+    alone = torch.cat([model.codec.decode(together[b : b + 1]) for b in range(3)])
+    torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-5)
+
+
 def test_soundstorm_resynthesize_keeps_lengths(storm_model):
     audio = speech_like(0.37, batch=2)
     voice = speech_like(0.3)[0] * 0.5
