@@ -1,7 +1,7 @@
 """Where the time of one `segue continue` process goes: imports, loading, each stage, writing.
 
     .venv/bin/python bench/startup.py [--seconds 10] [--threads 1] [--acoustic ar] [--repeats 3]
-        [--model BUNDLE] [--baseline BUNDLE]
+        [--model BUNDLE] [--baseline BUNDLE] [--baseline-code CHECKOUT]
 
 Runs, each as a fresh process, `repeats` times (the median is printed): `import torch` alone
 (the floor every command pays), `segue continue --help` (parsing a command), the whole
@@ -9,7 +9,9 @@ Runs, each as a fresh process, `repeats` times (the median is printed): `import 
 around each part. The table gives each part's seconds and its share of the whole process.
 --model picks the bundle (default: the shipped one); --baseline times another bundle's whole
 process in the same repeats, interleaved, and prints the ratio (e.g. a new bundle against the
-shipped one before it replaces it).
+shipped one before it replaces it); --baseline-code times the same command run by another
+checkout of segue (e.g. `git worktree add /tmp/base COMMIT`: its code and its shipped bundle),
+interleaved the same way: a speed change measured against the code before it, in one job.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ print(json.dumps({{"parts": parts, "stages": stages}}))
 """
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], cwd: str | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -79,7 +81,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=str(BUNDLE), help="bundle (default: the shipped one)")
     parser.add_argument("--baseline", help="another bundle, timed in the same repeats")
+    parser.add_argument("--baseline-code", type=Path,
+                        help="another checkout of segue, its whole process timed in the same "
+                             "repeats (`python -m segue.cli` run from there imports its code)")
     args = parser.parse_args()
+    if args.baseline_code and not (args.baseline_code / "segue" / "cli.py").is_file():
+        parser.error(f"--baseline-code {args.baseline_code} is not a checkout of segue")
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "c.wav")
@@ -92,6 +99,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {"import torch": [], "parse (continue --help)": [],
                                         "whole process": []}
         baseline: list[float] = []
+        old_code: list[float] = []
         splits = []
         for _ in range(args.repeats):
             runs["import torch"].append(timed([python, "-c", "import torch"]))
@@ -99,6 +107,9 @@ def main() -> None:
             runs["whole process"].append(timed([*whole, "--model", args.model]))
             if args.baseline:
                 baseline.append(timed([*whole, "--model", args.baseline]))
+            if args.baseline_code:  # its own shipped bundle, unless --model names one
+                model = [] if args.model == str(BUNDLE) else ["--model", args.model]
+                old_code.append(timed([*whole, *model], cwd=args.baseline_code))
             done = subprocess.run([python, "-c", inside], check=True, capture_output=True,
                                   text=True)
             splits.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -121,6 +132,10 @@ def main() -> None:
         base = statistics.median(baseline)
         print(f"baseline {args.baseline}: whole process {base:.2f} s; "
               f"this bundle takes {total / base:.2f}x its time")
+    if old_code:
+        base = statistics.median(old_code)
+        print(f"baseline code {args.baseline_code}: whole process {base:.2f} s; "
+              f"this code takes {total / base:.2f}x its time ({base / total:.2f}x faster)")
 
 
 if __name__ == "__main__":
