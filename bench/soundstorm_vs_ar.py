@@ -1,7 +1,7 @@
 """The acoustic stage's wall time: AR coarse + fine LMs vs one SoundStorm decode, random weights.
 
     .venv/bin/python bench/soundstorm_vs_ar.py [--seconds 10] [--threads 1] [--repeats 3]
-        [--steps-first 16 8 4]
+        [--steps-first 16 8 4] [--device cpu|cuda]
 
 Both get the same semantic tokens (25 Hz, 512 clusters) and produce every acoustic code of
 `--seconds` of audio (8 levels x 1024 codes at 50 Hz, 3 coarse) at batch 1: the `tiny` coarse
@@ -9,28 +9,28 @@ and fine LM presets through `coarse_generate` + `fine_generate` (their own windo
 `tiny` SoundStorm (`--steps-first` iterations for level 0, 16 by default, 1 for each finer
 level: 23 forward passes). Several `--steps-first` values are timed in the same run, each
 against the one AR time. Prints the best of `--repeats` runs of each and their ratio.
+`--device cuda` times both on a GPU (each run ends with a CUDA synchronize).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from lm_speed import build  # bench/lm_speed.py: the same random tiny stage LMs
+from lm_speed import build, clock  # bench/lm_speed.py: the same random tiny stage LMs
 
 from segue.lm.stages import coarse_generate, fine_generate
 from segue.soundstorm import SoundStorm, soundstorm_preset
 from segue.soundstorm import generate as soundstorm_generate
 
 
-def best_of(repeats: int, run) -> float:
+def best_of(repeats: int, run, device: torch.device) -> float:
     """The shortest of `repeats` wall times of run() (seconds)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock(device)
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock(device) - start)
     return min(times)
 
 
@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--acoustic-vocab", type=int, default=1024)
     parser.add_argument("--n-coarse", type=int, default=3)
     parser.add_argument("--levels", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     coarse_lm, fine_lm = build("tiny", "coarse", args), build("tiny", "fine", args)
@@ -60,12 +62,15 @@ def main() -> None:
             max_frames=max(500, ratio * n_semantic),
             steps_rest=1,
         )
-    ).eval()
+    ).eval().to(device)
+    coarse_lm.model.to(device)
+    fine_lm.model.to(device)
     for name, model in (("coarse LM", coarse_lm.model), ("fine LM", fine_lm.model)):
         print(f"{name:10s} {model.num_params() / 1e6:5.2f} M params")
     print(f"SoundStorm {storm.num_params() / 1e6:5.2f} M params")
     semantic = torch.randint(0, args.semantic_vocab, (1, n_semantic), generator=torch.Generator())
-    gen = torch.Generator().manual_seed(0)
+    semantic = semantic.to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
 
     def ar() -> torch.Tensor:
         return fine_generate(
@@ -78,8 +83,9 @@ def main() -> None:
 
     with torch.inference_mode():
         assert ar().shape == parallel(1).shape == (1, args.levels, ratio * n_semantic)
-        ar_time = best_of(args.repeats, ar)
-        storm_times = {n: best_of(args.repeats, lambda n=n: parallel(n)) for n in args.steps_first}
+        ar_time = best_of(args.repeats, ar, device)
+        storm_times = {n: best_of(args.repeats, lambda n=n: parallel(n), device)
+                       for n in args.steps_first}
     print(
         f"threads {torch.get_num_threads()}, {args.seconds:g} s of audio ({n_semantic} semantic "
         f"tokens, {args.levels} x {ratio * n_semantic} codes), best of {args.repeats}"
