@@ -28,10 +28,12 @@ from segue.codec.losses import (
 )
 from segue.codec.model import Codec
 from segue.codec.quantizer import perplexity
+from segue.config import from_dict, load_config
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import fine_tune_config
 
@@ -107,14 +109,31 @@ def load_trained_codec(location: str | Path) -> Codec:
     return load_codec(location)
 
 
-def adopt_initial(config: CodecRunConfig) -> Codec | None:
-    """Fine-tuning (`train.init_from`): the saved codec, its shape set in `config` (in place;
-    the run keeps its RUN_CHOICES: losses, discriminators); None without one."""
+def read_trained_codec_config(location: str | Path) -> CodecConfig:
+    """The config of what `load_trained_codec(location)` loads, without reading its weights."""
+    from segue.train.checkpoint import read_run_config
+
+    if str(location).startswith("hf:"):
+        raise InputError(f"{location}: not a segue codec; only those can be trained further")
+    path = Path(location)
+    if (path / WEIGHTS_NAME).is_file():
+        return load_config(CodecConfig, path / CONFIG_NAME)
+    if (path / "checkpoints").is_dir():
+        return from_dict(CodecRunConfig, read_run_config(path, what="codec")).model
+    raise FileNotFoundError(
+        f"{path}: neither an exported codec ({WEIGHTS_NAME} + {CONFIG_NAME}) "
+        "nor a codec run folder (checkpoints/)"
+    )
+
+
+def adopt_initial(config: CodecRunConfig) -> None:
+    """Fine-tuning (`train.init_from`): the saved codec's shape set in `config` (in place; the
+    run keeps its RUN_CHOICES: losses, discriminators), from its config alone: its weights are
+    read by `CodecTask.load_initial`, only when the run does not resume from its own."""
     if not config.train.init_from:
-        return None
-    initial = load_trained_codec(config.train.init_from)
-    config.model = fine_tune_config(initial.config, config.model, RUN_CHOICES)
-    return initial
+        return
+    saved = read_trained_codec_config(config.train.init_from)
+    config.model = fine_tune_config(saved, config.model, RUN_CHOICES)
 
 
 class CodecTask(TrainTask):
@@ -124,18 +143,16 @@ class CodecTask(TrainTask):
         self.config = config
         if not config.data.manifest:
             raise InputError("codec training needs data.manifest (--manifest)")
-        self.initial = adopt_initial(config)
+        adopt_initial(config)
 
     def setup(self, device: torch.device) -> None:
         self.codec = Codec(self.config.model)
         self.discriminator = Discriminators(self.config.model.discriminator)
 
     def load_initial(self, source: str) -> None:
-        """The saved codec's weights (its EMA ones for a run folder), loaded in __init__; the
-        discriminators start fresh."""
-        assert self.initial is not None, "train.init_from is read when the task is made"
-        self.codec.load_state_dict(self.initial.state_dict())
-        self.initial = None
+        """The saved codec's weights (its EMA ones for a run folder); the discriminators start
+        fresh. Its shape was adopted when the task was made."""
+        self.codec.load_state_dict(load_trained_codec(source).state_dict())
 
     def modules(self) -> dict[str, nn.Module]:
         return {"codec": self.codec, "discriminator": self.discriminator}
@@ -268,7 +285,6 @@ class CodecTask(TrainTask):
 
 def load_codec_from_run(run_dir: str | Path, prefer_ema: bool = True) -> Codec:
     """The codec of a training run's newest valid checkpoint (EMA weights when there are some)."""
-    from segue.config import from_dict
     from segue.train.checkpoint import load_run_weights
 
     config, weights = load_run_weights(run_dir, "codec", prefer_ema=prefer_ema, what="codec")

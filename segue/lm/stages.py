@@ -25,12 +25,12 @@ import torch
 
 from segue.config import from_dict, load_config, save_config
 from segue.errors import InputError
-from segue.lm.config import StageConfig, model_preset
+from segue.lm.config import LMConfig, StageConfig, model_preset
 from segue.lm.layout import CoarseLayout, FineLayout, Layout, SemanticLayout, layout_for
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.model import Transformer
 from segue.lm.sampling import Generation, generate
-from segue.pretrained import WEIGHTS_NAME
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
 STAGE_NAME = "stage.json"
 
@@ -73,11 +73,11 @@ def load_lm(
 ) -> StageLM:
     """A stage from an exported folder (`StageLM.save_pretrained`) or a training run folder
     (newest valid checkpoint; EMA weights when there are some), in eval mode."""
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file() and (path / STAGE_NAME).is_file():
+    path, exported = _lm_folder(location)
+    if exported:
         stage = load_config(StageConfig, path / STAGE_NAME)
         model = Transformer.from_pretrained(path)
-    elif (path / "checkpoints").is_dir():
+    else:
         from segue.lm.train import LMRunConfig
         from segue.train.checkpoint import load_run_weights
 
@@ -86,12 +86,35 @@ def load_lm(
         stage = config.stage
         model = Transformer(config.model)
         model.load_state_dict(weights)
-    else:
-        raise FileNotFoundError(
-            f"{path}: neither an exported LM ({WEIGHTS_NAME} + {STAGE_NAME}) "
-            "nor an LM run folder (checkpoints/)"
-        )
     return StageLM(model.eval().to(device), stage, layout_for(stage))
+
+
+def read_lm_config(location: str | os.PathLike) -> tuple[LMConfig, StageConfig]:
+    """The model and stage configs of what `load_lm(location)` loads, without reading its
+    weights (fine-tuning adopts them before it knows whether the weights are needed)."""
+    path, exported = _lm_folder(location)
+    if exported:
+        stage = load_config(StageConfig, path / STAGE_NAME)
+        return load_config(LMConfig, path / CONFIG_NAME), stage
+    from segue.lm.train import LMRunConfig
+    from segue.train.checkpoint import read_run_config
+
+    config = from_dict(LMRunConfig, read_run_config(path, what="language-model"))
+    return config.model, config.stage
+
+
+def _lm_folder(location: str | os.PathLike) -> tuple[Path, bool]:
+    """(`location` as a Path, whether it is an exported LM rather than an LM run folder);
+    neither is refused."""
+    path = Path(location)
+    if (path / WEIGHTS_NAME).is_file() and (path / STAGE_NAME).is_file():
+        return path, True
+    if (path / "checkpoints").is_dir():
+        return path, False
+    raise FileNotFoundError(
+        f"{path}: neither an exported LM ({WEIGHTS_NAME} + {STAGE_NAME}) "
+        "nor an LM run folder (checkpoints/)"
+    )
 
 
 def _expect(lm: StageLM, kind: type) -> None:

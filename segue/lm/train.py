@@ -28,7 +28,7 @@ from segue.lm.data import CoarseDataset, FineDataset, FirstItems, SemanticDatase
 from segue.lm.layout import Layout, layout_for, shared_ids
 from segue.lm.loss import Softmax, level_ranges, sliced_loss, token_loss
 from segue.lm.model import Transformer
-from segue.lm.stages import StageLM, load_lm
+from segue.lm.stages import StageLM, load_lm, read_lm_config
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import MAIN, fine_tune_config
 
@@ -144,24 +144,24 @@ def fill_from_shards(config: LMRunConfig) -> Layout:
     return layout
 
 
-def adopt_initial(config: LMRunConfig) -> StageLM | None:
-    """Fine-tuning (`train.init_from`): the saved LM, its shape and stage set in `config` (in
-    place; the run keeps its dropout); None without one."""
+def adopt_initial(config: LMRunConfig) -> None:
+    """Fine-tuning (`train.init_from`): the saved LM's shape and stage set in `config` (in
+    place; the run keeps its dropout), from its configs alone: its weights are read by
+    `LMTask.load_initial`, only when the run does not resume from checkpoints of its own."""
     source = config.train.init_from
     if not source:
-        return None
-    initial = load_lm(source)
-    if initial.stage.stage != config.stage.stage:
+        return
+    model, stage = read_lm_config(source)
+    if stage.stage != config.stage.stage:
         raise InputError(
-            f"train.init_from={source} is a {initial.stage.stage} LM, this run trains a "
+            f"train.init_from={source} is a {stage.stage} LM, this run trains a "
             f"{config.stage.stage} one"
         )
-    config.model = fine_tune_config(initial.model.config, config.model)
-    config.stage = copy.deepcopy(initial.stage)
+    config.model = fine_tune_config(model, config.model)
+    config.stage = copy.deepcopy(stage)
     if config.new_semantic_tokens:  # the shards' token space and length, not the saved ones
         config.stage.semantic_vocab = config.stage.semantic_rate = None
         config.model.vocab_size = config.model.max_seq_len = None
-    return initial
 
 
 #: Transformer weights with one row per token id ([vocab, d])
@@ -203,7 +203,7 @@ class LMTask(TrainTask):
 
     def __init__(self, config: LMRunConfig):
         self.config = config
-        self.initial = adopt_initial(config)
+        adopt_initial(config)
         self.layout = fill_from_shards(config)
         #: the ranges sampling draws from; `ranges`: what the training loss normalises over
         self.level_ranges = level_ranges(self.layout)
@@ -213,13 +213,13 @@ class LMTask(TrainTask):
         self.model = Transformer(self.config.model)
 
     def load_initial(self, source: str) -> None:
-        """The saved LM's weights (its EMA ones for a run folder), loaded in __init__."""
-        assert self.initial is not None, "train.init_from is read when the task is made"
-        state = self.initial.model.state_dict()
+        """The saved LM's weights (its EMA ones for a run folder); its shape was adopted when
+        the task was made."""
+        initial = load_lm(source)
+        state = initial.model.state_dict()
         if self.config.new_semantic_tokens:
-            state = carried_over(self.model.state_dict(), self.initial, self.layout)
+            state = carried_over(self.model.state_dict(), initial, self.layout)
         self.model.load_state_dict(state)
-        self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from segue.config import from_dict
+from segue.config import from_dict, load_config
 from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from segue.soundstorm.config import SoundStormConfig
 from segue.soundstorm.model import SoundStorm
 
 
@@ -23,19 +24,39 @@ def load_soundstorm(
 ) -> SoundStorm:
     """A SoundStorm in eval mode from an exported folder (`SoundStorm.save_pretrained`) or a
     training run folder (newest valid checkpoint; EMA weights when there are some)."""
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
+    path, exported = _folder(location)
+    if exported:
         model = SoundStorm.from_pretrained(path)
-    elif (path / "checkpoints").is_dir():
+    else:
         from segue.soundstorm.train import SoundStormRunConfig
         from segue.train.checkpoint import load_run_weights
 
         config, weights = load_run_weights(path, "model", prefer_ema=prefer_ema, what="SoundStorm")
         model = SoundStorm(from_dict(SoundStormRunConfig, config).model)
         model.load_state_dict(weights)
-    else:
-        raise FileNotFoundError(
-            f"{path}: neither an exported SoundStorm ({CONFIG_NAME} + {WEIGHTS_NAME}) "
-            "nor a SoundStorm run folder (checkpoints/)"
-        )
     return model.eval().to(device)
+
+
+def read_soundstorm_config(location: str | os.PathLike) -> SoundStormConfig:
+    """The config of what `load_soundstorm(location)` loads, without reading its weights."""
+    path, exported = _folder(location)
+    if exported:
+        return load_config(SoundStormConfig, path / CONFIG_NAME)
+    from segue.soundstorm.train import SoundStormRunConfig
+    from segue.train.checkpoint import read_run_config
+
+    return from_dict(SoundStormRunConfig, read_run_config(path, what="SoundStorm")).model
+
+
+def _folder(location: str | os.PathLike) -> tuple[Path, bool]:
+    """(`location` as a Path, whether it is an exported SoundStorm rather than a run folder);
+    neither is refused."""
+    path = Path(location)
+    if (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
+        return path, True
+    if (path / "checkpoints").is_dir():
+        return path, False
+    raise FileNotFoundError(
+        f"{path}: neither an exported SoundStorm ({CONFIG_NAME} + {WEIGHTS_NAME}) "
+        "nor a SoundStorm run folder (checkpoints/)"
+    )

@@ -27,7 +27,7 @@ from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.lm.data import FirstItems, join_utterances, window_start
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
-from segue.soundstorm.load import load_soundstorm
+from segue.soundstorm.load import load_soundstorm, read_soundstorm_config
 from segue.soundstorm.masking import mask_codes
 from segue.soundstorm.model import SoundStorm
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
@@ -104,16 +104,15 @@ def fill_from_shards(config: SoundStormRunConfig) -> int:
     return window
 
 
-def adopt_initial(config: SoundStormRunConfig) -> SoundStorm | None:
-    """Fine-tuning (`train.init_from`): the saved model, its shape and sampling settings set in
-    `config` (in place; the run keeps its dropout); None without one."""
+def adopt_initial(config: SoundStormRunConfig) -> None:
+    """Fine-tuning (`train.init_from`): the saved model's shape and sampling settings set in
+    `config` (in place; the run keeps its dropout), from its config alone: its weights are read
+    by `SoundStormTask.load_initial`, only when the run does not resume from its own."""
     if not config.train.init_from:
-        return None
-    initial = load_soundstorm(config.train.init_from)
-    config.model = fine_tune_config(initial.config, config.model)
+        return
+    config.model = fine_tune_config(read_soundstorm_config(config.train.init_from), config.model)
     if config.new_semantic_tokens:
         config.model.semantic_vocab = None  # the shards'
-    return initial
 
 
 class SoundStormDataset(Dataset):
@@ -179,22 +178,21 @@ class SoundStormTask(TrainTask):
 
     def __init__(self, config: SoundStormRunConfig):
         self.config = config
-        self.initial = adopt_initial(config)
+        adopt_initial(config)
         self.window = fill_from_shards(config)
 
     def setup(self, device: torch.device) -> None:
         self.model = SoundStorm(self.config.model)
 
     def load_initial(self, source: str) -> None:
-        """The saved model's weights (its EMA ones for a run folder), loaded in __init__."""
-        assert self.initial is not None, "train.init_from is read when the task is made"
-        state = self.initial.state_dict()
+        """The saved model's weights (its EMA ones for a run folder); its shape was adopted
+        when the task was made."""
+        state = load_soundstorm(source).state_dict()
         if self.config.new_semantic_tokens:  # fresh semantic code rows, the saved PAD row
             rows = self.model.semantic.weight.detach().clone()
             rows[-1] = state["semantic.weight"][-1]
             state["semantic.weight"] = rows
         self.model.load_state_dict(state)
-        self.initial = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

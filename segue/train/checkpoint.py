@@ -306,3 +306,17 @@ def load_run_weights(
         raise FileNotFoundError(f"{run_dir}: the checkpoint holds no {name!r} weights")
     key = f"{name}.ema" if prefer_ema and f"{name}.ema" in checkpoint.weights else name
     return checkpoint.config, checkpoint.weights[key]
+
+
+def read_run_config(run_dir: str | os.PathLike, *, what: str = "training") -> dict:
+    """The run config (a dict) of a run folder with checkpoints, without reading any weights:
+    its config.json. The trainer writes it at every checked start, and a resume that changes
+    the model is refused before it, so its model is the one every checkpoint holds."""
+    run_dir = Path(run_dir)
+    if not list_checkpoints(run_dir / "checkpoints"):
+        raise FileNotFoundError(f"{run_dir}: no checkpoint yet (is it a {what} run folder?)")
+    path = run_dir / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise StateError(f"{path}: cannot read the run's config ({error})") from error

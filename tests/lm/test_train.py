@@ -207,6 +207,44 @@ def test_fine_tuning_starts_from_the_saved_lm_and_resumes_from_its_own_checkpoin
         LMTask(wrong)
 
 
+def test_fine_tuning_reads_the_saved_weights_only_when_it_starts_from_them(
+    shards, tmp_path, monkeypatch
+):
+    """Making the task adopts the saved LM's configs alone (`read_lm_config`: an exported
+    folder's config.json + stage.json, a run folder's config.json); the weights are read once,
+    when the trainer starts from them, and not at all when the run resumes from its own
+    checkpoints (for a paper-sized LM that is a load of a GB saved per restart)."""
+    import segue.lm.train as lm_train
+    from segue.lm.stages import read_lm_config
+
+    base = tiny_run("coarse", shards, steps=3)
+    Trainer(LMTask(base), base, tmp_path / "base").fit()
+    load_lm(tmp_path / "base").save_pretrained(tmp_path / "exported")
+    for source in ("base", "exported"):
+        assert read_lm_config(tmp_path / source) == (base.model, base.stage)
+    with pytest.raises(FileNotFoundError, match="neither an exported LM"):
+        read_lm_config(tmp_path)
+    reads = []
+    real = lm_train.load_lm
+    monkeypatch.setattr(lm_train, "load_lm", lambda source: reads.append(source) or real(source))
+
+    def tuned(resume: bool) -> Trainer:
+        config = tiny_run("coarse", shards, steps=2)
+        config = apply_overrides(config, [f"train.init_from={tmp_path / 'base'}"])
+        before = len(reads)
+        task = LMTask(config)
+        assert len(reads) == before  # the shape is adopted from the configs alone
+        assert config.model == replace(base.model, dropout=config.model.dropout)
+        return Trainer(task, config, tmp_path / "tuned", resume=resume)
+
+    trainer = tuned(resume=False)
+    assert [str(r) for r in reads] == [str(tmp_path / "base")]
+    trainer.fit()
+    trainer.close()
+    tuned(resume=True).close()
+    assert len(reads) == 1  # the run's own checkpoint, not the saved LM
+
+
 def test_fine_tuning_on_another_semantic_tokenizer_keeps_all_but_its_rows(shards, tmp_path):
     """new_semantic_tokens: the shards' semantic vocabulary; blocks, acoustic and special rows
     from the saved LM; the semantic code rows fresh. Without it the mismatch is an error."""
