@@ -33,7 +33,7 @@ from segue.commands import (
 
 
 def _e2e(args: argparse.Namespace) -> None:
-    from segue.commands.generate import _model
+    from segue.commands.generate import _model, sampling_from_args
     from segue.data.manifest import read_manifest
     from segue.eval.e2e import E2ESettings, evaluate_e2e, format_e2e_report
 
@@ -54,6 +54,7 @@ def _e2e(args: argparse.Namespace) -> None:
     if args.train_voices:
         read_manifest(args.train_voices, split="train")  # a bad path fails before the model loads
     model = _model(args)
+    model.sampling = sampling_from_args(args, model)  # the bundle's, with the flags given
     try:
         report = evaluate_e2e(
             model,
@@ -151,7 +152,7 @@ def _similarity(name: str):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue eval` and its subcommands."""
-    from segue.commands.generate import BUNDLE_HELP
+    from segue.commands.generate import BUNDLE_HELP, add_sampling
 
     evaluate = sub.add_parser("eval", help="evaluate a whole AudioLM bundle")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="COMMAND")
@@ -208,6 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sampling(p)  # the LMs' (SoundStorm samples as its config says)
     p.set_defaults(func=_e2e)
 
     p = eval_sub.add_parser(

@@ -46,7 +46,16 @@ def _model(args: argparse.Namespace):
     return AudioLM.from_pretrained(path, device=pick_device(args.device))
 
 
-def _sampling(args: argparse.Namespace, model, stages: tuple[str, ...]):
+def add_sampling(p: argparse.ArgumentParser, stages: tuple[str, ...] = STAGES) -> None:
+    """--temperature-STAGE, --top-k-STAGE and --top-p-STAGE for each of `stages`."""
+    group = p.add_argument_group("sampling (default: the bundle's)")
+    for stage in stages:
+        group.add_argument(f"--temperature-{stage}", type=float, default=None, metavar="T")
+        group.add_argument(f"--top-k-{stage}", type=int, default=None, metavar="K", help="0: off")
+        group.add_argument(f"--top-p-{stage}", type=float, default=None, metavar="P")
+
+
+def sampling_from_args(args: argparse.Namespace, model, stages: tuple[str, ...] = STAGES):
     """The bundle's sampling settings with the --temperature-*/--top-k-*/--top-p-* given."""
     from dataclasses import replace
 
@@ -96,7 +105,7 @@ def _continue(args: argparse.Namespace) -> None:
     _check_out(args.out, args.prompt)
     model = _model(args)
     prompt = _read(args.prompt, model)
-    sampling = _sampling(args, model, STAGES)
+    sampling = sampling_from_args(args, model, STAGES)
     audio = model.continue_(
         prompt,
         args.seconds,
@@ -113,7 +122,7 @@ def _continue(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     _check_out(args.out)
     model = _model(args)
-    sampling = _sampling(args, model, STAGES)
+    sampling = sampling_from_args(args, model, STAGES)
     audio = model.generate(
         args.seconds,
         seed=args.seed,
@@ -129,7 +138,7 @@ def _resynth(args: argparse.Namespace) -> None:
     model = _model(args)
     audio = _read(args.input, model)
     voice = None if args.voice is None else _read(args.voice, model)
-    sampling = _sampling(args, model, STAGES[1:])
+    sampling = sampling_from_args(args, model, STAGES[1:])
     out = model.resynthesize(
         audio,
         voice,
@@ -188,11 +197,7 @@ def _add_common(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
         default="ar",
         help="acoustic stage: the coarse + fine LMs (ar) or the bundle's SoundStorm",
     )
-    group = p.add_argument_group("sampling (default: the bundle's)")
-    for stage in stages:
-        group.add_argument(f"--temperature-{stage}", type=float, default=None, metavar="T")
-        group.add_argument(f"--top-k-{stage}", type=int, default=None, metavar="K", help="0: off")
-        group.add_argument(f"--top-p-{stage}", type=float, default=None, metavar="P")
+    add_sampling(p, stages)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from segue import audio as audio_io
+from segue.config import to_dict
 from segue.data.manifest import Manifest, ManifestEntry, ManifestError, read_manifest
 from segue.errors import InputError
 from segue.eval.asr import Transcriber, cer, normalize_text, wer, word_recall
@@ -89,6 +90,12 @@ LEGACY_KEYWORDS = (
     "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
     "n_reference_pairs", "max_resynth_seconds", "acoustic",
 )  # fmt: skip
+
+
+def _sampling_used(model: Any) -> dict[str, Any]:
+    """The model's LM sampling settings as a dict ({} for a model without them)."""
+    sampling = getattr(model, "sampling", None)
+    return to_dict(sampling) if dataclasses.is_dataclass(sampling) else {}
 
 
 def evaluate_e2e(
@@ -153,6 +160,7 @@ def evaluate_e2e(
         resynthesis=resynthesis,
         skipped=skipped,
         seconds=round(time.perf_counter() - started, 2),
+        sampling=_sampling_used(model),
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,14 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _sampling_label(settings: dict[str, Any]) -> str:
+    """'T 0.8' plus top-k / top-p when set."""
+    parts = [f"T {settings.get('temperature')}"]
+    parts += [f"{key.replace('_', '-')} {settings[key]}" for key in ("top_k", "top_p")
+              if settings.get(key) is not None]  # fmt: skip
+    return " ".join(parts)
+
+
 def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
     """The report (or a parsed report.json) as small plain-text tables (markdown-compatible)."""
     report = _as_report(report)
@@ -46,6 +54,12 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
         f"end-to-end evaluation, split {report.split}, seed {s.seed}, acoustic tokens by "
         f"{path} ({s.acoustic})"
     ]
+    if report.sampling:  # the LMs' settings (SoundStorm's own schedule is in its config)
+        stages = [name for name in ("semantic", "coarse", "fine") if name in report.sampling]
+        used = stages if s.acoustic == "ar" else stages[:1]
+        lines.append("sampling: " + ", ".join(
+            f"{name} {_sampling_label(report.sampling[name])}" for name in used
+        ))  # fmt: skip
     cont = report.continuation
     if cont is not None:
         lines += [

@@ -333,7 +333,8 @@ class Skipped:
 class E2EReport:
     """An end-to-end evaluation: its split (None: the manifest as given), settings, the model's
     info, sample rate, the two parts (None when off, or for resynthesis when no file has a
-    text), the files skipped and the wall time. `to_json()` is report.json."""
+    text), the files skipped, the wall time and the LMs' sampling settings. `to_json()` is
+    report.json."""
 
     split: str | None
     settings: E2ESettings
@@ -343,6 +344,8 @@ class E2EReport:
     resynthesis: ResynthesisReport | None
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+    #: the LMs' sampling settings used (`PipelineSampling` as a dict; {} in older reports)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready values, with report.json's keys and nesting."""
@@ -355,6 +358,7 @@ class E2EReport:
             "resynthesis": None if self.resynthesis is None else self.resynthesis.to_dict(),
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
             "seconds": self.seconds,
+            "sampling": dict(self.sampling),
         }
 
     def to_json(self) -> str:
@@ -375,6 +379,7 @@ class E2EReport:
                 resynthesis=None if res is None else ResynthesisReport.from_dict(res),
                 skipped=[Skipped(s["path"], s["reason"]) for s in data.get("skipped", [])],
                 seconds=data["seconds"],
+                sampling=dict(data.get("sampling") or {}),
             )
         except (KeyError, TypeError) as error:
             raise InputError(f"not an end-to-end evaluation report: {error!r}") from error

@@ -201,6 +201,7 @@ def test_e2e_report_keys_and_ranges(e2e):
     assert report.settings == dataclasses.replace(SETTINGS, similarity=SpeakerEncoder.label)
     assert report.model == {"name": "tiny test"} and report.sample_rate == RATE
     assert report.skipped == [] and report.seconds > 0
+    assert "sampling: semantic T 0.6, coarse T 0.8, fine T 0.6" in format_e2e_report(report)
     cont = report.continuation
     assert cont.n == 3 and cont.voices == 3  # one prompt per voice first
     assert {r.group for r in cont.rows} == {"low", "mid", "high"}
@@ -237,8 +238,10 @@ def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
     data = json.loads(text)
     assert list(data) == [
         "split", "settings", "model", "sample_rate", "continuation", "resynthesis", "skipped",
-        "seconds",
+        "seconds", "sampling",
     ]  # fmt: skip
+    assert list(data["sampling"]) == ["semantic", "coarse", "fine"]
+    assert data["sampling"]["coarse"] == {"temperature": 0.8, "top_k": None, "top_p": None}
     assert list(data["settings"]) == [
         "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
         "n_reference_pairs", "max_resynth_seconds", "acoustic", "similarity",

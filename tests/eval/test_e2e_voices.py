@@ -195,3 +195,23 @@ def test_cli_refuses_a_missing_train_manifest(corpus, tmp_path, capsys):
                      "--model", str(tmp_path / "no-model")])  # fmt: skip
     assert code == 2
     assert "no.jsonl" in capsys.readouterr().err
+
+
+def test_cli_samples_with_the_flags_given(corpus, monkeypatch, capsys):
+    """`segue eval e2e --temperature-coarse T ...`: the bundle's sampling with the flags given
+    (the same flags and meaning as `segue continue`), recorded in the report."""
+    import segue.eval.e2e as e2e
+
+    seen = []
+
+    def stand_in(model, *args, **kwargs):
+        seen.append(model.sampling)
+        raise SystemExit(0)  # the settings are what this test is about
+
+    monkeypatch.setattr(e2e, "evaluate_e2e", stand_in)
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "e2e", str(corpus), "--temperature-coarse", "0.5", "--top-k-fine", "20",
+                  "--quiet"])  # fmt: skip
+    (sampling,) = seen
+    assert sampling.coarse.temperature == 0.5 and sampling.fine.top_k == 20
+    assert sampling.semantic.temperature == 0.6  # the bundle's, untouched
