@@ -60,6 +60,22 @@ class PretrainedMixin:
         return model.eval()
 
 
+def saved_model_folder(
+    location: str | os.PathLike, files: tuple[str, ...], what: str
+) -> tuple[Path, bool]:
+    """(`location` as a Path, whether it is an exported model holding `files` rather than a
+    training run folder with checkpoints/); a folder that is neither is refused, naming both."""
+    path = Path(location)
+    if all((path / name).is_file() for name in files):
+        return path, True
+    if (path / "checkpoints").is_dir():
+        return path, False
+    raise FileNotFoundError(
+        f"{path}: neither an exported {what} ({' + '.join(files)}) "
+        f"nor a {what} run folder (checkpoints/)"
+    )
+
+
 def read_safetensors(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segue.codec.model import Codec
-from segue.pretrained import WEIGHTS_NAME
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 
 
 def load_codec(location: str | Path):
@@ -16,14 +16,9 @@ def load_codec(location: str | Path):
         from segue.codec.hf import PretrainedCodec
 
         return PretrainedCodec.from_pretrained(text[3:])
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file():
+    path, exported = saved_model_folder(location, (WEIGHTS_NAME, CONFIG_NAME), "codec")
+    if exported:
         return Codec.from_pretrained(path)
-    if (path / "checkpoints").is_dir():
-        from segue.codec.train import load_codec_from_run
+    from segue.codec.train import load_codec_from_run
 
-        return load_codec_from_run(path)
-    raise FileNotFoundError(
-        f"{path}: neither an exported codec ({WEIGHTS_NAME} + config.json) "
-        "nor a codec run folder (checkpoints/)"
-    )
+    return load_codec_from_run(path)

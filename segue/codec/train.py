@@ -33,7 +33,7 @@ from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
 from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
-from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import fine_tune_config
 
@@ -115,15 +115,10 @@ def read_trained_codec_config(location: str | Path) -> CodecConfig:
 
     if str(location).startswith("hf:"):
         raise InputError(f"{location}: not a segue codec; only those can be trained further")
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file():
+    path, exported = saved_model_folder(location, (WEIGHTS_NAME, CONFIG_NAME), "codec")
+    if exported:
         return load_config(CodecConfig, path / CONFIG_NAME)
-    if (path / "checkpoints").is_dir():
-        return from_dict(CodecRunConfig, read_run_config(path, what="codec")).model
-    raise FileNotFoundError(
-        f"{path}: neither an exported codec ({WEIGHTS_NAME} + {CONFIG_NAME}) "
-        "nor a codec run folder (checkpoints/)"
-    )
+    return from_dict(CodecRunConfig, read_run_config(path, what="codec")).model
 
 
 def adopt_initial(config: CodecRunConfig) -> None:

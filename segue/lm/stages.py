@@ -30,7 +30,7 @@ from segue.lm.layout import CoarseLayout, FineLayout, Layout, SemanticLayout, la
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.model import Transformer
 from segue.lm.sampling import Generation, generate
-from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 
 STAGE_NAME = "stage.json"
 
@@ -104,17 +104,8 @@ def read_lm_config(location: str | os.PathLike) -> tuple[LMConfig, StageConfig]:
 
 
 def _lm_folder(location: str | os.PathLike) -> tuple[Path, bool]:
-    """(`location` as a Path, whether it is an exported LM rather than an LM run folder);
-    neither is refused."""
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file() and (path / STAGE_NAME).is_file():
-        return path, True
-    if (path / "checkpoints").is_dir():
-        return path, False
-    raise FileNotFoundError(
-        f"{path}: neither an exported LM ({WEIGHTS_NAME} + {STAGE_NAME}) "
-        "nor an LM run folder (checkpoints/)"
-    )
+    """(the folder, whether it is an exported LM rather than an LM run folder)."""
+    return saved_model_folder(location, (WEIGHTS_NAME, STAGE_NAME), "LM")
 
 
 def _expect(lm: StageLM, kind: type) -> None:

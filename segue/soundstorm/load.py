@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from segue.config import from_dict, load_config
-from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 from segue.soundstorm.config import SoundStormConfig
 from segue.soundstorm.model import SoundStorm
 
@@ -49,14 +49,5 @@ def read_soundstorm_config(location: str | os.PathLike) -> SoundStormConfig:
 
 
 def _folder(location: str | os.PathLike) -> tuple[Path, bool]:
-    """(`location` as a Path, whether it is an exported SoundStorm rather than a run folder);
-    neither is refused."""
-    path = Path(location)
-    if (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
-        return path, True
-    if (path / "checkpoints").is_dir():
-        return path, False
-    raise FileNotFoundError(
-        f"{path}: neither an exported SoundStorm ({CONFIG_NAME} + {WEIGHTS_NAME}) "
-        "nor a SoundStorm run folder (checkpoints/)"
-    )
+    """(the folder, whether it is an exported SoundStorm rather than a run folder)."""
+    return saved_model_folder(location, (CONFIG_NAME, WEIGHTS_NAME), "SoundStorm")
