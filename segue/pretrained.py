@@ -32,11 +32,16 @@ class PretrainedMixin:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_config(self.config, directory / CONFIG_NAME)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.saved_state().items()}
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
         save_file(state, str(tmp), metadata={"format": "pt", "class": type(self).__name__})
         os.replace(tmp, directory / WEIGHTS_NAME)
         return directory
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """What `save_pretrained` writes: the state dict, less what loading rebuilds (a model
+        may leave out buffers derived from others; training checkpoints keep everything)."""
+        return self.state_dict()
 
     @classmethod
     def from_pretrained(

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from segue.codec.config import CodecConfig
 from segue.codec.modules import Decoder, Encoder, ISTFTDecoder, STFTEncoder
-from segue.codec.quantizer import QuantizerOutput, ResidualVectorQuantizer
+from segue.codec.quantizer import EMAVectorQuantizer, QuantizerOutput, ResidualVectorQuantizer
 from segue.errors import InputError
 from segue.pretrained import PretrainedMixin
 
@@ -31,6 +31,17 @@ class Codec(nn.Module, PretrainedMixin):
     convolutions, or an inverse-STFT head at the frame rate: `config.decoder`)."""
 
     config_class = CodecConfig
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The state dict less each EMA level's `embed_sum`, which loading rebuilds (2 MB of
+        the shipped codec's 24; training checkpoints keep it, for exact resumes)."""
+        derived = {
+            f"{name}.{key}"
+            for name, module in self.named_modules()
+            if isinstance(module, EMAVectorQuantizer)
+            for key in module.DERIVED
+        }
+        return {k: v for k, v in self.state_dict().items() if k not in derived}
 
     def __init__(self, config: CodecConfig):
         super().__init__()

@@ -149,8 +149,13 @@ class EMAVectorQuantizer(nn.Module):
     """One RVQ level as in SoundStream/EnCodec: [B, D, T] -> nearest of K codes in R^D.
 
     Codes are running k-means centroids: `cluster_size` and `embed_sum` are EMAs of how many
-    residual vectors each code took and of their sum; code = embed_sum / cluster_size.
+    residual vectors each code took and of their sum; code = embed_sum / cluster_size. A saved
+    model may leave `embed_sum` out (it is as large as the codebook, and embed x cluster_size):
+    loading rebuilds it from those two, so the EMA goes on from the same codes.
     """
+
+    #: buffers a saved model may leave out (`Codec.saved_state`), rebuilt when it is loaded
+    DERIVED = ("embed_sum",)
 
     def __init__(
         self, dim: int, codebook_size: int, decay: float = 0.99, usage_decay: float = 0.99
@@ -164,6 +169,12 @@ class EMAVectorQuantizer(nn.Module):
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("usage_ema", torch.full((codebook_size,), 1.0 / codebook_size))
         self.register_buffer("initialized", torch.tensor(False))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        embed, size = state_dict.get(prefix + "embed"), state_dict.get(prefix + "cluster_size")
+        if prefix + "embed_sum" not in state_dict and embed is not None and size is not None:
+            state_dict[prefix + "embed_sum"] = embed.float() * size.float()[:, None]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def lookup(self, latents: torch.Tensor) -> torch.Tensor:

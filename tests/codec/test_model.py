@@ -174,6 +174,39 @@ def test_save_and_load_pretrained_round_trip(tmp_path):
         Codec.from_pretrained(tmp_path / "codec")
 
 
+def test_a_saved_codec_leaves_out_the_ema_sums_and_loading_rebuilds_them(tmp_path):
+    """`embed_sum` (as large as the codebook) is embed x cluster_size: `save_pretrained` leaves
+    it out (the shipped codec is 2 MB smaller), loading rebuilds it, and a file that has it (an
+    older export) loads it as it is. Codes and audio are the same either way."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = Codec(small_config(quantizer="ema")).train()
+    x = torch.randn(2, 1, 3200) * 0.1
+    model(x)  # k-means initialises every level's codes
+    with torch.no_grad():  # as after some EMA updates: uneven counts, sums = codes x counts
+        for level in model.quantizer.levels:
+            level.cluster_size.uniform_(0.5, 3.0)
+            level.embed_sum.copy_(level.embed * level.cluster_size[:, None])
+    model.eval()
+    model.save_pretrained(tmp_path / "slim")
+    saved = load_file(str(tmp_path / "slim" / "model.safetensors"))
+    assert not any(k.endswith("embed_sum") for k in saved)
+    assert any(k.endswith(".embed") for k in saved)
+    slim = Codec.from_pretrained(tmp_path / "slim")
+    for level, original in zip(slim.quantizer.levels, model.quantizer.levels):
+        torch.testing.assert_close(level.embed_sum, level.embed * level.cluster_size[:, None])
+        assert torch.equal(level.embed, original.embed)
+    codes = model.encode(x[:, 0])
+    assert torch.equal(slim.encode(x[:, 0]), codes)
+    assert torch.equal(slim.decode(codes), model.decode(codes))
+    full = {k: v.contiguous() for k, v in model.state_dict().items()}  # an older export
+    save_file(full, str(tmp_path / "slim" / "model.safetensors"))
+    older = Codec.from_pretrained(tmp_path / "slim")
+    for level, original in zip(older.quantizer.levels, model.quantizer.levels):
+        assert torch.equal(level.embed_sum, original.embed_sum)
+
+
 KINDS = [("conv", "conv"), ("conv", "istft"), ("stft", "istft")]
 
 
