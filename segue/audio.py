@@ -11,13 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 from segue.errors import InputError
+
+if TYPE_CHECKING:
+    import soundfile as sf
 
 Normalization = Literal["peak", "rms"] | None
 
@@ -64,6 +65,8 @@ def _check_readable(path: str | os.PathLike) -> Path:
 
 
 def _open(path: Path) -> sf.SoundFile:
+    import soundfile as sf  # here, not at import: a model runs on tensors without it
+
     try:
         return sf.SoundFile(str(path))
     except sf.LibsndfileError as error:
@@ -74,6 +77,12 @@ def _open(path: Path) -> sf.SoundFile:
 
 _DECLARED_VS_ACTUAL = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _STREAMING_SIZES = (0, 0xFFFFFFFF)  # placeholders written by streaming WAV writers
+
+
+def _soundfile_error() -> type[Exception]:
+    import soundfile as sf
+
+    return sf.LibsndfileError
 
 
 def _truncation(handle: sf.SoundFile) -> str | None:
@@ -148,7 +157,7 @@ def load(
             if start:
                 handle.seek(start)
             data = handle.read(wanted, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
+        except (_soundfile_error(), RuntimeError) as error:
             raise AudioError(path, f"cannot decode audio ({error})") from None
     if data.shape[0] < wanted:
         raise AudioError(
@@ -170,6 +179,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         return np.asarray(audio, dtype=np.float32)
     if from_rate <= 0 or to_rate <= 0:
         raise InputError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    import soxr
+
     return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ")
 
 
@@ -228,6 +239,8 @@ def save(path: str | os.PathLike, audio, sample_rate: int, *, subtype: str | Non
     tmp = path.with_name(f".{path.name}.tmp")
     default_subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     try:
+        import soundfile as sf
+
         sf.write(
             str(tmp),
             np.clip(audio, -1.0, 1.0),

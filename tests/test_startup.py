@@ -48,3 +48,21 @@ def test_a_command_imports_only_its_own_module():
         [sys.executable, "-m", "segue.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert all(name in listed for name in ("recipe", "continue", "eval", "serve", "codec"))
+
+
+def test_a_model_runs_on_tensors_without_the_audio_file_libraries():
+    """soundfile and soxr are imported where a file is read or written, or audio resampled:
+    the shipped bundle continues a tensor without them (e.g. on a GPU machine whose image lacks
+    them, where carrying their wheels would push the working tree over the device tool's size
+    limit; scripts/gpu/speed.sh)."""
+    code = (
+        "import sys; sys.modules['soundfile'] = None; sys.modules['soxr'] = None\n"
+        "import torch; from segue.pipeline import AudioLM\n"
+        "from segue import PACKAGED_BUNDLE\n"
+        "model = AudioLM.from_pretrained(PACKAGED_BUNDLE)\n"
+        "out = model.continue_(0.1 * torch.randn(16000), 0.2, seed=0, progress=False)\n"
+        "print(tuple(out.shape))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "(1, 19200)"
