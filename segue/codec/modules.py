@@ -94,7 +94,6 @@ class PaddedConvTranspose1d(nn.Module):
         left, right = self.trim
         return y[..., left : y.shape[-1] - right]
 
-
     def _polyphase(self, x: torch.Tensor) -> torch.Tensor:
         """The transposed convolution of x [B, C_in, 1, T] (channels-last) as a plain one.
 
