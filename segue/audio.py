@@ -79,12 +79,6 @@ _DECLARED_VS_ACTUAL = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.
 _STREAMING_SIZES = (0, 0xFFFFFFFF)  # placeholders written by streaming WAV writers
 
 
-def _soundfile_error() -> type[Exception]:
-    import soundfile as sf
-
-    return sf.LibsndfileError
-
-
 def _truncation(handle: sf.SoundFile) -> str | None:
     """Why a WAV-family file is truncated (its header promises more data than it holds), or None.
 
@@ -135,6 +129,8 @@ def load(
     Raises:
         AudioError: missing file, not audio, zero-length, truncated, NaN/inf samples, bad segment.
     """
+    import soundfile as sf  # here, not at import: a model runs on tensors without it
+
     path = _check_readable(path)
     if offset < 0 or (duration is not None and duration <= 0):
         raise AudioError(path, f"invalid segment offset={offset} duration={duration}")
@@ -157,7 +153,7 @@ def load(
             if start:
                 handle.seek(start)
             data = handle.read(wanted, dtype="float32", always_2d=True)
-        except (_soundfile_error(), RuntimeError) as error:
+        except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioError(path, f"cannot decode audio ({error})") from None
     if data.shape[0] < wanted:
         raise AudioError(

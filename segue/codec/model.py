@@ -32,17 +32,6 @@ class Codec(nn.Module, PretrainedMixin):
 
     config_class = CodecConfig
 
-    def saved_state(self) -> dict[str, torch.Tensor]:
-        """The state dict less each EMA level's `embed_sum`, which loading rebuilds (2 MB of
-        the shipped codec's 24; training checkpoints keep it, for exact resumes)."""
-        derived = {
-            f"{name}.{key}"
-            for name, module in self.named_modules()
-            if isinstance(module, EMAVectorQuantizer)
-            for key in module.DERIVED
-        }
-        return {k: v for k, v in self.state_dict().items() if k not in derived}
-
     def __init__(self, config: CodecConfig):
         super().__init__()
         self.config = config
@@ -83,6 +72,17 @@ class Codec(nn.Module, PretrainedMixin):
             self.decoder = Decoder(
                 config.channels, config.strides, config.latent_dim, config.dilations, config.causal
             )
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The state dict less each EMA level's `embed_sum`, which loading rebuilds (2 MB of
+        the shipped codec's 24; training checkpoints keep it, for exact resumes)."""
+        derived = {
+            f"{name}.{key}"
+            for name, module in self.named_modules()
+            if isinstance(module, EMAVectorQuantizer)
+            for key in module.DERIVED
+        }
+        return {k: v for k, v in self.state_dict().items() if k not in derived}
 
     # The acoustic-tokenizer interface, shared with `segue.codec.hf.PretrainedCodec`.
     @property

@@ -35,6 +35,7 @@ from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
 from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
+from segue.train.checkpoint import read_run_config
 from segue.train.task import fine_tune_config
 
 
@@ -104,17 +105,19 @@ def load_trained_codec(location: str | Path) -> Codec:
     `hf:` codecs: they can be tokenized with, not trained further here."""
     from segue.codec.load import load_codec
 
+    _refuse_hf(location)
+    return load_codec(location)
+
+
+def _refuse_hf(location: str | Path) -> None:
+    """`hf:` codecs can be tokenized with, not trained further here."""
     if str(location).startswith("hf:"):
         raise InputError(f"{location}: not a segue codec; only those can be trained further")
-    return load_codec(location)
 
 
 def read_trained_codec_config(location: str | Path) -> CodecConfig:
     """The config of what `load_trained_codec(location)` loads, without reading its weights."""
-    from segue.train.checkpoint import read_run_config
-
-    if str(location).startswith("hf:"):
-        raise InputError(f"{location}: not a segue codec; only those can be trained further")
+    _refuse_hf(location)
     path, exported = saved_model_folder(location, (WEIGHTS_NAME, CONFIG_NAME), "codec")
     if exported:
         return load_config(CodecConfig, path / CONFIG_NAME)
