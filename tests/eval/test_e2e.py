@@ -139,8 +139,10 @@ def test_speaker_similarity_of_a_signal_with_itself_and_symmetry(speaker):
 
 @pytest.mark.skipif(ESPEAK is None, reason="needs espeak-ng")
 def test_real_speech_voice_and_words(speaker, transcriber, tmp_path):
-    """Whisper hears synthetic speech; Resemblyzer tells a voice from another."""
-    words = "the quick brown fox jumps over the lazy dog"
+    """Whisper hears synthetic speech; Resemblyzer tells a voice from another. (espeak-ng's
+    "quick brown fox" is heard as "quick round-fark stump" since 2026-12-07's packages, WER
+    0.44: a sentence it says clearly, WER 0-0.08 over three of its voices and rates.)"""
+    words = "it is a good day to read a book in the garden"
     male = espeak(tmp_path, words, "en-us")
     heard = transcriber.transcribe(male)
     assert wer([words], [normalize_text(heard)]) <= 0.35, heard
