@@ -4,6 +4,7 @@
                    [--seconds 4] [--resynth 8] [--seed 0] [-o/--out DIR] [--json PATH]
                    [--acoustic ar|soundstorm] [--similarity speaker|chroma]
                    [--train-voices MANIFEST] [--train-voice-files 4] [--no-lexicality]
+                   [--no-voice-stages]
     segue eval compare [LABEL=]DIR [[LABEL=]DIR ...] -o/--out DIR
     segue eval probes ROOT [--lexical] [--syntax] [--build [--build-only]] [--model DIR]
                    [--max-pairs N] [--eos] [-o/--out REPORT.json] [--submission DIR]
@@ -49,6 +50,7 @@ def _e2e(args: argparse.Namespace) -> None:
         train_manifest=args.train_voices,
         train_voice_files=args.train_voice_files,
         lexicality=not args.no_lexicality,
+        voice_stages=not args.no_voice_stages,
     )
     manifest = read_manifest(args.manifest)  # whole: its train split holds the training voices
     if args.train_voices:
@@ -191,6 +193,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-lexicality",
         action="store_true",
         help="do not transcribe continuations for the dictionary-word share",
+    )
+    p.add_argument(
+        "--no-voice-stages",
+        action="store_true",
+        help="do not score each prompt's real continuation through the codec and through the "
+        "acoustic path on its own semantic tokens (where the voice is lost; one more acoustic "
+        "generation per prompt)",
     )
     p.add_argument(
         "--acoustic",

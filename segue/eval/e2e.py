@@ -59,6 +59,7 @@ from segue.eval.e2e_report import (
     LEXICAL_KEYS,
     PITCH_KEYS,
     SYSTEMS,
+    VOICE_STAGES,
     ContinuationReport,
     ContinuationRow,
     E2EReport,
@@ -255,6 +256,15 @@ def _continuations(
             row.training_voice, row.training_similarity = nearest
             if e_real is not None:
                 row.real_training_similarity = _nearest_voice(e_real, voices, entry.group)[1]
+        stage_audio = {}
+        if settings.voice_stages and has_real:
+            stage_audio = _voice_stages(model, prompt, real, settings, seed + i)
+            embedded = {key: speaker.embed(wav, rate) for key, wav in stage_audio.items()}
+            row.stages = {key: cosine(e_prompt, e) for key, e in embedded.items()}
+            if nearest is not None:  # some training voice other than its own
+                row.stages_training = {
+                    key: _nearest_voice(e, voices, entry.group)[1] for key, e in embedded.items()
+                }
         if lexicon is not None and _is_english(entry):
             clips = {
                 "continuation": new,
@@ -265,7 +275,9 @@ def _continuations(
             row.transcripts = {k: " ".join(w.text for w in words) for k, words in heard.items()}
             row.lexical = {k: lexicon.count(words) for k, words in heard.items()}
         if out is not None:
-            row.files = _write_continuation(out, i, entry, prompt, full, audio, rate, prompt_s)
+            row.files = _write_continuation(
+                out, i, entry, prompt, full, audio, rate, prompt_s, stage_audio
+            )
         rows.append(row)
         prompts.append(e_prompt)
         generated.append(e_new)
@@ -318,12 +330,37 @@ def _continuations(
         else None,
         pitch_range={key: Stats.of([r.pitch_range[key] for r in rows]) for key in PITCH_KEYS},
     )
+    if settings.voice_stages:
+        staged = [r for r in rows if r.stages is not None]
+        part.stages = {key: Stats.of([r.stages[key] for r in staged]) for key in VOICE_STAGES}
+        with_training = [r for r in staged if r.stages_training is not None]
+        part.stages_over_training = {
+            key: float(np.mean([r.stages[key] > r.stages_training[key] for r in with_training]))
+            if with_training
+            else None
+            for key in VOICE_STAGES
+        }
     if any(r.lexical for r in rows):
         part.lexicality = {
             key: sum((r.lexical[key] for r in rows if key in (r.lexical or {})), LexicalCount())
             for key in LEXICAL_KEYS
         }
     return part, skipped
+
+
+def _voice_stages(
+    model, prompt: np.ndarray, real: np.ndarray, settings: E2ESettings, seed: int
+) -> dict[str, np.ndarray]:
+    """The real continuation [T] through each of `VOICE_STAGES`: {key: [T] audio}."""
+    x = torch.from_numpy(real)[None].to(model.device)
+    codes = model.codec.encode(x)[:, : model.n_levels]
+    acoustic = model.resynthesize(
+        x, prompt, seed=seed, progress=False, acoustic=settings.acoustic
+    )  # the prompt's codes and semantic tokens, then the real continuation's semantic tokens
+    return {
+        "codec": _fit(model.codec.decode(codes)[0], len(real)),
+        "acoustic": _fit(acoustic[0], len(real)),
+    }
 
 
 def training_voices(
@@ -385,8 +422,11 @@ def _is_english(entry: ManifestEntry) -> bool:
     return str(entry.extra.get("language") or "en").lower().startswith("en")
 
 
-def _write_continuation(out, i, entry, prompt, full, audio, rate, prompt_s) -> dict[str, str]:
-    """WAVs + spectrograms of prompt, prompt + continuation, and the original of that length."""
+def _write_continuation(
+    out, i, entry, prompt, full, audio, rate, prompt_s, stages
+) -> dict[str, str]:
+    """WAVs + spectrograms of prompt, prompt + continuation, the original of that length, and
+    the prompt + each voice stage's audio (`stages`, {key: [T]}; keys as VOICE_STAGES)."""
     from segue.plot import plot_spectrogram
 
     name = f"continuation/{i:02d}"
@@ -395,11 +435,15 @@ def _write_continuation(out, i, entry, prompt, full, audio, rate, prompt_s) -> d
     if len(audio) > len(prompt):
         files["original"] = f"{name}_original.wav"
         sounds["original"] = audio
+    for key, wav in stages.items():
+        files[key] = f"{name}_{key}.wav"
+        sounds[key] = np.concatenate([prompt, wav])
+    titles = {"original": "original (real audio after the line)", **VOICE_STAGES}
     for key, wav in list(files.items()):
         audio_io.save(out / wav, sounds[key], rate)
         png = wav.removesuffix(".wav") + ".png"
         boundary = None if key == "prompt" else prompt_s
-        title = {"original": "original (real audio after the line)"}.get(key, key)
+        title = titles.get(key, key)
         plot_spectrogram(sounds[key], rate, out / png, boundary, title=f"{entry.group}: {title}")
         files[f"{key}_png"] = png
     return files

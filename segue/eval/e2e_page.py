@@ -22,6 +22,7 @@ from segue.eval.e2e_report import (
     LEXICAL_KEYS,
     PITCH_KEYS,
     SYSTEMS,
+    VOICE_STAGES,
     E2EReport,
     _as_report,
 )
@@ -68,8 +69,6 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
             f"{s.prompt_seconds:g} s from {cont.voices} voices, continued by "
             f"{s.continuation_seconds:g} s",
             "",
-            "| compared with the prompt           |  mean |   std |   n |",
-            "|------------------------------------|-------|-------|-----|",
         ]
         table = [
             ("model continuation", cont.similarity),
@@ -77,8 +76,18 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
             ("real, same voice (another file)", cont.same_voice),
             ("real, another voice", cont.different_voice),
         ]
+        if cont.stages is not None:  # from the model towards real audio
+            stages = [(VOICE_STAGES[k], cont.stages[k]) for k in reversed(VOICE_STAGES)]
+            table[1:1] = stages
+        width = max(len(name) for name, _ in (*table, ("compared with the prompt", None)))
+        lines += [
+            f"| {'compared with the prompt':<{width}} |  mean |   std |   n |",
+            f"|{'-' * (width + 2)}|-------|-------|-----|",
+        ]
         for name, row in table:
-            lines.append(f"| {name:<34} | {_num(row.mean):>5} | {_num(row.std):>5} | {row.n:>3} |")
+            lines.append(
+                f"| {name:<{width}} | {_num(row.mean):>5} | {_num(row.std):>5} | {row.n:>3} |"
+            )
         lines += [
             "",
             f"verification (closer to its own prompt than to another voice's): "
@@ -92,6 +101,9 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
                 f"{_pct(cont.own_prompt_over_training)} ({cont.training_voices} training voices; "
                 f"real continuations: {_pct(cont.real_own_prompt_over_training)})"
             )
+            for key, share in (cont.stages_over_training or {}).items():
+                if share is not None:
+                    lines.append(f"  the same for the {VOICE_STAGES[key]}: {_pct(share)}")
         pitch = cont.pitch_range or {}
         if pitch:
             lines.append(
@@ -175,8 +187,15 @@ def listening_page(report: E2EReport | dict[str, Any]) -> str:
             f"<h2>Continuation ({s.prompt_seconds:g} s prompt, "
             f"{s.continuation_seconds:g} s generated)</h2>",
             "<p>The dashed line marks where the prompt ends. Original: the same file, as long.</p>",
-            "<table><tr><th>voice</th><th>prompt</th><th>continuation</th><th>original</th></tr>",
+            "<table><tr><th>voice</th><th>prompt</th><th>continuation</th><th>original</th>"
+            + "".join(
+                f"<th>{html.escape(name)}</th>"
+                for key, name in VOICE_STAGES.items()
+                if any(r.files and key in r.files for r in cont.rows)
+            )
+            + "</tr>",
         ]
+        stage_keys = [k for k in VOICE_STAGES if any(r.files and k in r.files for r in cont.rows)]
         for row in cont.rows:
             similarity = f"similarity to the prompt {row.similarity:.3f}"
             if row.training_similarity is not None:
@@ -193,6 +212,10 @@ def listening_page(report: E2EReport | dict[str, Any]) -> str:
                 + _cell(row.files, "prompt")
                 + _cell(row.files, "continuation", similarity)
                 + _cell(row.files, "original", "" if real is None else f"similarity {real:.3f}")
+                + "".join(
+                    _cell(row.files, key, f"similarity {(row.stages or {}).get(key, 0.0):.3f}")
+                    for key in stage_keys
+                )
                 + "</tr>"
             )
         parts.append("</table>")
@@ -229,6 +252,9 @@ def _summary_rows(report: E2EReport) -> dict[str, str]:
         rows["prompts (voices)"] = f"{cont.n} ({cont.voices})"
         rows["similarity to the prompt"] = _num(cont.similarity.mean)
         rows["real continuation (same file)"] = _num(cont.real_similarity.mean)
+        for key, name in VOICE_STAGES.items():
+            if cont.stages is not None:
+                rows[name] = _num(cont.stages[key].mean)
         rows["real, same voice / another voice"] = (
             f"{_num(cont.same_voice.mean)} / {_num(cont.different_voice.mean)}"
         )

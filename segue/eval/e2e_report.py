@@ -31,6 +31,14 @@ LEXICAL_KEYS = {
 }
 #: The pitch ranges a continuation row holds.
 PITCH_KEYS = ("prompt", "continuation")
+#: Where a prompt's voice can be lost, each compared with the prompt like a continuation
+#: (`E2ESettings.voice_stages`): the file's real next seconds through the codec (the ceiling
+#: the acoustic tokens allow), and the acoustic path given the prompt's codes and the file's
+#: own semantic tokens for those seconds (a continuation without the semantic LM).
+VOICE_STAGES = {
+    "codec": "real continuation through the codec",
+    "acoustic": "acoustic path on its real semantic tokens",
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -52,7 +60,9 @@ class E2ESettings:
     manifest whose train split holds the model's training voices (None: the evaluated manifest's
     train split, if any), each voice's centroid made of train_voice_files files (0: no
     training-voice comparison); lexicality: transcribe continuations of English files and count
-    their dictionary words (`segue.eval.lexicon`).
+    their dictionary words (`segue.eval.lexicon`); voice_stages: also score each prompt's
+    real continuation through the codec and through the acoustic path (`VOICE_STAGES`), to
+    tell where a continuation loses the voice (one more acoustic generation per prompt).
     """
 
     n_prompts: int = 8
@@ -67,6 +77,7 @@ class E2ESettings:
     train_manifest: str | None = None
     train_voice_files: int = 4
     lexicality: bool = True
+    voice_stages: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_prompts", "n_resynth", "n_reference_pairs", "train_voice_files"):
@@ -88,8 +99,9 @@ class E2ESettings:
             raise InputError(
                 f"train_manifest must be a path (a string), got {self.train_manifest!r}"
             )
-        if not isinstance(self.lexicality, bool):
-            raise InputError(f"lexicality must be True or False, got {self.lexicality!r}")
+        for name in ("lexicality", "voice_stages"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,6 +113,7 @@ class E2ESettings:
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         known.setdefault("similarity", SpeakerEncoder.label)
+        known.setdefault("voice_stages", False)  # reports from before the stages
         return cls(**known)
 
 
@@ -162,7 +175,9 @@ class ContinuationRow(_Row):
     continuation, the real continuation and babble (`LEXICAL_KEYS`; None for non-English files
     or with lexicality off) and lexical, the count of their (confident) dictionary words;
     pitch_range: semitones of F0 range of "prompt" and
-    "continuation" (`segue.eval.pitch`; None values: too little voicing)."""
+    "continuation" (`segue.eval.pitch`; None values: too little voicing); stages: the
+    similarity to the prompt of each of `VOICE_STAGES` and stages_training the nearest
+    training voice's (None: voice stages off, or no real continuation)."""
 
     path: str
     group: str
@@ -176,6 +191,8 @@ class ContinuationRow(_Row):
     transcripts: dict[str, str] | None = None
     lexical: dict[str, LexicalCount] | None = None
     pitch_range: dict[str, float | None] | None = None
+    stages: dict[str, float] | None = None
+    stages_training: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContinuationRow:
@@ -199,7 +216,9 @@ class ContinuationReport:
     training voice cap it); lexicality: Whisper's words,
     dictionary words and confidently heard dictionary words (`segue.eval.lexicon`) of each of
     LEXICAL_KEYS over the English rows (None: off or no English row); pitch_range: Stats of
-    the rows' ranges of "prompt" and "continuation" (semitones)."""
+    the rows' ranges of "prompt" and "continuation" (semitones); stages: Stats of each of
+    `VOICE_STAGES`'s similarities to the prompt and stages_over_training their shares closer
+    to the prompt than to every training voice (None: voice stages off)."""
 
     voices: int
     similarity: Stats
@@ -216,6 +235,8 @@ class ContinuationReport:
     real_own_prompt_over_training: float | None = None
     lexicality: dict[str, LexicalCount] | None = None
     pitch_range: dict[str, Stats] | None = None
+    stages: dict[str, Stats] | None = None
+    stages_over_training: dict[str, float | None] | None = None
 
     @property
     def n(self) -> int:
@@ -245,6 +266,10 @@ class ContinuationReport:
             "pitch_range": None
             if self.pitch_range is None
             else {key: stats.to_dict() for key, stats in self.pitch_range.items()},
+            "stages": None
+            if self.stages is None
+            else {key: stats.to_dict() for key, stats in self.stages.items()},
+            "stages_over_training": self.stages_over_training,
             "rows": [row.to_dict() for row in self.rows],
         }
 
@@ -270,6 +295,10 @@ class ContinuationReport:
             pitch_range=None
             if data.get("pitch_range") is None
             else {key: Stats.from_dict(v) for key, v in data["pitch_range"].items()},
+            stages=None
+            if data.get("stages") is None
+            else {key: Stats.from_dict(v) for key, v in data["stages"].items()},
+            stages_over_training=data.get("stages_over_training"),
         )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from segue import audio as audio_io
 from segue import cli
@@ -247,21 +248,21 @@ def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
     assert list(data["settings"]) == [
         "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
         "n_reference_pairs", "max_resynth_seconds", "acoustic", "similarity",
-        "train_manifest", "train_voice_files", "lexicality",
+        "train_manifest", "train_voice_files", "lexicality", "voice_stages",
     ]  # fmt: skip
     cont, res = data["continuation"], data["resynthesis"]
     assert list(cont) == [
         "n", "voices", "similarity", "real_similarity", "reference", "verification",
         "verification_pairs", "closest_prompt_accuracy", "chance", "training_voices",
         "own_prompt_over_training", "real_own_prompt_over_training", "lexicality", "pitch_range",
-        "rows",
+        "stages", "stages_over_training", "rows",
     ]  # fmt: skip
     assert list(cont["reference"]) == ["same_voice", "different_voice"]
     assert list(cont["similarity"]) == ["mean", "std", "min", "max", "n"]
     assert list(cont["rows"][0]) == [
         "path", "group", "text", "similarity", "real_similarity", "files",
         "training_similarity", "training_voice", "real_training_similarity", "transcripts",
-        "lexical", "pitch_range",
+        "lexical", "pitch_range", "stages", "stages_training",
     ]  # fmt: skip
     assert list(res) == ["n", "wer", "cer", "recall", "rows"]
     assert list(res["rows"][0]) == [
@@ -413,6 +414,33 @@ def test_e2e_writes_audio_spectrograms_and_a_listening_page(e2e):
     assert len(wav) == round(1.0 * RATE)  # 0.6 s prompt + 0.4 s
     assert "Hello, world number" in page
     assert json.loads((out / "report.json").read_text()) == json.loads(report.to_json())
+
+
+def test_voice_stages_on_a_bundle_are_its_codec_and_its_acoustic_path(corpus, speaker):
+    """With 1 s of real continuation left, each row scores the real continuation through the
+    bundle's codec and through its acoustic path (the prompt's codes and semantic tokens, then
+    the file's own): the very audio those calls give, for both paths."""
+    model = tiny_audiolm()
+    model.soundstorm = tiny_soundstorm()
+    for path in ("ar", SOUNDSTORM):
+        settings = E2ESettings(n_prompts=2, prompt_seconds=0.16, continuation_seconds=1.04,
+                               n_resynth=0, lexicality=False, acoustic=path)  # fmt: skip
+        report = evaluate_e2e(model, corpus, settings, progress=False, speaker=speaker)
+        cont = report.continuation
+        assert cont.stages["codec"].n == cont.stages["acoustic"].n == 2
+        assert cont.stages_over_training["codec"] in (0.0, 0.5, 1.0)
+        for i, row in enumerate(cont.rows):
+            audio = audio_io.load(corpus.parent / row.path, RATE)
+            cut = round(0.16 * RATE)
+            prompt, real = audio[:cut], audio[cut:]
+            e_prompt = speaker.embed(prompt, RATE)
+            x = torch.from_numpy(real)[None]
+            codec = model.codec.decode(model.codec.encode(x)[:, : model.n_levels])[0]
+            acoustic = model.resynthesize(x, prompt, seed=i, progress=False, acoustic=path)[0]
+            for key, wav in (("codec", codec), ("acoustic", acoustic)):
+                wav = wav.numpy()[: len(real)]
+                expected = cosine(e_prompt, speaker.embed(wav, RATE))
+                assert row.stages[key] == pytest.approx(expected, abs=1e-5)
 
 
 def test_e2e_refuses_a_prompt_longer_than_the_context(corpus, speaker, transcriber):

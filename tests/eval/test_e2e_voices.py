@@ -4,6 +4,7 @@ and babble, pitch ranges; with stand-in models whose continuations are known."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,19 +38,40 @@ SENTENCES = [
 ]
 
 
+class IdentityCodec:
+    """A codec that keeps the waveform: one "level" of codes, the samples themselves."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, None, :]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes[:, 0]
+
+
 class StandIn:
     """What evaluate_e2e needs of an AudioLM: continue_ returns the prompt and then `then`
-    (a function of the prompt giving the generated samples)."""
+    (a function of the prompt giving the generated samples); resynthesize (with the prompt as
+    the acoustic prompt: the voice stages) returns `resynth(prompt, audio)` (default: the
+    audio itself); the codec keeps the waveform."""
 
     sample_rate = RATE
     max_prompt_seconds = 10.0
-    def __init__(self, then):
-        self.then = then
+    n_levels = 1
+    device = torch.device("cpu")
+    codec = IdentityCodec()
+
+    def __init__(self, then, resynth=lambda prompt, audio: audio):
+        self.then, self.resynth = then, resynth
         self.info = {"name": "stand-in"}
 
     def continue_(self, prompt, seconds, **_):
         new = self.then(np.asarray(prompt))[: round(seconds * RATE)]
         return torch.from_numpy(np.concatenate([prompt, new]).astype(np.float32))[None]
+
+    def resynthesize(self, audio, acoustic_prompt, **_):
+        x = np.asarray(audio)[0]
+        new = self.resynth(np.asarray(acoustic_prompt), x)[: len(x)]
+        return torch.from_numpy(np.pad(new, (0, len(x) - len(new))).astype(np.float32))[None]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +150,43 @@ def test_a_continuation_in_a_training_voice_is_caught(corpus, speaker):
     assert cont.own_prompt_over_training == 0.0
     assert {row.training_voice for row in cont.rows} == {"scot"}
     assert all(row.training_similarity > row.similarity for row in cont.rows)
+
+
+def test_voice_stages_tell_where_the_voice_is_lost(corpus, speaker, tmp_path):
+    """The continuation drifts to a training voice; the real continuation through the codec
+    keeps its voice, and the acoustic path on the real semantic tokens drifts too: the stages
+    put the loss in the acoustic path, not in the semantic LM or the codec."""
+    scot = audio_io.load(corpus.parent / "scot" / "1.wav", RATE)
+    model = StandIn(lambda _: scot, resynth=lambda prompt, audio: scot)
+    report = evaluate_e2e(model, corpus, SETTINGS, progress=False, speaker=speaker,
+                          out_dir=tmp_path / "page")  # fmt: skip
+    cont = report.continuation
+    assert set(cont.stages) == {"codec", "acoustic"}
+    assert cont.stages["codec"].n == cont.stages["acoustic"].n == 3
+    for row in cont.rows:
+        # the identity codec gives the real continuation back: its similarity, to 1e-4
+        assert row.stages["codec"] == pytest.approx(row.real_similarity, abs=1e-4)
+        assert row.stages["acoustic"] == pytest.approx(row.similarity, abs=1e-4)
+        assert row.stages_training["acoustic"] > row.stages["acoustic"]
+        assert (tmp_path / "page" / row.files["acoustic"]).is_file()
+        assert (tmp_path / "page" / row.files["codec_png"]).is_file()
+    assert cont.stages_over_training["acoustic"] == 0.0
+    assert cont.stages_over_training["codec"] == cont.real_own_prompt_over_training
+    text = format_e2e_report(report)
+    assert "| acoustic path on its real semantic tokens |" in text
+    assert "the same for the real continuation through the codec:" in text
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<th>acoustic path on its real semantic tokens</th>" in page
+    # a model whose acoustic path keeps the voice: the loss is in the semantic LM's tokens
+    keeps = StandIn(lambda _: scot)
+    cont = evaluate_e2e(keeps, corpus, SETTINGS, progress=False, speaker=speaker).continuation
+    assert cont.own_prompt_over_training == 0.0
+    assert cont.stages_over_training["acoustic"] == cont.real_own_prompt_over_training
+    for row in cont.rows:
+        assert row.stages["acoustic"] == pytest.approx(row.real_similarity, abs=1e-4)
+    off = dataclasses.replace(SETTINGS, voice_stages=False)
+    cont = evaluate_e2e(keeps, corpus, off, progress=False, speaker=speaker).continuation
+    assert cont.stages is None and all(row.stages is None for row in cont.rows)
 
 
 def test_training_voices_from_another_manifest_or_none(corpus, speaker, tmp_path):
