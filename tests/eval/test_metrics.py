@@ -60,3 +60,28 @@ def test_visqol_orders_degradations(speechlike):
     rng = np.random.default_rng(0)
     noisy = speechlike + 0.05 * rng.standard_normal(32000).astype(np.float32)
     assert metrics.visqol(speechlike, speechlike) > metrics.visqol(noisy, speechlike) + 0.5
+
+
+@pytest.mark.skipif(not metrics.available("resemblyzer"), reason="resemblyzer not installed")
+def test_speaker_similarity_is_one_for_the_same_audio_and_lower_for_another_voice(tmp_path):
+    import shutil
+    import subprocess
+
+    from segue import audio as audio_io
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("needs espeak-ng")
+    text = "it is a good day to read a book in the garden"
+    voices = {}
+    for name, voice in (("male", "en-us"), ("female", "en-us+f4")):
+        path = tmp_path / f"{name}.wav"
+        subprocess.run([espeak, "-v", voice, "-w", str(path), text], check=True)
+        voices[name] = audio_io.load(path, 16000)
+    male, female = voices["male"], voices["female"]
+    rng = np.random.default_rng(0)
+    noisy = male + 0.003 * rng.standard_normal(len(male)).astype(np.float32)
+    assert metrics.speaker_similarity(male, male) == pytest.approx(1.0, abs=1e-5)
+    other = metrics.speaker_similarity(female, male)
+    assert metrics.speaker_similarity(noisy, male) > 0.9 > other
+    assert set(metrics.all_metrics(male, male)) >= {"pesq", "stoi", "visqol", "speaker"}
