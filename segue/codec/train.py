@@ -49,11 +49,21 @@ class CodecDataConfig:
     skip_missing: bool = False  # drop unusable files (listed) instead of refusing to start
 
 
+#: The codec's parts a run may hold fixed (`CodecRunConfig.frozen`).
+FREEZABLE = ("encoder", "quantizer")
+
+
 @dataclass
 class CodecRunConfig(RunConfig):
+    """A codec training run. frozen: parts of `FREEZABLE` left as they are (weights and, for
+    the quantizer, its EMA codebooks): fine-tuning the decoder alone of a codec whose codes
+    LMs were trained on (`--set 'frozen=["encoder","quantizer"]'`) changes how codes sound,
+    never which codes a sound gets, so those LMs still fit."""
+
     model: CodecConfig = field(default_factory=lambda: preset("tiny"))
     data: CodecDataConfig = field(default_factory=CodecDataConfig)
     discriminator_lr: float | None = None  # None: same as optim.lr
+    frozen: tuple[str, ...] = ()
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
             lr=3e-4,
@@ -141,11 +151,27 @@ class CodecTask(TrainTask):
         self.config = config
         if not config.data.manifest:
             raise InputError("codec training needs data.manifest (--manifest)")
+        unknown = sorted(set(config.frozen) - set(FREEZABLE))
+        if unknown:
+            raise InputError(f"frozen: {unknown} are not parts that can be frozen {FREEZABLE}")
+        if config.frozen and not config.train.init_from:
+            raise InputError(
+                f"frozen={list(config.frozen)} keeps randomly initialised parts: freeze parts of "
+                "a trained codec (train.init_from / --init-from)"
+            )
         adopt_initial(config)
 
     def setup(self, device: torch.device) -> None:
         self.codec = Codec(self.config.model)
         self.discriminator = Discriminators(self.config.model.discriminator)
+        for name in self.config.frozen:
+            getattr(self.codec, name).requires_grad_(False)
+
+    def _hold_frozen(self) -> None:
+        """Frozen parts in eval mode: the quantizer then neither moves its EMA codebooks nor
+        restarts dead codes (the engine puts every module back in train mode)."""
+        for name in self.config.frozen:
+            getattr(self.codec, name).eval()
 
     def load_initial(self, source: str) -> None:
         """The saved codec's weights (its EMA ones for a run folder); the discriminators start
@@ -195,6 +221,7 @@ class CodecTask(TrainTask):
         self, models: Mapping[str, nn.Module], batch: dict, step: int
     ) -> Iterator[Phase]:
         loss_cfg = self.config.model.loss
+        self._hold_frozen()
         real = batch["audio"][:, None]  # [B, 1, T]
         out = models["codec"](real)
         fake = out.audio

@@ -99,6 +99,39 @@ def test_fine_tuning_starts_from_the_saved_codec_with_fresh_discriminators(
         CodecTask(apply_overrides(CodecRunConfig(data=base.data), ["train.init_from=hf:x"]))
 
 
+def test_a_frozen_encoder_and_quantizer_keep_the_codes_while_the_decoder_learns(
+    tone_manifest, tmp_path
+):
+    """frozen=["encoder", "quantizer"] (fine-tuning the decoder of a codec LMs were trained on):
+    after training, every encoder and quantizer tensor (the EMA codebooks included) is the
+    saved codec's, so every sound gets the same codes; the decoder has moved."""
+    base = run_config(tone_manifest, steps=3)
+    trainer = Trainer(CodecTask(base), base, tmp_path / "base")
+    trainer.fit()
+    trainer.close()
+    load_codec(tmp_path / "base").save_pretrained(tmp_path / "export")
+    saved = load_codec(tmp_path / "export")
+    config = apply_overrides(
+        run_config(tone_manifest, steps=4),
+        [f"train.init_from={tmp_path / 'export'}", 'frozen=["encoder", "quantizer"]',
+         "model.quantizer_dropout=0.5"],
+    )  # fmt: skip
+    tuned = Trainer(CodecTask(config), config, tmp_path / "tuned")
+    tuned.fit()
+    tuned.close()
+    after = load_codec(tmp_path / "tuned")
+    before, now = saved.state_dict(), after.state_dict()
+    for key, value in now.items():
+        same = torch.equal(value, before[key])
+        assert same == (not key.startswith("decoder.")), key
+    audio = torch.from_numpy(tone(1.0, freq=300.0))[None]
+    assert torch.equal(saved.encode(audio), after.encode(audio))
+    with pytest.raises(ValueError, match="not parts that can be frozen"):
+        CodecTask(apply_overrides(run_config(tone_manifest), ['frozen=["decoder"]']))
+    with pytest.raises(ValueError, match="init-from"):
+        CodecTask(apply_overrides(run_config(tone_manifest), ['frozen=["encoder"]']))
+
+
 def test_training_needs_a_manifest():
     with pytest.raises(ValueError, match="manifest"):
         CodecTask(CodecRunConfig())
