@@ -183,19 +183,15 @@ def listening_page(report: E2EReport | dict[str, Any]) -> str:
     ]
     cont = report.continuation
     if cont is not None:
+        stage_keys = [k for k in VOICE_STAGES if any(r.files and k in r.files for r in cont.rows)]
         parts += [
             f"<h2>Continuation ({s.prompt_seconds:g} s prompt, "
             f"{s.continuation_seconds:g} s generated)</h2>",
             "<p>The dashed line marks where the prompt ends. Original: the same file, as long.</p>",
             "<table><tr><th>voice</th><th>prompt</th><th>continuation</th><th>original</th>"
-            + "".join(
-                f"<th>{html.escape(name)}</th>"
-                for key, name in VOICE_STAGES.items()
-                if any(r.files and key in r.files for r in cont.rows)
-            )
+            + "".join(f"<th>{html.escape(VOICE_STAGES[key])}</th>" for key in stage_keys)
             + "</tr>",
         ]
-        stage_keys = [k for k in VOICE_STAGES if any(r.files and k in r.files for r in cont.rows)]
         for row in cont.rows:
             similarity = f"similarity to the prompt {row.similarity:.3f}"
             if row.training_similarity is not None:
