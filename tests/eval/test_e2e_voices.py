@@ -158,7 +158,8 @@ def test_voice_stages_tell_where_the_voice_is_lost(corpus, speaker, tmp_path):
     put the loss in the acoustic path, not in the semantic LM or the codec."""
     scot = audio_io.load(corpus.parent / "scot" / "1.wav", RATE)
     model = StandIn(lambda _: scot, resynth=lambda prompt, audio: scot)
-    report = evaluate_e2e(model, corpus, SETTINGS, progress=False, speaker=speaker,
+    settings = dataclasses.replace(SETTINGS, lexicality=False)  # not what is tested: faster
+    report = evaluate_e2e(model, corpus, settings, progress=False, speaker=speaker,
                           out_dir=tmp_path / "page")  # fmt: skip
     cont = report.continuation
     assert set(cont.stages) == {"codec", "acoustic"}
@@ -179,12 +180,12 @@ def test_voice_stages_tell_where_the_voice_is_lost(corpus, speaker, tmp_path):
     assert "<th>acoustic path on its real semantic tokens</th>" in page
     # a model whose acoustic path keeps the voice: the loss is in the semantic LM's tokens
     keeps = StandIn(lambda _: scot)
-    cont = evaluate_e2e(keeps, corpus, SETTINGS, progress=False, speaker=speaker).continuation
+    cont = evaluate_e2e(keeps, corpus, settings, progress=False, speaker=speaker).continuation
     assert cont.own_prompt_over_training == 0.0
     assert cont.stages_over_training["acoustic"] == cont.real_own_prompt_over_training
     for row in cont.rows:
         assert row.stages["acoustic"] == pytest.approx(row.real_similarity, abs=1e-4)
-    off = dataclasses.replace(SETTINGS, voice_stages=False)
+    off = dataclasses.replace(settings, voice_stages=False)
     cont = evaluate_e2e(keeps, corpus, off, progress=False, speaker=speaker).continuation
     assert cont.stages is None and all(row.stages is None for row in cont.rows)
 
