@@ -353,14 +353,10 @@ def _voice_stages(
 ) -> dict[str, np.ndarray]:
     """The real continuation [T] through each of `VOICE_STAGES`: {key: [T] audio}."""
     x = torch.from_numpy(real)[None].to(model.device)
-    codes = model.codec.encode(x)[:, : model.n_levels]
     acoustic = model.resynthesize(
         x, prompt, seed=seed, progress=False, acoustic=settings.acoustic
     )  # the prompt's codes and semantic tokens, then the real continuation's semantic tokens
-    return {
-        "codec": _fit(model.codec.decode(codes)[0], len(real)),
-        "acoustic": _fit(acoustic[0], len(real)),
-    }
+    return {"codec": _codec_round_trip(model, x), "acoustic": _fit(acoustic[0], len(real))}
 
 
 def training_voices(
@@ -479,13 +475,12 @@ def _resyntheses(
             continue
         i = len(rows)
         x = torch.from_numpy(audio)[None].to(model.device)
-        codes = model.codec.encode(x)[:, : model.n_levels]
         resynthesis = model.resynthesize(
             x, seed=seed + i, progress=False, acoustic=settings.acoustic
         )
         sounds = {
             "original": audio,
-            "codec": _fit(model.codec.decode(codes)[0], len(audio)),
+            "codec": _codec_round_trip(model, x),
             "semantic": _fit(resynthesis[0], len(audio)),
         }
         text = str(entry.extra["text"])
@@ -567,6 +562,12 @@ def _load(manifest, entry, rate, seconds) -> np.ndarray | Skipped:
     if float(np.abs(audio).max()) < MIN_PEAK:
         return Skipped(entry.path, "silent")
     return audio
+
+
+def _codec_round_trip(model, x: torch.Tensor) -> np.ndarray:
+    """Audio [1, T] encoded and decoded by the model's codec at its levels: [T] float32."""
+    codes = model.codec.encode(x)[:, : model.n_levels]
+    return _fit(model.codec.decode(codes)[0], x.shape[-1])
 
 
 def _fit(audio: torch.Tensor, length: int) -> np.ndarray:

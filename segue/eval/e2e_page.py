@@ -248,9 +248,8 @@ def _summary_rows(report: E2EReport) -> dict[str, str]:
         rows["prompts (voices)"] = f"{cont.n} ({cont.voices})"
         rows["similarity to the prompt"] = _num(cont.similarity.mean)
         rows["real continuation (same file)"] = _num(cont.real_similarity.mean)
-        for key, name in VOICE_STAGES.items():
-            if cont.stages is not None:
-                rows[name] = _num(cont.stages[key].mean)
+        for key, stats in (cont.stages or {}).items():
+            rows[VOICE_STAGES[key]] = _num(stats.mean)
         rows["real, same voice / another voice"] = (
             f"{_num(cont.same_voice.mean)} / {_num(cont.different_voice.mean)}"
         )
