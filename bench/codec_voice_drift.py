@@ -7,7 +7,8 @@ them) of each manifest's test split: the first `--prompt-seconds` are the prompt
 Resemblyzer similarity to the prompt, the share closer to the prompt than to every training
 voice (centroids of `--train-voices`' train split, 4 files each, as `segue eval e2e`), and the
 similarity to the continuation itself. Noise lowers the similarities but leaves voices nearest
-their own prompt; a codec that drifts moves them nearer its training voices.
+their own prompt; a codec that drifts moves them nearer its training voices. Each figure is a
+mean over the files ± its standard error.
 
     .venv/bin/python bench/codec_voice_drift.py corpora/real/manifest.jsonl \\
         corpora/speech/manifest.jsonl --train-voices corpora/speech/manifest.jsonl \\
@@ -82,8 +83,10 @@ def main() -> None:
               "| to itself |")  # fmt: skip
         print("| --- | --- | --- | --- |")
         for name, values in rows.items():
-            a = np.array(values, dtype=float).mean(axis=0)
-            print(f"| {name} | {a[0]:.3f} | {a[1]:.0%} | {a[2]:.3f} |")
+            v = np.array(values, dtype=float)  # [files, 3]
+            a, se = v.mean(axis=0), v.std(axis=0, ddof=1) / np.sqrt(len(v))
+            print(f"| {name} | {a[0]:.3f} ±{se[0]:.3f} | {a[1]:.0%} ±{se[1]:.0%} "
+                  f"| {a[2]:.3f} ±{se[2]:.3f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
