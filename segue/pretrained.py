@@ -69,15 +69,16 @@ def saved_model_folder(
     location: str | os.PathLike, files: tuple[str, ...], what: str
 ) -> tuple[Path, bool]:
     """(`location` as a Path, whether it is an exported model holding `files` rather than a
-    training run folder with checkpoints/); a folder that is neither is refused, naming both."""
+    training run folder with checkpoints/ or one of its checkpoints, `RUN/checkpoints/step_N`);
+    a folder that is none of these is refused, naming them."""
     path = Path(location)
     if all((path / name).is_file() for name in files):
         return path, True
-    if (path / "checkpoints").is_dir():
+    if (path / "checkpoints").is_dir() or (path.parent.name == "checkpoints" and path.is_dir()):
         return path, False
     raise FileNotFoundError(
         f"{path}: neither an exported {what} ({' + '.join(files)}) "
-        f"nor a {what} run folder (checkpoints/)"
+        f"nor a {what} run folder (checkpoints/) or one of its checkpoints"
     )
 
 

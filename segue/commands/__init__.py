@@ -179,7 +179,10 @@ def add_out(
 
 
 #: What --model accepts, for the help of the commands that load a segue part.
-MODEL_HELP = "a training run folder (newest checkpoint, EMA weights if any) or an exported folder"
+MODEL_HELP = (
+    "a training run folder (newest checkpoint, EMA weights if any), one of its checkpoints "
+    "(RUN/checkpoints/step_N) or an exported folder"
+)
 
 
 def add_model(

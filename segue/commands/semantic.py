@@ -68,6 +68,7 @@ def _extractor(location: str, layer: int | None, pool: int):
     from segue.semantic.model import SemanticModel
     from segue.semantic.tokenizer import TOKENIZER_NAME, SemanticTokenizer
     from segue.semantic.train import load_model_from_run
+    from segue.train.checkpoint import is_run_checkpoint
 
     if location == "mfcc":
         return MFCCExtractor()
@@ -86,7 +87,7 @@ def _extractor(location: str, layer: int | None, pool: int):
             raise CommandError("--layer is required for a Hugging Face model (e.g. 7 for w2v-BERT)")
         return HFExtractor.from_pretrained(location[3:], layer, pool)
     path = Path(location)
-    if (path / "checkpoints").is_dir():
+    if (path / "checkpoints").is_dir() or is_run_checkpoint(path):
         model = load_model_from_run(path)
     elif (path / WEIGHTS_NAME).is_file():
         model = SemanticModel.from_pretrained(path)
@@ -97,7 +98,7 @@ def _extractor(location: str, layer: int | None, pool: int):
         model = extractor.model
     else:
         raise CommandError(
-            f"{path}: not a semantic run folder (checkpoints/), an exported model "
+            f"{path}: not a semantic run folder (checkpoints/) or checkpoint, an exported model "
             f"({WEIGHTS_NAME}), a tokenizer folder, `mfcc` or hf:<model>"
         )
     return ModelExtractor(model, model.config.tokenizer_layer if layer is None else layer)

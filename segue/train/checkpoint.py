@@ -110,6 +110,13 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def is_run_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` names one checkpoint of a run (`RUN/checkpoints/step_N`) rather than a run
+    folder: every loader that takes a run folder takes one of its checkpoints too."""
+    path = Path(path)
+    return path.parent.name == "checkpoints" and bool(_STEP_DIR.match(path.name))
+
+
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     """The folder `latest` names, else the newest step folder, else None."""
     root = Path(root)
@@ -297,9 +304,13 @@ def load_run_weights(
     run_dir: str | os.PathLike, name: str, *, prefer_ema: bool = True, what: str = "training"
 ) -> tuple[dict, dict]:
     """(run config dict, weights of module `name`) from the newest valid checkpoint of a run
-    folder; the EMA copy (`name.ema`) when there is one and `prefer_ema`."""
+    folder, or from the one checkpoint `run_dir` names (`RUN/checkpoints/step_N`, verified);
+    the EMA copy (`name.ema`) when there is one and `prefer_ema`."""
     run_dir = Path(run_dir)
-    checkpoint = load_latest(run_dir / "checkpoints")
+    if is_run_checkpoint(run_dir):
+        checkpoint = load_checkpoint(run_dir)
+    else:
+        checkpoint = load_latest(run_dir / "checkpoints")
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint yet (is it a {what} run folder?)")
     if name not in checkpoint.weights:
@@ -311,9 +322,13 @@ def load_run_weights(
 def read_run_config(run_dir: str | os.PathLike, *, what: str = "training") -> dict:
     """The run config (a dict) of a run folder with checkpoints, without reading any weights:
     its config.json. The trainer writes it at every checked start, and a resume that changes
-    the model is refused before it, so its model is the one every checkpoint holds."""
+    the model is refused before it, so its model is the one every checkpoint holds. For one
+    checkpoint (`RUN/checkpoints/step_N`), the config.json it holds."""
     run_dir = Path(run_dir)
-    if not list_checkpoints(run_dir / "checkpoints"):
+    if is_run_checkpoint(run_dir):
+        if not (run_dir / MANIFEST).is_file():
+            raise CheckpointError(f"{run_dir}: no {MANIFEST} (incomplete checkpoint)")
+    elif not list_checkpoints(run_dir / "checkpoints"):
         raise FileNotFoundError(f"{run_dir}: no checkpoint yet (is it a {what} run folder?)")
     path = run_dir / "config.json"
     try:

@@ -7,10 +7,16 @@ import torch
 from segue.codec import Codec
 from segue.codec.config import DiscriminatorConfig, LossConfig
 from segue.codec.load import load_codec
-from segue.codec.train import CodecDataConfig, CodecRunConfig, CodecTask
+from segue.codec.train import (
+    CodecDataConfig,
+    CodecRunConfig,
+    CodecTask,
+    read_trained_codec_config,
+)
 from segue.config import apply_overrides
 from segue.data.manifest import ManifestEntry, write_manifest
 from segue.train import Trainer
+from segue.train.checkpoint import CheckpointError, load_checkpoint
 from tests.codec.test_model import small_config
 from tests.conftest import quick_run_overrides, tone, write
 
@@ -71,6 +77,26 @@ def test_checkpoint_loads_as_a_codec(tone_manifest, tmp_path):
     assert isinstance(load_codec(tmp_path / "export"), Codec)
     with pytest.raises(FileNotFoundError, match="neither"):
         load_codec(tmp_path)
+
+
+def test_one_checkpoint_of_a_run_loads_as_that_steps_codec(tone_manifest, tmp_path):
+    config = run_config(tone_manifest, steps=6)  # checkpoints at steps 3 and 6
+    trainer = Trainer(CodecTask(config), config, tmp_path / "run")
+    trainer.fit()
+    trainer.close()
+    step3 = tmp_path / "run" / "checkpoints" / "step_000003"
+    held = load_checkpoint(step3).weights
+    held = held.get("codec.ema", held["codec"])
+    codec = load_codec(step3)
+    assert all(torch.equal(held[k], v) for k, v in codec.state_dict().items())
+    final = load_codec(tmp_path / "run").state_dict()
+    assert not all(torch.equal(final[k], v) for k, v in codec.state_dict().items())
+    assert read_trained_codec_config(step3) == codec.config
+    (step3 / "manifest.json").unlink()  # an incomplete checkpoint is refused, not guessed at
+    with pytest.raises(CheckpointError, match="manifest"):
+        load_codec(step3)
+    with pytest.raises(CheckpointError, match="manifest"):
+        read_trained_codec_config(step3)
 
 
 def test_fine_tuning_starts_from_the_saved_codec_with_fresh_discriminators(

@@ -14,6 +14,7 @@ from segue.lm.evaluate import evaluate_lm
 from segue.lm.stages import load_lm
 from segue.lm.train import TOKEN_ROWS, LMRunConfig, LMTask, build_dataset, run_config_for
 from segue.train import Trainer
+from segue.train.checkpoint import latest_checkpoint
 from tests.conftest import quick_run_overrides
 
 WINDOWS = {"semantic": (1.2, 0.6), "coarse": (0.4, 0.2), "fine": (0.4, 0.2)}
@@ -220,8 +221,11 @@ def test_fine_tuning_reads_the_saved_weights_only_when_it_starts_from_them(
     base = tiny_run("coarse", shards, steps=3)
     Trainer(LMTask(base), base, tmp_path / "base").fit()
     load_lm(tmp_path / "base").save_pretrained(tmp_path / "exported")
-    for source in ("base", "exported"):
-        assert read_lm_config(tmp_path / source) == (base.model, base.stage)
+    one = latest_checkpoint(tmp_path / "base" / "checkpoints")  # RUN/checkpoints/step_N
+    for source in (tmp_path / "base", tmp_path / "exported", one):
+        assert read_lm_config(source) == (base.model, base.stage)
+    a, b = (load_lm(p).model.state_dict() for p in (one, tmp_path / "exported"))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
     with pytest.raises(FileNotFoundError, match="neither an exported LM"):
         read_lm_config(tmp_path)
     reads = []
