@@ -7,6 +7,7 @@ argument; this mixin does the rest, so a saved model is a plain folder any tool 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -18,6 +19,9 @@ from segue.errors import InputError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: A run's checkpoint folders, RUN/checkpoints/step_N (`segue.train.checkpoint` writes them);
+#: named here because every part's loader, below the engine, takes one like a run folder.
+CHECKPOINT_DIR = re.compile(r"^step_(\d+)$")
 M = TypeVar("M", bound="PretrainedMixin")
 
 
@@ -65,6 +69,19 @@ class PretrainedMixin:
         return model.eval()
 
 
+def is_run_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` names one checkpoint of a run (`RUN/checkpoints/step_N`) rather than a run
+    folder: every loader that takes a run folder takes one of its checkpoints too."""
+    path = Path(path)
+    return path.parent.name == "checkpoints" and bool(CHECKPOINT_DIR.match(path.name))
+
+
+def is_run_location(path: str | os.PathLike) -> bool:
+    """Whether `path` is a training run folder (with checkpoints/) or one of its checkpoints."""
+    path = Path(path)
+    return (path / "checkpoints").is_dir() or (is_run_checkpoint(path) and path.is_dir())
+
+
 def saved_model_folder(
     location: str | os.PathLike, files: tuple[str, ...], what: str
 ) -> tuple[Path, bool]:
@@ -74,7 +91,7 @@ def saved_model_folder(
     path = Path(location)
     if all((path / name).is_file() for name in files):
         return path, True
-    if (path / "checkpoints").is_dir() or (path.parent.name == "checkpoints" and path.is_dir()):
+    if is_run_location(path):
         return path, False
     raise FileNotFoundError(
         f"{path}: neither an exported {what} ({' + '.join(files)}) "

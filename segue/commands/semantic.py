@@ -63,12 +63,11 @@ def _train(args: argparse.Namespace) -> None:
 def _extractor(location: str, layer: int | None, pool: int):
     """Features to cluster: `mfcc`, `whisper[:FOLDER]`, `hf:<hub id or folder>`, a run, a model
     or tokenizer folder."""
-    from segue.pretrained import WEIGHTS_NAME
+    from segue.pretrained import WEIGHTS_NAME, is_run_location
     from segue.semantic.extractors import MFCCExtractor, ModelExtractor
     from segue.semantic.model import SemanticModel
     from segue.semantic.tokenizer import TOKENIZER_NAME, SemanticTokenizer
     from segue.semantic.train import load_model_from_run
-    from segue.train.checkpoint import is_run_checkpoint
 
     if location == "mfcc":
         return MFCCExtractor()
@@ -87,7 +86,7 @@ def _extractor(location: str, layer: int | None, pool: int):
             raise CommandError("--layer is required for a Hugging Face model (e.g. 7 for w2v-BERT)")
         return HFExtractor.from_pretrained(location[3:], layer, pool)
     path = Path(location)
-    if (path / "checkpoints").is_dir() or is_run_checkpoint(path):
+    if is_run_location(path):
         model = load_model_from_run(path)
     elif (path / WEIGHTS_NAME).is_file():
         model = SemanticModel.from_pretrained(path)

@@ -392,10 +392,11 @@ def load_model_from_run(run_dir: str | Path, prefer_ema: bool = True) -> Semanti
     """The model of a training run's newest valid checkpoint, or of the one checkpoint `run_dir`
     names (`RUN/checkpoints/step_N`); EMA weights when there are some."""
     from segue.config import from_dict
-    from segue.train.checkpoint import is_run_checkpoint, load_run_weights
+    from segue.pretrained import is_run_location
+    from segue.train.checkpoint import load_run_weights
 
     run_dir = Path(run_dir)
-    if not ((run_dir / "checkpoints").is_dir() or is_run_checkpoint(run_dir)):
+    if not is_run_location(run_dir):
         raise FileNotFoundError(f"{run_dir}: not a semantic training run (no checkpoints/)")
     config, weights = load_run_weights(run_dir, "model", prefer_ema=prefer_ema, what="semantic")
     model = SemanticModel(from_dict(SemanticRunConfig, config).model)

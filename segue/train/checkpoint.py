@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ from safetensors.torch import save as save_safetensors
 
 from segue.config import write_atomic
 from segue.errors import StateError
+from segue.pretrained import CHECKPOINT_DIR, is_run_checkpoint
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 class CheckpointError(StateError):
@@ -104,17 +103,10 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
         return []
     found = []
     for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
+        match = CHECKPOINT_DIR.match(child.name)
         if match and child.is_dir():
             found.append((int(match.group(1)), child))
     return [path for _, path in sorted(found)]
-
-
-def is_run_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether `path` names one checkpoint of a run (`RUN/checkpoints/step_N`) rather than a run
-    folder: every loader that takes a run folder takes one of its checkpoints too."""
-    path = Path(path)
-    return path.parent.name == "checkpoints" and bool(_STEP_DIR.match(path.name))
 
 
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:
@@ -123,7 +115,7 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     pointer = root / LATEST
     if pointer.is_file():
         name = pointer.read_text().strip()
-        if _STEP_DIR.match(name) and (root / name).is_dir():
+        if CHECKPOINT_DIR.match(name) and (root / name).is_dir():
             return root / name
     found = list_checkpoints(root)
     return found[-1] if found else None
