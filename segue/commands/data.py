@@ -79,6 +79,17 @@ def _data_make_real_speech(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _data_make_letters(args: argparse.Namespace) -> None:
+    from segue.data.letters import make_letters_corpus
+    from segue.data.manifest import describe, read_manifest
+
+    summary = make_letters_corpus(
+        args.out, tts_voices_count=args.tts_voices, workers=args.workers, cache=args.cache
+    )
+    print(summary)
+    print(describe(read_manifest(summary.out_dir / "manifest.jsonl")))
+
+
 def _data_mix(args: argparse.Namespace) -> None:
     from segue.data.manifest import describe, describe_by, read_manifest
     from segue.data.mix import mix_manifests, parse_part, parts_path_for
@@ -197,3 +208,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where the packages are fetched and unpacked (default: ~/.cache/segue/debian)",
     )
     p.set_defaults(func=_data_make_real_speech)
+
+    p = data_sub.add_parser(
+        "make-letters",
+        help="build a selection set for semantic tokenizers: a real English voice's letters "
+        "and numbers beside TTS voices saying them (resumable)",
+    )
+    add_out(p, "corpus folder")
+    p.add_argument(
+        "--tts-voices", type=int, default=3, help="held-out TTS voices beside it (default: 3)"
+    )
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="where the package is fetched and unpacked (default: ~/.cache/segue/debian)",
+    )
+    p.set_defaults(func=_data_make_letters)

@@ -360,18 +360,19 @@ def _festival_voice_installed(name: str) -> bool:
     return any(any(root.glob(f"*/{name}")) for root in FESTIVAL_VOICE_DIRS if root.is_dir())
 
 
-def check_engines() -> None:
-    """Raise RuntimeError naming every missing TTS program, festival voice or text package."""
+def check_engines(texts: bool = True) -> None:
+    """Raise RuntimeError naming every missing TTS program, festival voice or (with `texts`)
+    text package."""
     missing: dict[str, str] = {}  # what -> Debian package
-    for program, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
-                             ("text2wave", "festival"), ("bible", "bible-kjv")):
+    programs = [("espeak-ng", "espeak-ng"), ("flite", "flite"), ("text2wave", "festival")]
+    for program, package in programs + ([("bible", "bible-kjv")] if texts else []):
         if shutil.which(program) is None:
             missing[f"program {program!r}"] = package
     for voice, package in FESTIVAL_VOICE_PACKAGES.items():
         if not _festival_voice_installed(voice):
             missing[f"festival voice {voice}"] = package
     absent = [name for name in FORTUNE_FILES if not (FORTUNES_DIR / name).is_file()]
-    if absent:
+    if absent and texts:
         missing[f"fortune files {', '.join(absent)} in {FORTUNES_DIR}"] = "fortunes"
     if missing:
         packages = " ".join(dict.fromkeys(missing.values()))

@@ -53,6 +53,21 @@ def beep(seconds: float = 0.3, freq: float = 1000.0, sr: int = 16000) -> np.ndar
     return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def write_copyright(tree: Path, package: str, text: str = "Files: *\nLicense: GPL-2+\n") -> None:
+    """The package's `usr/share/doc/<package>/copyright` in an unpacked `tree`."""
+    doc = tree / "usr/share/doc" / package / "copyright"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+def write_g722(path: Path, audio: np.ndarray) -> None:
+    """`audio` (16 kHz float) as a raw G.722 file, as Asterisk ships its prompts (ffmpeg)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", "16000", "-ac",
+                    "1", "-i", "-", "-f", "g722", "-y", str(path)],
+                   input=audio.astype("<f4").tobytes(), check=True)
+
+
 def build_deb(tree: Path, name: str, out: Path) -> Path:
     """A real .deb of `tree` (dpkg-deb --build)."""
     root = out / f"{name}-root"

@@ -4,7 +4,6 @@ and the whole build, on small fake package trees made here (nothing is downloade
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,15 @@ import pytest
 from segue.data import real_speech as rs
 from segue.data.manifest import read_manifest, read_splits, splits_path_for
 from tests.conftest import write
-from tests.data.fake_debs import ASTERISK_COPYRIGHT, FakeApt, beep, build_deb, speechlike
+from tests.data.fake_debs import (
+    ASTERISK_COPYRIGHT,
+    FakeApt,
+    beep,
+    build_deb,
+    speechlike,
+    write_copyright,
+    write_g722,
+)
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -80,12 +87,6 @@ def test_klettres_text_prefers_the_sound_list_then_readable_names():
 # ------------------------------------------------------------------------- fake package trees
 
 
-def _copyright(tree: Path, package: str, text: str = "Files: *\nLicense: GPL-2+\n") -> None:
-    doc = tree / "usr/share/doc" / package / "copyright"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-
-
 def make_trees(root: Path, with_g722: bool = True) -> dict[str, Path]:
     """Small unpacked trees of every package, laid out as the real ones are."""
     trees = {name: root / name for name in rs.PACKAGES_BY_NAME}
@@ -99,7 +100,7 @@ def make_trees(root: Path, with_g722: bool = True) -> dict[str, Path]:
     (scripts / "share" / "border_dialogs_cs.lua").write_text(
         'dialogId("sp-v-hranice", "font_big", "The border.")\ndialogStr("Hranice.")\n')
     (trees["fillets-ng-data"] / rs.FILLETS_ROOT / "music").mkdir()
-    _copyright(trees["fillets-ng-data"], "fillets-ng-data")
+    write_copyright(trees["fillets-ng-data"], "fillets-ng-data")
     seed = iter(range(1000))
     for lang in rs.FILLETS_LANGUAGES:
         tree = trees[f"fillets-ng-data-{lang}"]
@@ -108,7 +109,7 @@ def make_trees(root: Path, with_g722: bool = True) -> dict[str, Path]:
             write(sound / "city" / lang / f"{name}.ogg", speechlike(1.5, next(seed)), 22050)
         write(sound / "share" / "border" / lang / "sp-v-hranice.ogg",
               speechlike(1.2, next(seed)), 22050)
-        _copyright(tree, f"fillets-ng-data-{lang}")
+        write_copyright(tree, f"fillets-ng-data-{lang}")
     write(trees["fillets-ng-data-cs"] / rs.FILLETS_ROOT / "sound/city/cs/bar_v_fotka.ogg",
           beep(), 22050)  # a sound effect in the speech folder
     bad = trees["fillets-ng-data-nl"] / rs.FILLETS_ROOT / "sound/city/nl/broken.ogg"
@@ -121,28 +122,21 @@ def make_trees(root: Path, with_g722: bool = True) -> dict[str, Path]:
     (klettres / "cs" / "sounds.xml").write_text(
         '<klettres><language code="cs"><alphabet>'
         '<sound name="A" file="cs/alpha/a-0.ogg" /></alphabet></language></klettres>')
-    _copyright(trees["klettres-data"], "klettres-data")
+    write_copyright(trees["klettres-data"], "klettres-data")
     voices = {"es": "es_MX_f_Allison", "fr": "fr_CA_f_June", "it": "it_IT_m_Carlo",
               "ru": "ru_RU_f_IvrvoiceRU"}
     for lang, voice in voices.items():
         package = f"asterisk-core-sounds-{lang}-g722"
         folder = trees[package] / rs.ASTERISK_ROOT / voice
         folder.mkdir(parents=True)
-        _copyright(trees[package], package, ASTERISK_COPYRIGHT)
+        write_copyright(trees[package], package, ASTERISK_COPYRIGHT)
         if not with_g722:
             continue
         for prompt, audio in (("vm-goodbye", speechlike(2.0, next(seed))),
                               ("digits/7", speechlike(0.9, next(seed))),
                               ("beep", beep()), ("silence/1", np.zeros(16000, np.float32))):
-            _g722(folder / f"{prompt}.g722", audio)
+            write_g722(folder / f"{prompt}.g722", audio)
     return trees
-
-
-def _g722(path: Path, audio: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", "16000", "-ac",
-                    "1", "-i", "-", "-f", "g722", "-y", str(path)],
-                   input=audio.astype("<f4").tobytes(), check=True)
 
 
 def test_items_groups_texts_and_splits(tmp_path):
