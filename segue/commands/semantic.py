@@ -27,6 +27,14 @@ from segue.commands import (
     torchrun_ranks,
 )
 
+#: `eval --silence-db` left out: each tokenizer keeps the gate it was saved with.
+AS_SAVED = object()
+
+
+def _gate_level(text: str) -> float | None:
+    """argparse type of `eval --silence-db`: decibels > 0, or `off` (None: no gate)."""
+    return None if text.strip().lower() == "off" else positive_float(text)
+
 
 def _train(args: argparse.Namespace) -> None:
     from segue.semantic.train import SemanticRunConfig, SemanticTask, run_config_for_preset
@@ -249,7 +257,7 @@ def _eval(args: argparse.Namespace) -> None:
                 max_files=args.fit_files,
                 source=name,
             ).to(device)
-    if args.silence_db is not None:  # the same gate for every tokenizer (baselines included)
+    if args.silence_db is not AS_SAVED:  # one gate (or none) for every tokenizer, baselines too
         for tokenizer in tokenizers.values():
             tokenizer.with_silence_gate(args.silence_db)
     if args.codec:
@@ -400,9 +408,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mfcc", help="a fitted MFCC tokenizer folder to use as the baseline")
     p.add_argument(
         "--silence-db",
-        type=positive_float,
-        default=None,
-        help="give every tokenizer (baselines too) this silence gate (default: each as saved)",
+        type=_gate_level,
+        default=AS_SAVED,
+        help="give every tokenizer (baselines too) this silence gate, or `off` for none "
+        "(default: each as saved)",
     )
     p.add_argument("--fit-files", type=int, default=400, help="train files for the MFCC baseline")
     p.add_argument("--codec", help="add the codec's first RVQ level (folder, run, hf:...)")

@@ -62,7 +62,7 @@ def test_a_noise_floor_around_a_word_stops_changing_its_tokens(corpus, tmp_path)
         type(tokenizer)(tokenizer.extractor, tokenizer.codebook, None, SilenceGate(30.0, 16))
 
 
-def test_fit_kmeans_and_eval_take_a_silence_gate(corpus, tmp_path, capsys):
+def test_fit_kmeans_and_eval_take_a_silence_gate(corpus, tmp_path, capsys, monkeypatch):
     def semantic(*argv):
         args = cli.parse(["semantic", *argv])
         args.func(args)
@@ -78,3 +78,18 @@ def test_fit_kmeans_and_eval_take_a_silence_gate(corpus, tmp_path, capsys):
         "m", "mfcc-k8", "mfcc-cmn-k8"}
     with pytest.raises(SystemExit):
         semantic("eval", str(corpus), "--model", str(out), "--silence-db", "-3")
+    # `off` takes the saved gate away (for every tokenizer); left out, each keeps its own.
+    from segue.commands import semantic as commands
+
+    assert cli.parse(["semantic", "eval", str(corpus), "--silence-db", "off"]).silence_db is None
+    assert cli.parse(["semantic", "eval", str(corpus)]).silence_db is commands.AS_SAVED
+    seen = []
+    real = type(load_tokenizer(out)).with_silence_gate
+
+    def spy(self, db):
+        seen.append(db)
+        return real(self, db)
+
+    monkeypatch.setattr(type(load_tokenizer(out)), "with_silence_gate", spy)
+    semantic("eval", str(corpus), "--model", f"m={out}", "--mfcc-k", "0", "--silence-db", "off")
+    assert seen == [None]
