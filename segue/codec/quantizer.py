@@ -31,7 +31,8 @@ from segue.errors import InputError
 @dataclass
 class QuantizerOutput:
     """quantized: [B, D, T]; codes: [B, Q, T] int64; losses are scalars (0 when not training);
-    usage: [Q, K] fraction of frames that picked each code in this batch.
+    usage: [Q, K] fraction of frames that picked each code in this batch; restarted: dead
+    codes moved onto latents by this call (training only; all levels).
 
     residual_loss: mean over levels of |level output - the residual it quantized|^2 relative to
     |residual|^2 (scale-free), which makes
@@ -44,6 +45,7 @@ class QuantizerOutput:
     codebook_loss: torch.Tensor
     residual_loss: torch.Tensor
     usage: torch.Tensor
+    restarted: int = 0
 
 
 def _kmeans(
@@ -309,6 +311,7 @@ class ResidualVectorQuantizer(nn.Module):
         quantized = torch.zeros_like(latents)
         residual = latents
         codes, commitment, codebook, fit, usages = [], 0.0, 0.0, 0.0, []
+        restarts = 0
         levels = self.levels[: max(n_q, int(levels_used.max()))]
         for q, level in enumerate(levels):
             contribution, level_codes, commit, book, projected, decoded = level(residual)
@@ -332,13 +335,14 @@ class ResidualVectorQuantizer(nn.Module):
                 usage, restarted = level.update_usage_and_restart(
                     level_codes, projected.detach(), mask, self.dead_code_threshold
                 )
-                self.restarts += restarted
+                restarts += restarted
             else:
                 usage = torch.bincount(level_codes.flatten(), minlength=self.codebook_size).float()
                 usage = usage / usage.sum()
             codes.append(level_codes)
             usages.append(usage)
         zero = latents.new_zeros(())
+        self.restarts += restarts
         return QuantizerOutput(
             quantized=quantized,
             codes=torch.stack(codes, dim=1)[:, :n_q]
@@ -348,6 +352,7 @@ class ResidualVectorQuantizer(nn.Module):
             codebook_loss=codebook if torch.is_tensor(codebook) else zero,
             residual_loss=fit if torch.is_tensor(fit) else zero,
             usage=torch.stack(usages),
+            restarted=restarts,
         )
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

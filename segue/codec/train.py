@@ -250,7 +250,7 @@ class CodecTask(TrainTask):
             "residual": q.residual_loss.detach(),
             "waveform_l1": torch.nn.functional.l1_loss(fake.detach(), real),
             "perplexity_l1": perplexity(q.usage[:1])[0],
-            "codes_restarted": float(self.codec.quantizer.restarts),
+            "codes_restarted": float(q.restarted),  # this step's; the log shows a mean per step
         }
         if loss_cfg.complex_stft_weight:
             spectral = complex_stft_loss(fake, real, loss_cfg.complex_stft_windows)
