@@ -300,7 +300,9 @@ class Trainer:
         found = find_resume_checkpoint(self.checkpoint_dir, self.dist)
         if found is None:
             if self.dist.is_main:
-                print(f"no checkpoint in {self.checkpoint_dir}: starting from scratch", flush=True)
+                start = (f"the weights of {self.train_cfg.init_from}" if self.train_cfg.init_from
+                         else "scratch")
+                print(f"no checkpoint in {self.checkpoint_dir}: starting from {start}", flush=True)
             return
         try:
             self.load_checkpoint(ckpt.load_checkpoint(found, verify=False))

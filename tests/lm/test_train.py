@@ -157,7 +157,7 @@ def test_a_run_saved_before_segue_nn_loads_and_resumes(shards, tmp_path):
 
 
 def test_fine_tuning_starts_from_the_saved_lm_and_resumes_from_its_own_checkpoints(
-    shards, tmp_path
+    shards, tmp_path, capsys
 ):
     """train.init_from: the saved LM's shape, stage and weights (an exported folder or a run
     folder); the run's dropout; a resumed run continues from its own checkpoint."""
@@ -185,6 +185,11 @@ def test_fine_tuning_starts_from_the_saved_lm_and_resumes_from_its_own_checkpoin
         assert config.model == replace(base.model, dropout=0.0, attention_dropout=0.0)
         assert trainer.validate()["loss"] == pytest.approx(trained, rel=1e-5)
         trainer.close()
+
+    capsys.readouterr()
+    fresh, _ = fine_tune("fresh", 1, resume=True)  # --resume with nothing to resume: says what
+    assert f"starting from the weights of {tmp_path / 'exported'}" in capsys.readouterr().out
+    fresh.close()
 
     straight, _ = fine_tune("straight", 6)
     straight.fit()
