@@ -112,6 +112,16 @@ def _add_split_fractions(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the group hash")
 
 
+def _add_package_options(parser: argparse.ArgumentParser) -> None:
+    """--workers and --cache of the builders that fetch Debian packages."""
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help="where the packages are fetched and unpacked (default: ~/.cache/segue/debian)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue data` and its subcommands."""
     data = sub.add_parser("data", help="corpora, manifests and splits")
@@ -201,12 +211,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hours", type=float, default=None, help="hours of audio (default: all, about 5.8 h)"
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument(
-        "--cache",
-        default=None,
-        help="where the packages are fetched and unpacked (default: ~/.cache/segue/debian)",
-    )
+    _add_package_options(p)
     p.set_defaults(func=_data_make_real_speech)
 
     p = data_sub.add_parser(
@@ -218,10 +223,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tts-voices", type=int, default=3, help="held-out TTS voices beside it (default: 3)"
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument(
-        "--cache",
-        default=None,
-        help="where the package is fetched and unpacked (default: ~/.cache/segue/debian)",
-    )
+    _add_package_options(p)
     p.set_defaults(func=_data_make_letters)
