@@ -16,11 +16,11 @@ import math
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -246,6 +246,16 @@ def build_corpus(
         skipped,
         failures,
     )
+
+
+T = TypeVar("T")
+
+
+def interleave(queues: Sequence[Sequence[T]]) -> list[T]:
+    """Every item of `queues`, one of each queue in turn until all are used up, so that any
+    prefix of the result spreads over every queue (voices, groups)."""
+    depth = max((len(q) for q in queues), default=0)
+    return [q[k] for k in range(depth) for q in queues if k < len(q)]
 
 
 def take(items: Iterable[CorpusItem], n: int) -> list[CorpusItem]:

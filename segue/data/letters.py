@@ -23,16 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
-from segue.data.corpus import BuildSummary, CorpusItem, build_corpus
+from segue.data.corpus import BuildSummary, CorpusItem, build_corpus, interleave
 from segue.data.debian import DOC, Downloader, Package, default_cache, download_deb, fetch_package
 from segue.data.real_speech import (
     ASTERISK_ROOT,
     RealSpeechRenderer,
     asterisk_items,
-    check_tools,
+    check_fetch_tools,
     content_id,
 )
-from segue.data.speech import SPEAKERS, SPEAKERS_BY_ID, check_engines, render_speech, speaker_splits
+from segue.data.speech import (
+    SAMPLE_RATE,
+    SPEAKERS,
+    SPEAKERS_BY_ID,
+    check_engines,
+    render_speech,
+    speaker_splits,
+)
 from segue.errors import InputError
 
 LANGUAGE = "en"
@@ -72,8 +79,7 @@ def tts_voices(count: int) -> list[str]:
     for speaker in SPEAKERS:
         if splits[speaker.id] == SPLIT:
             by_engine.setdefault(speaker.engine, []).append(speaker.id)
-    queues = [by_engine[engine] for engine in sorted(by_engine)]
-    ordered = [q[k] for k in range(max(map(len, queues))) for q in queues if k < len(q)]
+    ordered = interleave([by_engine[engine] for engine in sorted(by_engine)])
     if not 1 <= count <= len(ordered):
         raise InputError(f"tts_voices must be 1..{len(ordered)}, got {count}")
     return ordered[:count]
@@ -114,7 +120,7 @@ def make_letters_corpus(out_dir: str | os.PathLike, tts_voices_count: int = 3,
     """Fetch the Asterisk `en` package, render its letters and numbers and the same in
     `tts_voices_count` TTS voices into `out_dir` (resumable; see the module docstring)."""
     voices = tts_voices(tts_voices_count)
-    check_tools(("apt-get", "dpkg-deb", "ffmpeg") if download is download_deb else ("ffmpeg",))
+    check_fetch_tools(download)
     check_engines(texts=False)
     cache = Path(cache) if cache is not None else default_cache()
     tree = fetch_package(PACKAGE, cache, download)
@@ -122,4 +128,4 @@ def make_letters_corpus(out_dir: str | os.PathLike, tts_voices_count: int = 3,
     if not any(item.meta.get("source") != "tts" for item in items):
         raise InputError(f"{PACKAGE.name} holds no letter or number prompt under {ASTERISK_ROOT}")
     return build_corpus(out_dir, items, LettersRenderer(cache), hours=None,
-                        sample_rate=16000, workers=workers, desc="letters")
+                        sample_rate=SAMPLE_RATE, workers=workers, desc="letters")

@@ -52,7 +52,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from segue import audio as audio_io
-from segue.data.corpus import BuildSummary, CorpusItem, RenderError, SkipItem, build_corpus
+from segue.data.corpus import (
+    BuildSummary,
+    CorpusItem,
+    RenderError,
+    SkipItem,
+    build_corpus,
+    interleave,
+)
 from segue.data.debian import (
     DOC,
     Downloader,
@@ -337,9 +344,7 @@ def real_speech_items(trees: dict[str, Path]) -> list[CorpusItem]:
         by_group.setdefault(item.group, []).append(item)
     for group in by_group.values():
         group.sort(key=lambda i: hashlib.sha256(i.uid.encode()).digest())
-    queues = [by_group[g] for g in sorted(by_group)]
-    depth = max((len(q) for q in queues), default=0)
-    return [q[k] for k in range(depth) for q in queues if k < len(q)]
+    return interleave([by_group[g] for g in sorted(by_group)])
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -407,6 +412,12 @@ def check_tools(programs: tuple[str, ...]) -> None:
                            "ffmpeg: sudo apt-get install -y --no-install-recommends ffmpeg)")
 
 
+def check_fetch_tools(download: Downloader = download_deb) -> None:
+    """Raise RuntimeError naming what a build from Debian packages lacks: apt-get and dpkg-deb
+    fetch the packages (unless another `download` is given), ffmpeg decodes G.722."""
+    check_tools(("apt-get", "dpkg-deb", "ffmpeg") if download is download_deb else ("ffmpeg",))
+
+
 @dataclass
 class RealSpeechSummary:
     """What `make_real_speech_corpus` did: the corpus build and the packages that failed."""
@@ -429,8 +440,7 @@ def make_real_speech_corpus(out_dir: str | os.PathLike, hours: float | None = No
     summary (`package_errors`); the corpus is built from the others. Raises RuntimeError when
     no package could be fetched.
     """
-    # apt-get and dpkg-deb fetch the packages (unless a downloader is given); ffmpeg: G.722.
-    check_tools(("apt-get", "dpkg-deb", "ffmpeg") if download is download_deb else ("ffmpeg",))
+    check_fetch_tools(download)
     cache = Path(cache) if cache is not None else default_cache()
     trees, errors = fetch_packages(PACKAGES, cache, download)
     items = real_speech_items(trees)

@@ -234,7 +234,7 @@ def _missing_tools(kind: str) -> list[str]:
     checks = {
         "speech": [speech.check_engines],
         "piano": [piano.check_tools],
-        "real": [lambda: real_speech.check_tools(("apt-get", "dpkg-deb", "ffmpeg"))],
+        "real": [real_speech.check_fetch_tools],
     }
     checks["speech+real"] = checks["speech"] + checks["real"]
     missing = []
