@@ -8,12 +8,13 @@ the recipe fills them in from OUT. The steps themselves are in `audiolm.py`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from segue.bundle import missing_parts
-from segue.codec.train import CodecRunConfig
+from segue.codec.train import RUN_CHOICES, CodecRunConfig
 from segue.codec.train import run_config_for_preset as codec_preset
 from segue.config import unset_old_placeholders
 from segue.errors import InputError
@@ -22,8 +23,47 @@ from segue.recipes.corpus import CorpusConfig
 from segue.semantic.train import SemanticRunConfig
 from segue.semantic.train import run_config_for_preset as semantic_preset
 from segue.soundstorm.train import SoundStormRunConfig
+from segue.train.task import fine_tune_config
 
 STAGES = ("semantic", "coarse", "fine")
+
+
+#: What the codec_decoder step holds fixed: every sound keeps the codes it had after the codec
+#: step, so the token shards and the LMs trained on them fit the codec whatever its decoder.
+DECODER_PHASE_FROZEN = ("encoder", "quantizer")
+
+
+def decoder_phase(config: CodecRunConfig, max_steps: int = 0) -> CodecRunConfig:
+    """`config` as the codec_decoder step's run: encoder and quantizer frozen, `max_steps` steps
+    (0: the step is off), discriminators from that run's own step 0 unless its
+    `model.loss.discriminator_warmup_steps` says otherwise. The codec's shape comes from the
+    codec step when the step runs (`train.init_from`); this config's model gives only the run's
+    choices (`segue.codec.train.RUN_CHOICES`: losses, discriminators)."""
+    config.frozen = DECODER_PHASE_FROZEN
+    config.optim.max_steps = max_steps
+    return config
+
+
+def decoder_phase_run(
+    config: AudioLMRecipeConfig, codec_dir: str | Path | None = None
+) -> CodecRunConfig | None:
+    """The codec_decoder step's run config, started from `codec_dir` (the codec step's folder;
+    None: shaped from the codec step's config, for sizing before it ran), or None when the
+    step is off. Refuses a config that would let the codes move."""
+    run = config.codec_decoder
+    if run.optim.max_steps == 0:
+        return None
+    if not set(DECODER_PHASE_FROZEN) <= set(run.frozen):
+        raise InputError(
+            f"codec_decoder.frozen must keep {list(DECODER_PHASE_FROZEN)} (got "
+            f"{list(run.frozen)}): the tokens were made by the codec step's encoder and quantizer"
+        )
+    run = copy.deepcopy(run)
+    if codec_dir is None:
+        run.model = fine_tune_config(config.codec.model, run.model, RUN_CHOICES)
+    else:
+        run.train.init_from = str(codec_dir)
+    return run
 
 
 @dataclass
@@ -104,6 +144,9 @@ class BundleConfig:
 class AudioLMRecipeConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     codec: CodecRunConfig = field(default_factory=lambda: codec_preset("tiny", ""))
+    codec_decoder: CodecRunConfig = field(
+        default_factory=lambda: decoder_phase(codec_preset("tiny", ""))
+    )
     semantic: SemanticStepConfig = field(default_factory=SemanticStepConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     lm_semantic: LMRunConfig = field(default_factory=lambda: run_config_for("semantic", "tiny"))
@@ -124,6 +167,7 @@ def start_from(config: AudioLMRecipeConfig, bundle: str | Path) -> AudioLMRecipe
         raise InputError(f"{path}: not a model bundle to start from, missing {', '.join(missing)}")
     config.codec.train.init_from = str(path / "codec")
     config.codec.optim.max_steps = 0
+    config.codec_decoder.optim.max_steps = 0
     config.semantic.tokenizer_from = str(path / "semantic")
     for stage in STAGES:
         getattr(config, f"lm_{stage}").train.init_from = str(path / f"{stage}_lm")

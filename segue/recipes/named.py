@@ -4,11 +4,16 @@ thread estimated from the per-step speeds in docs/, except piano-tiny's, measure
     smoke        3 min of speech, 3-4 steps per model, K=16, 2 semantic iterations: ~40 s,
                  ~70 s with the end-to-end evaluation (Whisper + Resemblyzer load). Checks the
                  pipeline; the bundle it makes babbles.
-    speech-tiny  4 h of speech (~5 min), tiny codec (2400 steps, ~2 h), tiny semantic model
-                 (iteration 1, 8000 steps, ~1.5 h; K=1024 on layer 4), tokenizing (~10 min),
-                 tiny LMs (3000 / 1500 / 1000 steps, ~2.5 h), SoundStorm (6000 steps, ~30 min):
-                 about 6.5-7.5 h.
-    piano-tiny   the same on 4 h of piano (no transcripts: the e2e evaluation only continues).
+    speech-tiny  4 h of TTS speech (~5 min) mixed with the real voices (~3 min to fetch), tiny
+                 codec 11,000 steps (~2.3 h at ~1.3 steps/s) then its decoder on frozen codes
+                 13,000 (~1.4 h at ~2.5 steps/s), Whisper tiny.en tokens (no training: the
+                 k-means fit), tokenizing (~30 min), tiny LMs (3000 / 6000 / 3000 steps:
+                 ~0.5 + 3-5 + 0.8-2.5 h; the coarse LM runs at 0.35-0.6 steps/s beside another
+                 job), SoundStorm (12,000 steps, ~1-2 h): about 10-14 h, resumable. The next
+                 speech bundle's plan (docs/results.md says where its run stands).
+    piano-tiny   the tiny presets on 4 h of piano, with our own semantic model (iteration 1,
+                 8000 steps; K=1024 on layer 4), tiny LMs (3000 / 1500 / 1000 steps) and
+                 SoundStorm (6000 steps); no transcripts: the e2e evaluation only continues.
                  Run here at 2 threads, measured: corpus 47 min, codec 1.4 h, semantic
                  model 57 min, tokenizing 7 min, LMs 25 + 61 + 33 min, SoundStorm 33 min,
                  evaluation 1 min: about 5.8 h (docs/results.md; the codec time is from its
@@ -36,6 +41,7 @@ from segue.recipes.config import (
     EvaluateConfig,
     KMeansConfig,
     SemanticStepConfig,
+    decoder_phase,
     iteration2_config,
     start_from,
 )
@@ -94,8 +100,8 @@ def smoke() -> AudioLMRecipeConfig:
     return config
 
 
-def speech_tiny() -> AudioLMRecipeConfig:
-    """A few hours on a 2-core CPU: 4 h of speech, the `tiny` presets, fewer LM steps."""
+def _tiny() -> AudioLMRecipeConfig:
+    """The `tiny` presets with fewer LM steps: what piano-tiny runs as it is."""
     config = AudioLMRecipeConfig(corpus=CorpusConfig("speech", hours=4.0))
     config.lm_semantic.optim.max_steps = 3000
     config.lm_coarse.optim.max_steps = 1500
@@ -107,9 +113,30 @@ def speech_tiny() -> AudioLMRecipeConfig:
     return config
 
 
+def speech_tiny() -> AudioLMRecipeConfig:
+    """Speech on a 2-core CPU, each part as measured best here (the next speech bundle's plan):
+    4 h of TTS voices mixed half and half with the real voices; the tiny codec 11,000 steps,
+    then its decoder 13,000 more on frozen codes (docs/codec.md); Whisper tiny.en's encoder,
+    K = 250, a 35 dB silence gate (picked on held-out voices, docs/semantic.md); tiny LMs."""
+    config = _tiny()
+    config.corpus = CorpusConfig("speech+real", hours=4.0, real_weight=0.5)
+    config.codec.optim.max_steps = 11_000
+    config.codec.model.loss.discriminator_warmup_steps = 11_000  # reconstruction terms only
+    config.codec_decoder.optim.max_steps = 13_000
+    config.codec_decoder.model.loss.discriminator_warmup_steps = 13_000
+    config.semantic = SemanticStepConfig(
+        backbone="whisper", tokenizer=KMeansConfig(k=250, max_files=1000, silence_db=35.0)
+    )
+    config.lm_coarse.optim.max_steps = 6000
+    config.lm_fine.optim.max_steps = 3000
+    config.soundstorm.optim.max_steps = 12_000
+    return config
+
+
 def piano_tiny() -> AudioLMRecipeConfig:
-    """`speech-tiny` on 4 h of piano rendered from real scores."""
-    config = speech_tiny()
+    """The tiny presets on 4 h of piano rendered from real scores (the semantic model is ours:
+    Whisper's encoder was made for speech)."""
+    config = _tiny()
     config.corpus = CorpusConfig("piano", hours=4.0)
     config.evaluate.e2e_resynth = 0  # WER needs transcripts
     return config
@@ -121,7 +148,7 @@ def finetune() -> AudioLMRecipeConfig:
     trained further from their weights at a third of the from-scratch learning rate, a short
     warm-up, and float16 weights in the bundle (as shipped). `--init-from BUNDLE` starts from
     another bundle instead (`start_from`)."""
-    config = speech_tiny()
+    config = _tiny()
     config.corpus = CorpusConfig(kind="own")
     steps = {"lm_semantic": 1000, "lm_coarse": 600, "lm_fine": 300, "soundstorm": 1500}
     for name, max_steps in steps.items():
@@ -138,6 +165,7 @@ def speech_gpu() -> AudioLMRecipeConfig:
     config = AudioLMRecipeConfig(
         corpus=CorpusConfig("speech", hours=40.0),
         codec=codec_preset("audiolm", ""),
+        codec_decoder=decoder_phase(codec_preset("audiolm", "")),
         semantic=SemanticStepConfig(
             iterations=2, it1=semantic_preset("base"), it2=iteration2_config("base")
         ),

@@ -26,7 +26,7 @@ import torch
 from segue.data.manifest import MANIFEST_NAME, ManifestError, check_files, read_manifest
 from segue.data.splits import assign_splits
 from segue.errors import SegueError
-from segue.recipes.config import AudioLMRecipeConfig, codec_kept
+from segue.recipes.config import AudioLMRecipeConfig, codec_kept, decoder_phase_run
 from segue.recipes.corpus import CorpusConfig
 from segue.recipes.runner import (
     DONE_NAME,
@@ -166,6 +166,10 @@ def _starting_point(config: AudioLMRecipeConfig, step: str) -> str:
     """What a step starts from when it does not start from nothing (`start_from`)."""
     if step == "codec" and codec_kept(config.codec):
         return f": the codec of {config.codec.train.init_from}, kept as it is"
+    if step == "codec_decoder":
+        if decoder_phase_run(config) is None:
+            return ": off (codec_decoder.optim.max_steps=0)"
+        return ", from the codec step's codec (encoder and quantizer frozen)"
     if step == "semantic" and config.semantic.tokenizer_from:
         return f": the tokenizer of {config.semantic.tokenizer_from}, kept as it is"
     run = getattr(config, step, None)  # a training step's run config (the others: not one)

@@ -201,6 +201,8 @@ def step_state(
     digest that differs only because the needed step's record gained such fields is accepted
     when it is the digest of that step's own marker on disk (`stored_needs`, given only for
     needed steps that are done with the current config), i.e. this step saw exactly that run.
+    A need the marker does not list at all is a step added to the recipe after it was written
+    (codec_decoder): the step ran without it, as the recipe then was, and stays done.
     """
     for name, state in ((DONE_NAME, "done"), (STARTED_NAME, "started")):
         marker = _read(directory / name)
@@ -232,6 +234,9 @@ def _normalized(
         return old  # a removed or retyped field: a real change, shown as it is
     inputs = dict(old["inputs"])
     for need, digest in record["inputs"].items():
+        if need not in inputs:  # a step added to the recipe after this marker was written
+            inputs[need] = digest
+            continue
         stored = stored_needs.get(need)
         if inputs.get(need) != digest and stored is not None and inputs.get(need) == _digest(
             stored

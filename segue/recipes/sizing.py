@@ -25,7 +25,7 @@ from torch import nn
 from segue.codec.train import CodecRunConfig
 from segue.codec.train import adopt_initial as adopt_codec
 from segue.lm.train import LMRunConfig
-from segue.recipes.config import AudioLMRecipeConfig, codec_kept
+from segue.recipes.config import AudioLMRecipeConfig, codec_kept, decoder_phase_run
 from segue.recipes.runner import DONE_NAME
 from segue.semantic.train import SemanticRunConfig
 from segue.soundstorm.train import SoundStormRunConfig
@@ -76,9 +76,10 @@ def _transformer_activations(
     return blocks + logits, rule
 
 
-def codec_size(config: CodecRunConfig) -> ModelSize:
-    """The codec + its discriminators (both trained, each with its own AdamW); activations
-    measured on the CPU for one crop (see `_codec_activations`), times the batch."""
+def codec_size(config: CodecRunConfig, name: str = "codec") -> ModelSize:
+    """The codec + its discriminators (both trained, each with its own AdamW; frozen parts
+    counted too: an upper bound); activations measured on the CPU for one crop (see
+    `_codec_activations`), times the batch."""
     from segue.codec.discriminators import Discriminators
     from segue.codec.model import Codec
 
@@ -88,7 +89,7 @@ def codec_size(config: CodecRunConfig) -> ModelSize:
     b, crop = config.train.batch_size, config.data.crop_seconds
     one = _codec_activations(model, round(crop * model.sample_rate))
     return ModelSize(
-        "codec",
+        name,
         _count(codec, disc),
         f"{b} x {crop:g} s = {b * crop:g} s of audio",
         config.optim.max_steps,
@@ -192,6 +193,9 @@ def model_sizes(config: AudioLMRecipeConfig, out: Path) -> list[ModelSize]:
     config = copy.deepcopy(config)
     adopt_codec(config.codec)  # fine-tuning: the sizes of the models started from
     sizes = [] if codec_kept(config.codec) else [codec_size(config.codec)]
+    decoder = decoder_phase_run(config)
+    if decoder is not None:
+        sizes.append(codec_size(decoder, "codec_decoder"))
     semantic = config.semantic
     if semantic.backbone == "segue" and not semantic.tokenizer_from:
         sizes += [

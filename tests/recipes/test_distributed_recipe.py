@@ -143,14 +143,14 @@ def test_tokens_split_by_rank_match_one_process(multi):
     from segue.data.shards import TokenShards
 
     single = multi.parent / "single"
-    for step in ("corpus", "codec", "semantic"):
+    for step in ("corpus", "codec", "codec_decoder", "semantic"):
         shutil.copytree(multi / step, single / step)
     argv = ["recipe", "smoke", "--out", str(single), "--data", str(multi.parent / "audio")]
     command = [sys.executable, "-m", "segue.cli", *argv, *ARGS, "--until", "tokenize"]
     done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
     printed = done.stdout
     assert done.returncode == 0, done.stderr[-4000:]
-    assert printed.count("skipped (done)") == 3 and "[4/10] tokenize    done" in printed
+    assert printed.count("skipped (done)") == 4 and "[5/11] tokenize      done" in printed
     for kind in ("semantic", "acoustic"):
         one, four = TokenShards(single / "tokenize" / kind), TokenShards(multi / "tokenize" / kind)
         assert one.meta["world_size"] == 1 and len(one) == len(four) == 24
@@ -190,7 +190,7 @@ def test_a_killed_rank_stops_the_job_and_the_rerun_resumes(multi):
     codes = finish(launch(out, *args))  # the same command: resume the started step
     text = logs(out)
     assert codes == [0, 0], text[-4000:]
-    assert "[5/10] lm_semantic resuming" in text
+    assert "[6/11] lm_semantic   resuming" in text
     assert "resumed from" in text and f"at step {killed_at}" in text.split("resumed from")[1]
     assert load_latest(run / "checkpoints").step == 25
     assert json.loads((run / DONE_NAME).read_text())["numbers"]["steps"] == 25

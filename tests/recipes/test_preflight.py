@@ -52,7 +52,8 @@ def test_fresh_dir_is_not_created(tmp_path):
     report = preflight(SMOKE, SMOKE.make_config(), out, progress=False)
     assert not out.exists()
     text = report.format()
-    assert " [1/10] corpus" in text and "would run" in text
+    assert " [1/11] corpus" in text and "would run" in text
+    assert "codec_decoder  would run: off (codec_decoder.optim.max_steps=0)" in text
     assert "lm_fine" in text and "M params" in text and "GiB free" in text
 
 

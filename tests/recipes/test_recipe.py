@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 import types
@@ -96,7 +97,7 @@ def test_help_lists_recipes_and_steps(capsys):
         cli.main(["recipe", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in RECIPES)
-    assert "corpus -> codec -> semantic -> tokenize -> lm_semantic" in out
+    assert "corpus -> codec -> codec_decoder -> semantic -> tokenize -> lm_semantic" in out
 
 
 def test_command_errors(tmp_path, capsys):
@@ -178,7 +179,31 @@ def test_smoke_refuses_a_changed_config_of_a_done_step(smoke, capsys):
     status, printed, err = segue_recipe(capsys, *argv)
     assert status == 2 and "running" not in printed
     assert "codec.optim.max_steps: 4 -> 5" in err and "--force codec" in err
-    assert "(tokenize, lm_semantic, lm_coarse, lm_fine, soundstorm, evaluate, bundle)" in err
+    later = "codec_decoder, tokenize, lm_semantic, lm_coarse, lm_fine, soundstorm, evaluate, bundle"
+    assert f"({later})" in err
+
+
+def test_codec_decoder_trains_the_decoder_on_frozen_codes(smoke, tmp_path, capsys):
+    """The codec_decoder step on a copy of the smoke run: the bundle decodes with its codec,
+    whose encoder and quantizer are the codec step's bit for bit (the token shards and the
+    LMs still fit: nothing but evaluate and the bundle is redone) and whose decoder trained."""
+    from segue.codec.load import load_codec
+    from segue.pipeline import AudioLM
+
+    out = tmp_path / "smoke"
+    shutil.copytree(smoke[0], out)
+    steps = "codec_decoder.optim.max_steps=2"
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--set", steps, "--force", "codec_decoder"]
+    status, printed, err = segue_recipe(capsys, *argv)
+    assert status == 0, err
+    assert printed.count("skipped (done)") == len(RECIPES["smoke"].steps) - 3
+    assert "tokenize      skipped (done)" in printed
+    first, trained = (load_codec(out / s).saved_state() for s in ("codec", "codec_decoder"))
+    bundled = AudioLM.from_pretrained(out / "bundle").codec.saved_state()  # what saving keeps
+    assert bundled.keys() == trained.keys() == first.keys()
+    for name, value in bundled.items():
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
+        assert torch.equal(value, first[name]) == (not name.startswith("decoder.")), name
 
 
 def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):

@@ -172,6 +172,35 @@ def test_steps_run_across_two_added_fields_stay_done(fake, tmp_path):
     assert calls.names == [] and all("skipped (done)" in line for line in lines)
 
 
+@dataclass
+class FakeConfigWithAddedStep(FakeConfig):
+    added: Knob = field(default_factory=Knob)
+
+
+def test_a_step_added_since_a_run_runs_and_its_dependents_stay_done(fake, tmp_path):
+    """A newer recipe adds a step that a done step now needs (as codec_decoder was added before
+    evaluate and bundle): the new step runs, the done step stays done (it ran as the recipe then
+    was), and the next run skips them all. A later change of the new step is still caught."""
+    recipe, calls = fake
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    calls.names.clear()
+    by_name = {step.name: step for step in recipe.steps}
+    steps = (
+        *(by_name[name] for name in ("first", "second", "third")),
+        Step("added", calls.step("added"), ("first",)),
+        Step("last", by_name["last"].run, ("second", "added")),
+    )
+    newer = Recipe("fake", "a test recipe", FakeConfigWithAddedStep, steps)
+    lines = quiet_run(newer, FakeConfigWithAddedStep(), tmp_path)
+    assert calls.names == ["added"]
+    assert lines[-1] == "[5/5] last   skipped (done)"
+    calls.names.clear()
+    lines = quiet_run(newer, FakeConfigWithAddedStep(), tmp_path)
+    assert calls.names == [] and all("skipped (done)" in line for line in lines)
+    with pytest.raises(RecipeError, match=r"added\.n: 1 -> 2"):
+        quiet_run(newer, apply_overrides(FakeConfigWithAddedStep(), ["added.n=2"]), tmp_path)
+
+
 def test_force_redoes_the_step_and_its_dependents_only(fake, tmp_path):
     recipe, calls = fake
     quiet_run(recipe, FakeConfig(), tmp_path)
