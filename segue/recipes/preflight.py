@@ -419,6 +419,9 @@ def _check_models(
             f"{s.per_step}{micro} per process"
         )
         section.lines.append(f"{'':<{width}}  memory: {memory}")
+    whisper = _check_whisper(report, config)
+    if whisper:
+        section.lines.append(f"{'semantic':<{width}}  {whisper}")
     rules: dict[str, list[str]] = {}  # how activations were obtained -> the models
     for s in sizes:
         rules.setdefault(s.rule, []).append(s.name)
@@ -431,6 +434,26 @@ def _check_models(
         "with native bf16)"
     )
     return sizes
+
+
+def _check_whisper(report: Preflight, config: AudioLMRecipeConfig) -> str | None:
+    """The Whisper encoder the semantic step fits k-means on (`semantic.backbone=whisper`):
+    nothing trains, but its model must be here (a package or `semantic.whisper`). A line for
+    the models section, or None (another backbone, or a problem reported)."""
+    cfg = config.semantic
+    if cfg.backbone != "whisper" or cfg.tokenizer_from:
+        return None
+    from segue.semantic.whisper import WhisperBackendError, packaged_model_path
+
+    try:
+        path = Path(cfg.whisper).expanduser() if cfg.whisper else packaged_model_path()
+    except WhisperBackendError as error:
+        report.problem(f"semantic: {error}")
+        return None
+    if not path.exists():
+        report.problem(f"semantic.whisper: {path}: no such Whisper model folder")
+        return None
+    return f"Whisper's encoder from {path}: nothing trained, k-means K={cfg.tokenizer.k} fitted"
 
 
 def _gib(size: float) -> str:

