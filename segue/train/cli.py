@@ -113,7 +113,9 @@ def absolute_paths(config: T) -> T:
 
 
 def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
-    """Train `task` into args.out; exit status 0 when completed or cleanly interrupted."""
+    """Train `task` into args.out: 0 when completed. Stopped by SIGTERM/SIGINT (a checkpoint
+    saved, `--resume` goes on) it raises KeyboardInterrupt, which the command line turns into
+    status 130: `segue lm train ... && segue bundle ...` must not go on with an unfinished run."""
     from segue.train.engine import Trainer
 
     if config.optim.max_steps < 1:
@@ -121,7 +123,9 @@ def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
     absolute_paths(config)  # config.json must find the data from any working folder
     trainer = Trainer(task, config, args.out, resume=args.resume)
     try:
-        trainer.fit()
+        result = trainer.fit()
     finally:
         trainer.close()
+    if result.interrupted:
+        raise KeyboardInterrupt(f"stopped at step {result.step}")
     return 0

@@ -93,7 +93,8 @@ def test_resume_reads_the_run_config(tmp_path):
 
 
 def test_cli_run_survives_sigterm_then_resumes(tmp_path):
-    """A real process gets SIGTERM during step 2: it checkpoints step 3 and exits 0."""
+    """A real process gets SIGTERM during step 2: it checkpoints step 3 and exits 130 (not 0:
+    `train && next` must not go on with an unfinished run)."""
     out = tmp_path / "run"
     settings = [
         "--set",
@@ -121,7 +122,7 @@ def test_cli_run_survives_sigterm_then_resumes(tmp_path):
         *settings,
     ]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 130, proc.stderr[-3000:]
     assert f"signal {int(signal.SIGTERM)}" in proc.stderr and "--resume" in proc.stderr
     checkpoint = load_latest(out / "checkpoints")
     assert checkpoint.step == 3 and checkpoint.config["model"]["stop_at"] == 2

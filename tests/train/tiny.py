@@ -234,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     add_training_arguments(parser)
     args = parser.parse_args(argv)
     config = config_from_args(TinyRunConfig, args)
-    return run_training(make_task(config.model), config, args)
+    try:
+        return run_training(make_task(config.model), config, args)
+    except KeyboardInterrupt:  # as `segue`'s command line: stopped with a checkpoint
+        return 130
 
 
 if __name__ == "__main__":
