@@ -33,14 +33,14 @@ STAGES = ("semantic", "coarse", "fine")
 DECODER_PHASE_FROZEN = ("encoder", "quantizer")
 
 
-def decoder_phase(config: CodecRunConfig, max_steps: int = 0) -> CodecRunConfig:
-    """`config` as the codec_decoder step's run: encoder and quantizer frozen, `max_steps` steps
-    (0: the step is off), discriminators from that run's own step 0 unless its
-    `model.loss.discriminator_warmup_steps` says otherwise. The codec's shape comes from the
-    codec step when the step runs (`train.init_from`); this config's model gives only the run's
-    choices (`segue.codec.train.RUN_CHOICES`: losses, discriminators)."""
+def decoder_phase(config: CodecRunConfig) -> CodecRunConfig:
+    """`config` as the codec_decoder step's run, off until given steps (`optim.max_steps` 0):
+    encoder and quantizer frozen; the discriminators join at its own
+    `model.loss.discriminator_warmup_steps`, counted from the step's start. The codec's shape
+    comes from the codec step when the step runs (`train.init_from`); this config's model gives
+    only the run's choices (`segue.codec.train.RUN_CHOICES`: losses, discriminators)."""
     config.frozen = DECODER_PHASE_FROZEN
-    config.optim.max_steps = max_steps
+    config.optim.max_steps = 0
     return config
 
 
