@@ -45,7 +45,7 @@ from segue.recipes.corpus import corpus
 from segue.recipes.runner import Context, RecipeError, Step
 from segue.semantic.train import SemanticTask
 from segue.soundstorm.train import SoundStormTask
-from segue.train import Trainer
+from segue.train import train_to_end
 from segue.train.distributed import all_reduce, broadcast_object, resolve_device
 
 # ----------------------------------------------------------------------------------- helpers
@@ -74,13 +74,7 @@ def _train(task: Any, config: Any, run_dir: Path) -> dict[str, Any]:
     """Train (or resume) into `run_dir` (on every rank under torchrun: DDP or FSDP, as the
     config's `train.distributed` says); the final step and last scalars."""
     resume = broadcast_object((run_dir / "checkpoints").is_dir())  # rank 0 decides for all
-    trainer = Trainer(task, config, run_dir, resume=resume)
-    try:
-        result = trainer.fit()
-    finally:
-        trainer.close()
-    if result.interrupted:
-        raise KeyboardInterrupt(f"{run_dir}: stopped at step {result.step}")
+    result = train_to_end(task, config, run_dir, resume=resume)
     keep = {k: v for k, v in result.train.items() if not k.startswith(("lr", "grad_norm"))}
     return {"steps": result.step, "train": _rounded(keep), "valid": _rounded(result.valid)}
 

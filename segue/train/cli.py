@@ -113,19 +113,12 @@ def absolute_paths(config: T) -> T:
 
 
 def run_training(task: Any, config: Any, args: argparse.Namespace) -> int:
-    """Train `task` into args.out: 0 when completed. Stopped by SIGTERM/SIGINT (a checkpoint
-    saved, `--resume` goes on) it raises KeyboardInterrupt, which the command line turns into
-    status 130: `segue lm train ... && segue bundle ...` must not go on with an unfinished run."""
-    from segue.train.engine import Trainer
+    """Train `task` into args.out: 0 when completed; stopped by SIGTERM/SIGINT, a
+    KeyboardInterrupt (`train_to_end`: status 130, `--resume` goes on)."""
+    from segue.train.engine import train_to_end
 
     if config.optim.max_steps < 1:
         raise InputError(f"optim.max_steps={config.optim.max_steps}: nothing to train")
     absolute_paths(config)  # config.json must find the data from any working folder
-    trainer = Trainer(task, config, args.out, resume=args.resume)
-    try:
-        result = trainer.fit()
-    finally:
-        trainer.close()
-    if result.interrupted:
-        raise KeyboardInterrupt(f"stopped at step {result.step}")
+    train_to_end(task, config, args.out, resume=args.resume)
     return 0

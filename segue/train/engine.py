@@ -331,3 +331,15 @@ class Trainer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def train_to_end(task: Any, config: Any, out_dir: str | Path, *, resume: bool) -> FitResult:
+    """Train (or resume) `task` into `out_dir` and release the folder: the result when the run
+    completed. Stopped by SIGTERM/SIGINT (its checkpoint saved) it raises KeyboardInterrupt, so
+    whatever comes next (a script's `&&`, a recipe's next step) does not go on with an
+    unfinished run; the command line turns it into status 130."""
+    with Trainer(task, config, out_dir, resume=resume) as trainer:
+        result = trainer.fit()
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{out_dir}: stopped at step {result.step}")
+    return result
