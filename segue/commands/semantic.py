@@ -84,9 +84,7 @@ def _extractor(location: str, layer: int | None, pool: int):
 
         folder = location.partition(":")[2] or PACKAGED
         hf = folder != PACKAGED and not (Path(folder) / "model.bin").is_file()
-        return WhisperExtractor(
-            "hf" if hf else "ct2", folder, -1 if layer is None else layer, pool
-        )
+        return WhisperExtractor("hf" if hf else "ct2", folder, -1 if layer is None else layer, pool)
     if location.startswith("hf:"):
         from segue.semantic.hf import HFExtractor
 
@@ -140,8 +138,11 @@ def _fit_kmeans(args: argparse.Namespace) -> None:
         f"{path}: K={tokenizer.vocab_size} k-means of {tokenizer.kind} features "
         f"({info['frames']} frames of {info['files']} files, mse {info['mse']:.3f}), "
         f"{tokenizer.frame_rate:g} Hz"
-        + (f", silence gate {args.silence_db:g} dB -> token {tokenizer.silence.token}"
-           if tokenizer.silence else "")
+        + (
+            f", silence gate {args.silence_db:g} dB -> token {tokenizer.silence.token}"
+            if tokenizer.silence
+            else ""
+        )
     )
 
 
@@ -285,7 +286,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue semantic` and its subcommands."""
     from segue.semantic.config import PRESETS
 
-    semantic = sub.add_parser("semantic", help="semantic tokens: HuBERT-style model + k-means")
+    semantic = sub.add_parser(
+        "semantic", help="semantic tokens: k-means on our HuBERT-style model or Whisper's encoder"
+    )
     semantic_sub = semantic.add_subparsers(
         dest="semantic_command", required=True, metavar="COMMAND"
     )
