@@ -133,8 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--group",
         default="parent",
-        help="how to name each file's group (speaker/piece): parent | top | librispeech "
-        "| file | a regex with (?P<group>...) over the relative path (default: parent)",
+        help="how to name each file's group (speaker/piece): parent | grandparent | top "
+        "| librispeech | file | a regex with (?P<group>...) over the relative path "
+        "(default: parent)",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument(

@@ -105,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     steps = " -> ".join(next(iter(RECIPES.values())).step_names)
     p = sub.add_parser(
         "recipe",
-        help="corpus -> codec -> semantic -> tokens -> LMs -> eval -> bundle (resumable)",
+        help="corpus -> codec -> semantic -> tokens -> LMs + SoundStorm -> eval -> bundle "
+        "(resumable)",
         description="Run every step that makes an AudioLM bundle into DIR/<step>/, each marked\n"
         "by DIR/<step>/DONE.json: a re-run skips the done steps, resumes an interrupted one,\n"
         "and refuses a done step whose settings changed (unless --force STEP).",

@@ -215,7 +215,12 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         Recipe("smoke", "about a minute: 3 min of speech, 3-4 steps per model", smoke, STEPS),
-        Recipe("speech-tiny", "a few CPU hours: 4 h of speech, tiny models", speech_tiny, STEPS),
+        Recipe(
+            "speech-tiny",
+            "10-14 h of a 2-core CPU: 4 h of TTS + real speech, tiny models",
+            speech_tiny,
+            STEPS,
+        ),
         Recipe("piano-tiny", "a few CPU hours: 4 h of piano, tiny models", piano_tiny, STEPS),
         Recipe(
             "finetune",
