@@ -66,7 +66,7 @@ def _run_data(location: str):
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from segue.lm.evaluate import evaluate_lm, format_report
+    from segue.lm.evaluate import ConditioningReport, evaluate_lm, format_report
     from segue.lm.stages import load_lm
     from segue.lm.train import LMDataConfig, LMRunConfig, build_dataset, fill_from_shards
 
@@ -76,16 +76,31 @@ def _eval(args: argparse.Namespace) -> None:
         setattr(data, f"{kind}_shards", path)
     config = LMRunConfig(stage=lm.stage, data=data)
     fill_from_shards(config)  # checks that the shards' token spaces are the model's
+    if args.mismatched_semantic and lm.stage.stage != "coarse":
+        raise CommandError(f"--mismatched-semantic is for a coarse LM, not a {lm.stage.stage} LM")
     try:
         dataset = build_dataset(config, lm.layout, args.split, seed=1234)
+        shifted = None
+        if args.mismatched_semantic:
+            shift = args.mismatched_semantic
+            shifted = build_dataset(config, lm.layout, args.split, seed=1234, semantic_shift=shift)
     except ValueError as error:
         raise CommandError(f"split {args.split!r}: {error}") from error
     batches = None if args.max_items is None else -(-args.max_items // args.batch_size)
     report = evaluate_lm(lm, dataset, batch_size=args.batch_size, max_batches=batches)
     print(format_report(lm.stage.stage, report))
+    extra = {}
+    if shifted is not None:
+        mismatched = evaluate_lm(lm, shifted, batch_size=args.batch_size, max_batches=batches)
+        conditioning = ConditioningReport(report, mismatched)
+        print(
+            f"  level loss with another utterance's semantic tokens  {mismatched.level_loss:.4f}"
+            f"\n  what the right semantic tokens save  {conditioning.gain:.4f} nats/token"
+        )
+        extra = conditioning.to_dict()
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(report.to_json(stage=lm.stage.stage))
+        Path(args.json).write_text(report.to_json(stage=lm.stage.stage, **extra))
         print(f"-> {args.json}")
 
 
@@ -201,6 +216,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="valid")
     p.add_argument("--max-items", type=int, default=None, help="windows to evaluate (default all)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--mismatched-semantic",
+        type=int,
+        nargs="?",
+        const=37,
+        default=0,
+        metavar="SHIFT",
+        help="coarse LM: also score each window given another utterance's semantic tokens (the "
+        "one SHIFT places on, default 37): how much the model uses them",
+    )
     p.add_argument("--json", help="also write the report here")
     add_device(p)
     add_threads(p)

@@ -125,7 +125,12 @@ class SemanticDataset(_Windows):
 
 
 class CoarseDataset(_Windows):
-    """Semantic tokens of a window, SEP, its first Q' acoustic levels frame by frame."""
+    """Semantic tokens of a window, SEP, its first Q' acoustic levels frame by frame.
+
+    `semantic_shift` > 0 gives each window the semantic tokens of another utterance (the one
+    that many places on in the dataset, cycled), tiled or cut to the length of its own: the same
+    windows and targets, the wrong content. What the model loses on them measures how much it
+    uses its semantic tokens (`segue.lm.evaluate.ConditioningReport`)."""
 
     def __init__(
         self,
@@ -135,8 +140,12 @@ class CoarseDataset(_Windows):
         *,
         seed: int = 0,
         edge_probability: float = 0.2,
+        semantic_shift: int = 0,
     ):
         super().__init__(layout, seed, edge_probability)
+        if semantic_shift < 0:
+            raise InputError(f"semantic_shift must be >= 0, got {semantic_shift}")
+        self.semantic_shift = semantic_shift
         if acoustic.levels < layout.n_target_levels:
             raise InputError(
                 f"{acoustic.root}: {acoustic.levels} levels, the layout needs "
@@ -148,10 +157,21 @@ class CoarseDataset(_Windows):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _semantic(self, index: int) -> torch.Tensor:
+        """[Ts] the semantic tokens item `index` is conditioned on (see `semantic_shift`)."""
+        own = torch.from_numpy(self.semantic.tokens(self.pairs[index][1])[0])
+        if not self.semantic_shift:
+            return own
+        other_index = self.pairs[(index + self.semantic_shift) % len(self.pairs)][1]
+        other = torch.from_numpy(self.semantic.tokens(other_index)[0])
+        if other.numel() == 0:
+            return torch.zeros_like(own)
+        return other.repeat(-(-own.numel() // other.numel()))[: own.numel()]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        a, s = self.pairs[index]
+        a, _ = self.pairs[index]
         layout = self.layout
-        semantic = torch.from_numpy(self.semantic.tokens(s)[0])
+        semantic = self._semantic(index)
         acoustic = torch.from_numpy(self.acoustic.tokens(a)[: layout.n_target_levels])
         r = layout.ratio
         ts = min(semantic.shape[0], math.ceil(acoustic.shape[1] / r))

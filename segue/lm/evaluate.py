@@ -103,6 +103,24 @@ def evaluate_lm(
     )
 
 
+@dataclass
+class ConditioningReport:
+    """The coarse LM on the same windows with their own semantic tokens and with another
+    utterance's. `gain` (nats per acoustic token) is what the right semantic tokens are worth to
+    it: near 0, it renders sound from the acoustic context alone and will not keep what the
+    semantic tokens say (resynthesis from them loses the words)."""
+
+    own: LMReport
+    mismatched: LMReport
+
+    @property
+    def gain(self) -> float:
+        return self.mismatched.level_loss - self.own.level_loss
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mismatched_level_loss": self.mismatched.level_loss, "semantic_gain": self.gain}
+
+
 def format_report(stage: str, report: LMReport) -> str:
     """One line per metric, the baselines last."""
     rows = [

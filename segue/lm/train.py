@@ -183,10 +183,13 @@ def carried_over(fresh: dict, saved: StageLM, layout: Layout) -> dict[str, torch
 
 
 def build_dataset(
-    config: LMRunConfig, layout: Layout, split: str | None, seed: int
+    config: LMRunConfig, layout: Layout, split: str | None, seed: int, *, semantic_shift: int = 0
 ) -> SemanticDataset | CoarseDataset | FineDataset:
-    """The stage's windows over the shards of one split."""
+    """The stage's windows over the shards of one split (`semantic_shift`: coarse windows
+    conditioned on another utterance's semantic tokens, `CoarseDataset`)."""
     stage, data = config.stage, config.data
+    if semantic_shift and stage.stage != "coarse":
+        raise InputError(f"only the coarse stage has semantic tokens to shift, not {stage.stage}")
     p = data.edge_probability
     if stage.stage == "semantic":
         shards = TokenShards(data.semantic_shards, split)
@@ -194,7 +197,9 @@ def build_dataset(
     acoustic = TokenShards(data.acoustic_shards, split)
     if stage.stage == "coarse":
         semantic = TokenShards(data.semantic_shards, split)
-        return CoarseDataset(semantic, acoustic, layout, seed=seed, edge_probability=p)
+        return CoarseDataset(
+            semantic, acoustic, layout, seed=seed, edge_probability=p, semantic_shift=semantic_shift
+        )
     return FineDataset(acoustic, layout, seed=seed, edge_probability=p)
 
 

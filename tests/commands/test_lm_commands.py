@@ -54,6 +54,18 @@ def test_eval_prints_loss_perplexity_accuracy_and_baselines(runs, capsys, tmp_pa
         assert np.isclose(report["perplexity"], np.exp(report["loss"]))
 
 
+def test_eval_scores_the_coarse_lm_on_mismatched_semantic_tokens(runs, capsys, tmp_path):
+    out = tmp_path / "coarse.json"
+    run("eval", "--model", runs / "coarse", "--mismatched-semantic", "--json", out)
+    printed = capsys.readouterr().out
+    assert "another utterance's semantic tokens" in printed
+    report = json.loads(out.read_text())
+    gain = report["mismatched_level_loss"] - report["level_loss"]
+    assert np.isclose(report["semantic_gain"], gain) and np.isfinite(gain)
+    with pytest.raises(CommandError, match="coarse LM, not a fine LM"):
+        run("eval", "--model", runs / "fine", "--mismatched-semantic")
+
+
 def test_sample_chains_the_three_stages(runs, capsys, tmp_path):
     out = tmp_path / "sample.npz"
     run("sample", "--semantic-lm", runs / "semantic", "--coarse-lm", runs / "coarse",

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from segue.data.shards import TokenShards
+from segue.errors import InputError
 from segue.lm.data import IGNORE, CoarseDataset, FineDataset, SemanticDataset, window_start
 from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout
 from tests.lm.synthetic import K_A, K_S, LEVELS, N_COARSE, acoustic_tokens
@@ -99,6 +100,34 @@ def test_coarse_windows_align_two_frames_per_semantic_token(shards):
                 codes.numpy(), acoustic_tokens(real.numpy(), codes.shape[1])[:N_COARSE]
             )
     assert eos_seen > 0
+
+
+def test_mismatched_coarse_windows_keep_the_targets_and_change_the_content(shards):
+    """semantic_shift: the same windows and targets, another utterance's semantic tokens (tiled
+    to the own ones' length) as the condition: what `lm eval --mismatched-semantic` scores."""
+    sem, ac = TokenShards(shards[0]), TokenShards(shards[1])
+    layout = coarse_layout(window=10)
+    own = CoarseDataset(sem, ac, layout, seed=0, edge_probability=0.3)
+    shifted = CoarseDataset(sem, ac, layout, seed=0, edge_probability=0.3, semantic_shift=5)
+    n = len(own)
+    changed = 0
+    for i in range(n):
+        a, b = own[i], shifted[i]
+        torch.testing.assert_close(a["target"], b["target"])
+        torch.testing.assert_close(a["input"][layout.window :], b["input"][layout.window :])
+        mine = sem.tokens(own.pairs[i][1])[0]
+        other = sem.tokens(own.pairs[(i + 5) % n][1])[0]
+        tiled = np.resize(other, mine.shape[0])  # repeated to the own length
+        own_prefix, prefix = (x["input"][: layout.window] for x in (a, b))
+        own_prefix, prefix = (x[x != layout.pad].numpy() for x in (own_prefix, prefix))
+        length = len(own_prefix)
+        starts = [k for k in range(len(mine)) if np.array_equal(own_prefix, mine[k : k + length])]
+        # the same span of the other utterance's (tiled) tokens as the own window took
+        assert any(np.array_equal(prefix, tiled[k : k + length]) for k in starts)
+        changed += not torch.equal(a["input"], b["input"])
+    assert changed >= n - 2  # the synthetic utterances are ramps: a few windows coincide
+    with pytest.raises(InputError, match="semantic_shift"):
+        CoarseDataset(sem, ac, layout, semantic_shift=-1)
 
 
 def test_fine_windows_condition_on_the_same_frames(shards):
