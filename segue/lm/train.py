@@ -70,6 +70,15 @@ class LMRunConfig(RunConfig):
     #: from (its acoustic level; codes + EOS for the semantic stage), 1.7x faster fine-LM steps
     #: on a CPU, losses not comparable with "full" runs (segue.lm.loss).
     softmax: Softmax = "full"
+    #: share of the input tokens after the condition (the coarse LM's acoustic frames, the fine
+    #: LM's fine levels) replaced by PAD at each training step, targets unchanged: where its own
+    #: past is hidden the model has to predict from its condition, so it learns to use it
+    #: (`segue lm eval --mismatched-semantic` measures that). 0: off.
+    input_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise InputError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
 
 
 def run_config_for(
@@ -243,8 +252,18 @@ class LMTask(TrainTask):
             return None  # no utterance in that split
         return FirstItems(dataset, self.config.data.valid_items)
 
+    def hide_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, L] ids with `input_dropout` of the tokens after the condition set to PAD."""
+        p, start = self.config.input_dropout, max(1, self.layout.prefix_length)
+        if p == 0:
+            return inputs
+        hidden = torch.rand(inputs.shape, device=inputs.device) < p
+        hidden[:, :start] = False  # the condition (and BOS/SEP) stays
+        return inputs.masked_fill(hidden & (inputs != self.layout.pad), self.layout.pad)
+
     def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
-        out = models["model"](batch["input"], batch["target"], self.ranges)
+        inputs = self.hide_inputs(batch["input"])
+        out = models["model"](inputs, batch["target"], self.ranges)
         return Phase(MAIN, out.loss, {"accuracy": out.correct / out.count.clamp(min=1)})
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from segue.config import apply_overrides
+from segue.errors import InputError
 from segue.lm.config import LMConfig
 from segue.lm.evaluate import evaluate_lm
 from segue.lm.stages import load_lm
@@ -278,3 +279,21 @@ def test_fine_tuning_on_another_semantic_tokenizer_keeps_all_but_its_rows(shards
     for name in TOKEN_ROWS:  # the acoustic codes and specials moved up by 20 - 16 ids
         assert torch.equal(state[name][20:], old[name][16:])
         assert not torch.equal(state[name][:16], old[name][:16])  # semantic codes: fresh
+
+
+def test_input_dropout_hides_the_past_never_the_condition_nor_the_targets(shards):
+    task = LMTask(tiny_run("coarse", shards, input_dropout=0.5))
+    layout = task.layout
+    batch = next(iter(torch.utils.data.DataLoader(task.train_dataset(), batch_size=8)))
+    torch.manual_seed(0)
+    hidden = task.hide_inputs(batch["input"])
+    start = layout.prefix_length
+    assert torch.equal(hidden[:, :start], batch["input"][:, :start])  # semantic tokens and SEP
+    changed = hidden[:, start:] != batch["input"][:, start:]
+    real = batch["input"][:, start:] != layout.pad
+    assert (hidden[:, start:][changed] == layout.pad).all()
+    assert 0.4 < changed.sum() / real.sum() < 0.6
+    off = LMTask(tiny_run("coarse", shards))
+    assert off.hide_inputs(batch["input"]) is batch["input"]
+    with pytest.raises(InputError, match="input_dropout"):
+        tiny_run("coarse", shards, input_dropout=1.0)
