@@ -159,14 +159,15 @@ class CoarseDataset(_Windows):
 
     def _semantic(self, index: int) -> torch.Tensor:
         """[Ts] the semantic tokens item `index` is conditioned on (see `semantic_shift`)."""
-        own = torch.from_numpy(self.semantic.tokens(self.pairs[index][1])[0])
+        own = self.pairs[index][1]
         if not self.semantic_shift:
-            return own
+            return torch.from_numpy(self.semantic.tokens(own)[0])
+        n = self.semantic.entries[own].frames  # the own length, without reading the tokens
         other_index = self.pairs[(index + self.semantic_shift) % len(self.pairs)][1]
         other = torch.from_numpy(self.semantic.tokens(other_index)[0])
         if other.numel() == 0:
-            return torch.zeros_like(own)
-        return other.repeat(-(-own.numel() // other.numel()))[: own.numel()]
+            return torch.zeros(n, dtype=other.dtype)
+        return other.repeat(-(-n // other.numel()))[:n]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         a, _ = self.pairs[index]
