@@ -262,6 +262,8 @@ SAME = [
      ["lm", "export", "--model", "L", "--out", "D"]),
     (["soundstorm", "train", "--shards", "S", "A", "--out", "r"],
      ["soundstorm", "train", "S", "A", "--out", "r"]),
+    (["soundstorm", "eval", "--checkpoint", "R"],
+     ["soundstorm", "eval", "--model", "R"]),
     (["soundstorm", "export", "--checkpoint", "R", "--out", "D"],
      ["soundstorm", "export", "--model", "R", "--out", "D"]),
     (["eval", "e2e", "--manifest", "m.jsonl", "--out", "E"],

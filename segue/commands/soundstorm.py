@@ -1,6 +1,7 @@
 """`segue soundstorm train|export`: SoundStorm, the parallel acoustic stage (segue.soundstorm).
 
     segue soundstorm train SEM ACOU --preset tiny --out RUN [--set K=V] [--max-steps N]
+    segue soundstorm eval [SEM ACOU] --model RUN [--split valid] [--mismatched-semantic]
     segue soundstorm export --model RUN --out DIR
 
 Then `segue bundle ... --soundstorm RUN` adds it to an AudioLM bundle (`--acoustic soundstorm`).
@@ -9,8 +10,19 @@ Then `segue bundle ... --soundstorm RUN` adds it to an AudioLM bundle (`--acoust
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from segue.commands import MODEL_HELP, CommandError, add_input, add_model, add_out, add_training
+from segue.commands import (
+    MODEL_HELP,
+    CommandError,
+    add_device,
+    add_input,
+    add_model,
+    add_out,
+    add_threads,
+    add_training,
+    pick_device,
+)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -27,6 +39,69 @@ def _train(args: argparse.Namespace) -> None:
     for kind, path in kinds.items():
         setattr(config.data, f"{kind}_shards", path)
     run_training(SoundStormTask(config), config, args)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from segue.commands.lm import _shard_kinds
+    from segue.config import load_config
+    from segue.data.shards import TokenShards
+    from segue.soundstorm.evaluate import evaluate_soundstorm, format_report
+    from segue.soundstorm.load import load_soundstorm
+    from segue.soundstorm.train import SoundStormRunConfig, build_dataset, fill_from_shards
+
+    model = load_soundstorm(args.model, device=pick_device(args.device))
+    saved = Path(args.model) / "config.json"
+    is_run = (Path(args.model) / "checkpoints").is_dir() and saved.is_file()
+    config = load_config(SoundStormRunConfig, saved) if is_run else SoundStormRunConfig()
+    config.model = model.config
+    kinds = _shard_kinds(args.shards or [])
+    if args.shards and len(kinds) != 2:
+        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
+    if not kinds and not is_run:
+        raise CommandError(f"{args.model} is an exported SoundStorm: give its SHARDS")
+    for kind, path in kinds.items():
+        setattr(config.data, f"{kind}_shards", path)
+    if args.window_seconds is not None:
+        config.data.window_seconds = args.window_seconds
+    elif not is_run:  # the default crop, as long as the model takes
+        rate = float(TokenShards(config.data.semantic_shards).meta["frame_rate"])
+        longest = model.config.max_frames // model.config.ratio / rate
+        config.data.window_seconds = min(config.data.window_seconds, longest)
+    window = fill_from_shards(config)  # checks that the shards' token spaces are the model's
+    batches = None if args.max_items is None else -(-args.max_items // args.batch_size)
+    reports = {}
+    shifts = {"own": 0, "mismatched": args.mismatched_semantic}
+    for name, shift in shifts.items():
+        if name == "mismatched" and not shift:
+            continue
+        try:
+            dataset = build_dataset(config, window, args.split, seed=1234, semantic_shift=shift)
+        except ValueError as error:
+            raise CommandError(f"split {args.split!r}: {error}") from error
+        reports[name] = evaluate_soundstorm(
+            model, dataset, batch_size=args.batch_size, max_batches=batches
+        )
+    report = reports["own"]
+    print(format_report(report))
+    extra = {}
+    if "mismatched" in reports:
+        mismatched = reports["mismatched"]
+        gains = [m - o for m, o in zip(mismatched.level_loss, report.level_loss)]
+        extra = {
+            "mismatched_loss": mismatched.loss,
+            "semantic_gain": mismatched.loss - report.loss,
+            "semantic_gain_by_level": gains,
+        }
+        by_level = "  ".join(f"{q}: {g:.3f}" for q, g in enumerate(gains) if g == g)
+        print(
+            f"  loss with another utterance's semantic tokens  {mismatched.loss:.4f}"
+            f" (same masks)\n  what the right semantic tokens save  {extra['semantic_gain']:.4f} "
+            f"nats/token\n  by level  {by_level}"
+        )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(report.to_json(**extra))
+        print(f"-> {args.json}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -61,6 +136,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     add_training(p, fine_tune=True)
     p.set_defaults(func=_train)
+
+    p = storm_sub.add_parser("eval", help="masked-token loss on a split (seeded masks)")
+    add_input(
+        p,
+        "shards",
+        nargs="+",
+        required=False,
+        help="the semantic and the acoustic token shard folders (default: a run folder's own)",
+    )
+    add_model(p, f"the SoundStorm: {MODEL_HELP}")
+    p.add_argument("--split", default="valid")
+    p.add_argument("--max-items", type=int, default=None, help="crops to evaluate (default all)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--window-seconds",
+        type=float,
+        default=None,
+        help="crop length (default: a run's own; 4 s, or what the model takes, otherwise)",
+    )
+    p.add_argument(
+        "--mismatched-semantic",
+        type=int,
+        nargs="?",
+        const=37,
+        default=0,
+        metavar="SHIFT",
+        help="also score each crop given another utterance's semantic tokens (the one SHIFT "
+        "places on, default 37), with the same masks: how much the model uses them",
+    )
+    p.add_argument("--json", help="also write the report here")
+    add_device(p)
+    add_threads(p)
+    p.set_defaults(func=_eval)
 
     p = storm_sub.add_parser("export", help="run folder -> config.json + model.safetensors")
     add_model(p, f"the SoundStorm: {MODEL_HELP}")

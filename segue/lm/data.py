@@ -63,6 +63,30 @@ def join_utterances(semantic: TokenShards, acoustic: TokenShards) -> list[tuple[
     return pairs
 
 
+def check_shift(shift: int) -> int:
+    """`semantic_shift`, checked (>= 0)."""
+    if shift < 0:
+        raise InputError(f"semantic_shift must be >= 0, got {shift}")
+    return shift
+
+
+def conditioning_tokens(
+    semantic: TokenShards, pairs: list[tuple[int, int]], index: int, shift: int = 0
+) -> torch.Tensor:
+    """[Ts] the semantic tokens that item `index` of `pairs` (`join_utterances`) is conditioned
+    on: its own, or with shift > 0 another utterance's (the one `shift` places on, cycled),
+    tiled or cut to the own length. The same windows and targets with the wrong content: what a
+    model loses on them is what it takes from its semantic tokens."""
+    own = pairs[index][1]
+    if not shift:
+        return torch.from_numpy(semantic.tokens(own)[0])
+    n = semantic.entries[own].frames  # the own length, without reading the tokens
+    other = torch.from_numpy(semantic.tokens(pairs[(index + shift) % len(pairs)][1])[0])
+    if other.numel() == 0:
+        return torch.zeros(n, dtype=other.dtype)
+    return other.repeat(-(-n // other.numel()))[:n]
+
+
 class _Windows(Dataset):
     """Shared machinery: epoch-seeded randomness, padding, loss mask."""
 
@@ -143,9 +167,7 @@ class CoarseDataset(_Windows):
         semantic_shift: int = 0,
     ):
         super().__init__(layout, seed, edge_probability)
-        if semantic_shift < 0:
-            raise InputError(f"semantic_shift must be >= 0, got {semantic_shift}")
-        self.semantic_shift = semantic_shift
+        self.semantic_shift = check_shift(semantic_shift)
         if acoustic.levels < layout.n_target_levels:
             raise InputError(
                 f"{acoustic.root}: {acoustic.levels} levels, the layout needs "
@@ -157,22 +179,10 @@ class CoarseDataset(_Windows):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _semantic(self, index: int) -> torch.Tensor:
-        """[Ts] the semantic tokens item `index` is conditioned on (see `semantic_shift`)."""
-        own = self.pairs[index][1]
-        if not self.semantic_shift:
-            return torch.from_numpy(self.semantic.tokens(own)[0])
-        n = self.semantic.entries[own].frames  # the own length, without reading the tokens
-        other_index = self.pairs[(index + self.semantic_shift) % len(self.pairs)][1]
-        other = torch.from_numpy(self.semantic.tokens(other_index)[0])
-        if other.numel() == 0:
-            return torch.zeros(n, dtype=other.dtype)
-        return other.repeat(-(-n // other.numel()))[:n]
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         a, _ = self.pairs[index]
         layout = self.layout
-        semantic = self._semantic(index)
+        semantic = conditioning_tokens(self.semantic, self.pairs, index, self.semantic_shift)
         acoustic = torch.from_numpy(self.acoustic.tokens(a)[: layout.n_target_levels])
         r = layout.ratio
         ts = min(semantic.shape[0], math.ceil(acoustic.shape[1] / r))

@@ -25,7 +25,13 @@ from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
 from segue.errors import InputError
-from segue.lm.data import FirstItems, join_utterances, window_start
+from segue.lm.data import (
+    FirstItems,
+    check_shift,
+    conditioning_tokens,
+    join_utterances,
+    window_start,
+)
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
 from segue.soundstorm.load import load_soundstorm, read_soundstorm_config
 from segue.soundstorm.masking import mask_codes
@@ -119,7 +125,9 @@ class SoundStormDataset(Dataset):
     """Random crops of `window` semantic tokens and their r * window acoustic frames.
 
     Item: semantic [window] (PAD = S past the end), codes [Q, r * window] (0 past the end),
-    length (valid frames). Crops depend only on (seed, epoch, index).
+    length (valid frames). Crops depend only on (seed, epoch, index). `semantic_shift` > 0:
+    another utterance's semantic tokens over the same crops (`segue.lm.data.conditioning_tokens`;
+    `segue soundstorm eval --mismatched-semantic`).
     """
 
     def __init__(
@@ -129,7 +137,10 @@ class SoundStormDataset(Dataset):
         config: SoundStormConfig,
         window: int,
         seed: int = 0,
+        *,
+        semantic_shift: int = 0,
     ):
+        self.semantic_shift = check_shift(semantic_shift)
         if acoustic.levels < config.n_levels:
             raise InputError(f"{acoustic.root}: {acoustic.levels} levels, need {config.n_levels}")
         self.semantic, self.acoustic, self.config = semantic, acoustic, config
@@ -143,9 +154,9 @@ class SoundStormDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        a, s = self.pairs[index]
+        a, _ = self.pairs[index]
         r, w = self.config.ratio, self.window
-        semantic = torch.from_numpy(self.semantic.tokens(s)[0]).long()
+        semantic = conditioning_tokens(self.semantic, self.pairs, index, self.semantic_shift).long()
         acoustic = torch.from_numpy(self.acoustic.tokens(a)[: self.config.n_levels]).long()
         ts = min(semantic.shape[0], math.ceil(acoustic.shape[1] / r))
         ta = min(acoustic.shape[1], r * ts)
@@ -173,6 +184,22 @@ def masked_loss(
     return loss, correct, masked.loss_mask.sum()
 
 
+def build_dataset(
+    config: SoundStormRunConfig,
+    window: int,
+    split: str | None,
+    seed: int = 0,
+    *,
+    semantic_shift: int = 0,
+) -> SoundStormDataset:
+    """The crops of a split of the run's shards (`window` semantic tokens, `fill_from_shards`)."""
+    semantic = TokenShards(config.data.semantic_shards, split)
+    acoustic = TokenShards(config.data.acoustic_shards, split)
+    return SoundStormDataset(
+        semantic, acoustic, config.model, window, seed, semantic_shift=semantic_shift
+    )
+
+
 class SoundStormTask(TrainTask):
     """One SoundStorm model, one optimizer; masked-token loss on level q."""
 
@@ -198,10 +225,7 @@ class SoundStormTask(TrainTask):
         return {"model": self.model}
 
     def _dataset(self, split: str | None, seed: int) -> SoundStormDataset:
-        data = self.config.data
-        semantic = TokenShards(data.semantic_shards, split)
-        acoustic = TokenShards(data.acoustic_shards, split)
-        return SoundStormDataset(semantic, acoustic, self.config.model, self.window, seed)
+        return build_dataset(self.config, self.window, split, seed)
 
     def train_dataset(self) -> Dataset:
         return self._dataset(self.config.data.train_split or None, self.config.train.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,3 +66,28 @@ def test_clear_errors(run, tmp_path, capsys):
     argv = ["soundstorm", "train", "--shards", str(shards / "semantic"), "--out", str(tmp_path)]
     assert cli.main([*argv, *TRAIN]) == 2
     assert "semantic and an acoustic" in capsys.readouterr().err
+
+
+def test_eval_scores_a_run_and_an_exported_model_with_their_shards(run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    argv = ["soundstorm", "eval", "--model", str(run), "--mismatched-semantic", "--json", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "masked targets" in printed and "another utterance's semantic tokens" in printed
+    report = json.loads(out.read_text())
+    assert report["tokens"] > 0 and len(report["level_loss"]) == LEVELS
+    gain = report["mismatched_loss"] - report["loss"]
+    assert np.isclose(report["semantic_gain"], gain) and np.isfinite(gain)
+    # an exported model has no shards of its own: they must be given
+    exported = tmp_path / "exported"
+    assert cli.main(["soundstorm", "export", "--model", str(run), "--out", str(exported)]) == 0
+    assert cli.main(["soundstorm", "eval", "--model", str(exported)]) == 2
+    assert "give its SHARDS" in capsys.readouterr().err
+    shards = run.parent / "shards"
+    argv = ["soundstorm", "eval", str(shards / "semantic"), str(shards / "acoustic")]
+    assert cli.main([*argv, "--model", str(exported), "--json", str(out)]) == 0  # 1.28 s crops
+    assert json.loads(out.read_text())["tokens"] > report["tokens"]  # what the model takes
+    # the run's crop length (0.8 s): the same crops and masks, the same figures
+    argv += ["--model", str(exported), "--window-seconds", "0.8", "--mismatched-semantic"]
+    assert cli.main([*argv, "--json", str(out)]) == 0
+    assert json.loads(out.read_text()) == report

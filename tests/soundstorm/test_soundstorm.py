@@ -7,14 +7,19 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch.utils.data import ConcatDataset
 
 from segue.config import apply_overrides
+from segue.errors import InputError
+from segue.lm.data import conditioning_tokens
 from segue.soundstorm import SoundStorm, SoundStormConfig, generate, mask_codes, mask_ratio
+from segue.soundstorm.evaluate import evaluate_soundstorm
 from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.train import (
     SoundStormDataConfig,
     SoundStormRunConfig,
     SoundStormTask,
+    build_dataset,
     masked_loss,
 )
 from segue.train import Trainer
@@ -243,6 +248,44 @@ def test_training_learns_the_synthetic_structure_and_decodes_it(shards, tmp_path
     out = generate(model, semantic, codes[:, :, :4], temperature=0.0)
     accuracy = (out[0, :, 4:] == codes[0, :, 4:]).float().mean()
     assert accuracy > 0.4, accuracy  # chance: 1 / 8
+    # the evaluation: seeded masks; another utterance's semantic tokens cost this model a lot
+    # (its codes are a function of them), on level 0 most of all
+    # (each crop 4 times: 4 masks, so that every level is drawn)
+    own = ConcatDataset([build_dataset(config, task.window, "train", seed=1234)] * 4)
+    other = build_dataset(config, task.window, "train", seed=1234, semantic_shift=3)
+    first = evaluate_soundstorm(model, own, batch_size=4)
+    assert first == evaluate_soundstorm(model, own, batch_size=4)
+    mismatched = evaluate_soundstorm(model, ConcatDataset([other] * 4), batch_size=4)
+    assert first.tokens == mismatched.tokens > 0 and first.windows == len(own)
+    assert mismatched.loss > first.loss, (first, mismatched)
+    assert mismatched.level_loss[0] > first.level_loss[0] + 0.5, (first, mismatched)
+    assert math.isclose(trainer.validate()["loss"], after)  # evaluation left the model as it was
+
+
+def test_mismatched_crops_keep_the_codes_and_change_the_semantic_tokens(shards):
+    config = tiny_run(shards, 1)
+    task = SoundStormTask(config)
+    own = build_dataset(config, task.window, "train", seed=5)
+    other = build_dataset(config, task.window, "train", seed=5, semantic_shift=2)
+    n = len(own)
+    for i in range(n):
+        a, b = own[i], other[i]
+        assert torch.equal(a["codes"], b["codes"]) and torch.equal(a["length"], b["length"])
+        valid = -(-int(a["length"]) // 2)  # semantic tokens over the valid frames
+        mine = conditioning_tokens(own.semantic, own.pairs, i)
+        tiled = conditioning_tokens(own.semantic, own.pairs, i, shift=2)
+        theirs = own.semantic.tokens(own.pairs[(i + 2) % n][1])[0]
+        common = min(len(mine), len(theirs))  # tiled when shorter, cut when longer
+        assert len(tiled) == len(mine) and torch.equal(
+            tiled[:common], torch.tensor(theirs[:common])
+        )
+        # the crop takes the same span of the other utterance's tokens (tiled) as of its own
+        starts = [
+            k for k in range(len(mine)) if torch.equal(a["semantic"][:valid], mine[k : k + valid])
+        ]
+        assert any(torch.equal(b["semantic"][:valid], tiled[k : k + valid]) for k in starts)
+    with pytest.raises(InputError, match="semantic_shift"):
+        build_dataset(config, task.window, "train", semantic_shift=-1)
 
 
 def test_masked_loss_is_finite_on_padded_batches():
