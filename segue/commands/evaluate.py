@@ -6,6 +6,7 @@
                    [--train-voices MANIFEST] [--train-voice-files 4] [--no-lexicality]
                    [--no-voice-stages]
     segue eval compare [LABEL=]DIR [[LABEL=]DIR ...] -o/--out DIR
+    segue eval tokens SEMANTIC_SHARDS ACOUSTIC_SHARDS [--split valid] [--level 0] [--lags 8]
     segue eval probes ROOT [--lexical] [--syntax] [--build [--build-only]] [--model DIR]
                    [--max-pairs N] [--eos] [-o/--out REPORT.json] [--submission DIR]
 
@@ -152,11 +153,38 @@ def _similarity(name: str):
     return None  # evaluate_e2e's default, the speaker encoder
 
 
+def _tokens(args: argparse.Namespace) -> None:
+    from segue.commands.lm import _shard_kinds
+    from segue.data.shards import TokenShards
+    from segue.eval.tokens import format_information, token_information
+
+    if args.json:
+        check_output(args.json, (".json",), what="--json")
+    kinds = _shard_kinds(args.shards)
+    if len(kinds) != 2:
+        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
+    try:
+        semantic = TokenShards(kinds["semantic"], args.split or None)
+        acoustic = TokenShards(kinds["acoustic"], args.split or None)
+    except ValueError as error:
+        raise CommandError(f"split {args.split!r}: {error}") from error
+    report = token_information(
+        semantic, acoustic, level=args.level, max_lag=args.lags, max_files=args.max_files
+    )
+    print(format_information(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            report.to_json(semantic=kinds["semantic"], acoustic=kinds["acoustic"])
+        )
+        print(f"-> {args.json}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `segue eval` and its subcommands."""
     from segue.commands.generate import BUNDLE_HELP, add_sampling
 
-    evaluate = sub.add_parser("eval", help="evaluate a whole AudioLM bundle")
+    evaluate = sub.add_parser("eval", help="evaluate a whole AudioLM bundle, or its tokens")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="COMMAND")
 
     p = eval_sub.add_parser(
@@ -220,6 +248,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_sampling(p)  # the LMs' (SoundStorm samples as its config says)
     p.set_defaults(func=_e2e)
+
+    p = eval_sub.add_parser(
+        "tokens",
+        help="what each semantic token tells about an acoustic level's codes at its time and "
+        "around it (mutual information by lag, from token shards)",
+    )
+    add_input(
+        p,
+        "shards",
+        nargs="+",
+        help="a semantic and an acoustic token shard folder (told apart by their meta.json)",
+    )
+    p.add_argument("--split", default="valid", help="'' for every file")
+    p.add_argument("--level", type=non_negative_int, default=0, help="the acoustic level")
+    p.add_argument("--lags", type=non_negative_int, default=8, help="lags -N..N, in tokens")
+    p.add_argument("--max-files", type=positive_int, default=None)
+    p.add_argument("--json", default=None, help="also write the report here")
+    p.set_defaults(func=_tokens)
 
     p = eval_sub.add_parser(
         "compare",
