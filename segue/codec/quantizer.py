@@ -32,7 +32,8 @@ from segue.errors import InputError
 class QuantizerOutput:
     """quantized: [B, D, T]; codes: [B, Q, T] int64; losses are scalars (0 when not training);
     usage: [Q, K] fraction of frames that picked each code in this batch; restarted: dead
-    codes moved onto latents by this call (training only; all levels).
+    codes moved onto latents by this call (training only; all levels); first: level 0's output
+    (what `CodecRunConfig.semantic` teaches to predict the semantic tokens).
 
     residual_loss: mean over levels of |level output - the residual it quantized|^2 relative to
     |residual|^2 (scale-free), which makes
@@ -46,6 +47,7 @@ class QuantizerOutput:
     residual_loss: torch.Tensor
     usage: torch.Tensor
     restarted: int = 0
+    first: torch.Tensor | None = None  # [B, D, T] level 0's output alone (straight-through)
 
 
 def _kmeans(
@@ -310,7 +312,7 @@ class ResidualVectorQuantizer(nn.Module):
             levels_used = torch.full((batch,), n_q, device=latents.device)
         quantized = torch.zeros_like(latents)
         residual = latents
-        codes, commitment, codebook, fit, usages = [], 0.0, 0.0, 0.0, []
+        codes, commitment, codebook, fit, usages, first = [], 0.0, 0.0, 0.0, [], None
         restarts = 0
         levels = self.levels[: max(n_q, int(levels_used.max()))]
         for q, level in enumerate(levels):
@@ -326,6 +328,7 @@ class ResidualVectorQuantizer(nn.Module):
                 to_encoder = ((residual - decoded.detach()).pow(2) * active).mean()
                 fit = fit + (to_codes + 0.25 * to_encoder) / energy / len(levels)
             quantized = quantized + contribution * active
+            first = contribution if q == 0 else first
             residual = residual - contribution.detach() * active
             if self.training:
                 weight = active.mean()
@@ -353,6 +356,7 @@ class ResidualVectorQuantizer(nn.Module):
             residual_loss=fit if torch.is_tensor(fit) else zero,
             usage=torch.stack(usages),
             restarted=restarts,
+            first=first,
         )
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,12 +32,15 @@ from segue.codec.quantizer import perplexity
 from segue.config import from_dict, load_config
 from segue.data.augment import AugmentConfig
 from segue.data.crops import CropDataset, FixedCrops, valid_crops
+from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.eval.metrics import mel_distance, pesq_wb, si_snr, stoi
 from segue.pretrained import CONFIG_NAME, WEIGHTS_NAME, saved_model_folder
 from segue.train import OptimConfig, OptimizerSpec, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.checkpoint import read_run_config
 from segue.train.task import fine_tune_config
+
+IGNORE = -100  # a frame without a semantic target (cross-entropy's ignore_index)
 
 
 @dataclass
@@ -47,6 +51,20 @@ class CodecDataConfig:
     valid_files: int = 32  # validation crops (fixed) from the valid split
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # off by default
     skip_missing: bool = False  # drop unusable files (listed) instead of refusing to start
+
+
+@dataclass
+class SemanticTargetConfig:
+    """Training only: level 0 of the RVQ learns to predict the semantic tokens of its frames
+    (a linear head on level 0's output, cross-entropy; the head is not part of the codec), so
+    that the first level follows what is said and an acoustic LM can read it off the semantic
+    tokens (SpeechTokenizer distils a teacher's features into its first level the same way;
+    `segue eval tokens` measures the result). shards: semantic token shards of the training
+    manifest (`segue semantic tokenize MANIFEST --model TOKENIZER -o DIR`), joined on the
+    manifest path; weight: the term's weight (0: off)."""
+
+    shards: str = ""
+    weight: float = 0.0
 
 
 #: The codec's parts a run may hold fixed (`CodecRunConfig.frozen`).
@@ -64,6 +82,7 @@ class CodecRunConfig(RunConfig):
     data: CodecDataConfig = field(default_factory=CodecDataConfig)
     discriminator_lr: float | None = None  # None: same as optim.lr
     frozen: tuple[str, ...] = ()
+    semantic: SemanticTargetConfig = field(default_factory=SemanticTargetConfig)
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(
             lr=3e-4,
@@ -144,6 +163,30 @@ def adopt_initial(config: CodecRunConfig) -> None:
     config.model = fine_tune_config(saved, config.model, RUN_CHOICES)
 
 
+def semantic_targets(
+    tokens: list[np.ndarray],
+    starts: torch.Tensor,
+    speeds: torch.Tensor,
+    lengths: torch.Tensor,
+    frames: int,
+    hop: int,
+    sample_rate: int,
+    token_rate: float,
+) -> torch.Tensor:
+    """[B, frames] the semantic token under the middle of each codec frame of each crop, or
+    IGNORE (-100) past a crop's audio or its file's tokens. tokens[b]: the file's tokens [Ts];
+    starts [B] (seconds into the file), speeds [B] (source seconds per crop second), lengths [B]
+    (real samples of the crop)."""
+    out = torch.full((len(tokens), frames), IGNORE, dtype=torch.long)
+    middle = (torch.arange(frames, dtype=torch.float64) + 0.5) * hop  # crop samples
+    for b, file_tokens in enumerate(tokens):
+        source = float(starts[b]) + middle / sample_rate * float(speeds[b])  # file seconds
+        index = (source * token_rate).floor().long()
+        ok = (middle < int(lengths[b])) & (index < len(file_tokens))
+        out[b, ok] = torch.from_numpy(file_tokens.astype(np.int64))[index[ok]]
+    return out
+
+
 class CodecTask(TrainTask):
     """Generator (the codec) + discriminators, each with its own AdamW."""
 
@@ -159,6 +202,19 @@ class CodecTask(TrainTask):
                 f"frozen={list(config.frozen)} keeps randomly initialised parts: freeze parts of "
                 "a trained codec (train.init_from / --init-from)"
             )
+        self.semantic: TokenShards | None = None
+        target = config.semantic
+        if target.weight < 0:
+            raise InputError(f"semantic.weight must be >= 0, got {target.weight}")
+        if target.weight > 0:
+            if not target.shards:
+                raise InputError("semantic.weight > 0 needs semantic.shards (token shards)")
+            self.semantic = TokenShards(target.shards)
+            if self.semantic.meta.get("kind") != "semantic":
+                raise InputError(f"{target.shards}: not semantic token shards")
+            if "quantizer" in config.frozen:
+                raise InputError("semantic targets train level 0: the quantizer cannot be frozen")
+            self._shard_of = {e.key: i for i, e in enumerate(self.semantic.entries)}
         adopt_initial(config)
 
     def setup(self, device: torch.device) -> None:
@@ -166,6 +222,9 @@ class CodecTask(TrainTask):
         self.discriminator = Discriminators(self.config.model.discriminator)
         for name in self.config.frozen:
             getattr(self.codec, name).requires_grad_(False)
+        if self.semantic is not None:
+            vocab = int(self.semantic.meta["vocab_size"])
+            self.semantic_head = nn.Conv1d(self.config.model.latent_dim, vocab, 1)
 
     def _hold_frozen(self) -> None:
         """Frozen parts in eval mode: the quantizer then neither moves its EMA codebooks nor
@@ -179,14 +238,18 @@ class CodecTask(TrainTask):
         self.codec.load_state_dict(load_trained_codec(source).state_dict())
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"codec": self.codec, "discriminator": self.discriminator}
+        modules = {"codec": self.codec, "discriminator": self.discriminator}
+        if self.semantic is not None:
+            modules["semantic_head"] = self.semantic_head
+        return modules
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         overrides = {}
         if self.config.discriminator_lr is not None:
             overrides["lr"] = self.config.discriminator_lr
+        generator = ("codec", "semantic_head") if self.semantic is not None else ("codec",)
         return {
-            "generator": OptimizerSpec(("codec",)),
+            "generator": OptimizerSpec(generator),
             "discriminator": OptimizerSpec(
                 ("discriminator",),
                 overrides,
@@ -195,7 +258,7 @@ class CodecTask(TrainTask):
         }
 
     def train_dataset(self) -> CropDataset:
-        return CropDataset(
+        crops = CropDataset(
             self.config.data.manifest,
             self.config.data.crop_seconds,
             self.config.model.sample_rate,
@@ -206,6 +269,39 @@ class CodecTask(TrainTask):
             verify_files=True,
             skip_missing=self.config.data.skip_missing,
         )
+        if self.semantic is not None:
+            paths = [entry.path for entry in crops.manifest.entries]
+            missing = [path for path in paths if path not in self._shard_of]
+            if missing:
+                raise InputError(
+                    f"{self.config.semantic.shards}: no semantic tokens for {len(missing)} of "
+                    f"{len(paths)} training files (e.g. {missing[0]}): tokenize the manifest"
+                )
+            self._train_paths = paths
+        return crops
+
+    def _semantic_loss(self, models: Mapping[str, nn.Module], first, batch: dict):
+        """Cross-entropy of the head on level 0's output against the frames' semantic tokens."""
+        assert self.semantic is not None
+        paths = [self._train_paths[int(i)] for i in batch["index"]]
+        tokens = [self.semantic.tokens(self._shard_of[path])[0] for path in paths]
+        model = self.config.model
+        target = semantic_targets(
+            tokens,
+            batch["start"],
+            batch["speed"],
+            batch["length"],
+            first.shape[-1],
+            model.hop_length,
+            model.sample_rate,
+            float(self.semantic.meta["frame_rate"]),
+        ).to(first.device)
+        # scale-free: the head reads each frame's level-0 vector normalised (no weights)
+        normed = torch.nn.functional.layer_norm(first.transpose(1, 2), (first.shape[1],))
+        logits = models["semantic_head"](normed.transpose(1, 2))  # [B, K, T]
+        loss = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=IGNORE)
+        correct = ((logits.argmax(1) == target) & (target != IGNORE)).sum()
+        return loss, correct / (target != IGNORE).sum().clamp(min=1)
 
     def valid_dataset(self) -> FixedCrops | None:
         data = self.config.data
@@ -252,6 +348,10 @@ class CodecTask(TrainTask):
             "perplexity_l1": perplexity(q.usage[:1])[0],
             "codes_restarted": float(q.restarted),  # this step's; the log shows a mean per step
         }
+        if self.semantic is not None:
+            semantic, accuracy = self._semantic_loss(models, q.first, batch)
+            loss = loss + self.config.semantic.weight * semantic
+            metrics.update(semantic=semantic.detach(), semantic_accuracy=accuracy.detach())
         if loss_cfg.complex_stft_weight:
             spectral = complex_stft_loss(fake, real, loss_cfg.complex_stft_windows)
             loss = loss + loss_cfg.complex_stft_weight * spectral

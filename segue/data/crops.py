@@ -31,6 +31,8 @@ class CropDataset(Dataset):
         is_start:    bool, the crop starts at sample 0 of the file
         reaches_end: bool, the crop contains the file's last sample
         index:       int, the manifest row read
+        start:       float, where the crop starts in the file (seconds)
+        speed:       float, source seconds per crop second (1.0 unless augmented)
 
     Crops are random but reproducible: the start of item i in epoch e depends only on
     (seed, e, i), so a resumed run sees the same data. `end_probability` makes a share of crops
@@ -160,6 +162,8 @@ class CropDataset(Dataset):
             "is_start": start == 0.0,
             "reaches_end": bool(reaches_end),
             "index": row,
+            "start": float(start),
+            "speed": float(factor),
         }
 
 

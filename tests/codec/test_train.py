@@ -8,13 +8,16 @@ from segue.codec import Codec
 from segue.codec.config import DiscriminatorConfig, LossConfig
 from segue.codec.load import load_codec
 from segue.codec.train import (
+    IGNORE,
     CodecDataConfig,
     CodecRunConfig,
     CodecTask,
     read_trained_codec_config,
+    semantic_targets,
 )
 from segue.config import apply_overrides
 from segue.data.manifest import ManifestEntry, write_manifest
+from segue.errors import InputError
 from segue.train import Trainer
 from segue.train.checkpoint import CheckpointError, load_checkpoint
 from tests.codec.test_model import small_config
@@ -193,3 +196,87 @@ def test_bad_valid_files_are_found_before_training_too(tone_manifest, capsys):
     argv = ["codec", "train", "--manifest", str(tone_manifest), "--out", out, *sets]
     assert main(argv) == 2
     assert "m.jsonl:5: " in capsys.readouterr().err
+
+
+def test_semantic_targets_are_the_tokens_under_each_frames_middle():
+    tokens = [np.arange(10), np.arange(100, 104)]  # 25 Hz: 40 ms a token
+    # hop 320 at 16 kHz: 20 ms frames, middles at 10, 30, 50, ... ms of the crop
+    out = semantic_targets(
+        tokens,
+        starts=torch.tensor([0.1, 0.05]),  # seconds into each file
+        speeds=torch.tensor([1.0, 2.0]),  # the second crop plays its file at double speed
+        lengths=torch.tensor([16000, 16000]),
+        frames=6,
+        hop=320,
+        sample_rate=16000,
+        token_rate=25.0,
+    )
+    # crop 0: file times 110, 130, 150, ... ms -> tokens 2, 3, 3, 4, 4, 5
+    assert out[0].tolist() == [2, 3, 3, 4, 4, 5]
+    # crop 1: file times 70, 110, 150, 190 ms, then past its 4 tokens (160 ms): ignored
+    assert out[1].tolist() == [101, 102, 103, IGNORE, IGNORE, IGNORE]
+    short = semantic_targets(tokens[:1], torch.tensor([0.0]), torch.tensor([1.0]),
+                             torch.tensor([700]), 6, 320, 16000, 25.0)  # fmt: skip
+    assert short[0].tolist() == [0, 0, IGNORE, IGNORE, IGNORE, IGNORE]  # past the crop's audio
+
+
+def write_semantic_shards(manifest, out, skip: str | None = None):
+    """Tokens that tell the files (tones) apart: file i says 2i for 0.5 s, then 2i + 1 (the
+    half cannot be heard in a steady tone: the best cross-entropy is log 2)."""
+    from segue.data.manifest import read_manifest
+    from segue.data.shards import TokenShardWriter, merge_index
+
+    writer = TokenShardWriter(out, kind="semantic", levels=1, vocab_size=10, frame_rate=25.0)
+    for i, entry in enumerate(read_manifest(manifest).entries):
+        if entry.path != skip:
+            tokens = np.repeat([2 * i, 2 * i + 1], [12, 13])
+            writer.add(entry.path, tokens[None], {"split": entry.split, "duration": 1.0})
+    writer.flush()
+    merge_index(out)
+    return out
+
+
+def test_level_0_learns_to_predict_the_semantic_tokens_of_its_frames(tone_manifest, tmp_path):
+    shards = write_semantic_shards(tone_manifest, tmp_path / "semantic")
+    config = apply_overrides(
+        run_config(tone_manifest, steps=100),
+        [f"semantic.shards={shards}", "semantic.weight=1.0", "train.batch_size=4",
+         "model.loss.discriminator_warmup_steps=1000", "optim.lr=3e-3"],
+    )  # fmt: skip
+    trainer = Trainer(CodecTask(config), config, tmp_path / "run")
+    history = []
+    while trainer.step < config.optim.max_steps:
+        history.append(trainer.train_step())
+        trainer.step += 1
+    trainer.save_checkpoint()
+    trainer.close()
+    first = np.mean([row["semantic"] for row in history[:10]])
+    last = np.mean([row["semantic"] for row in history[-10:]])
+    assert last < first - 0.4, (first, last)  # chance: log 10 = 2.3; the best: log 2 = 0.69
+    accuracy = np.mean([row["semantic_accuracy"] for row in history[-10:]])
+    assert accuracy > 0.2, accuracy  # chance 0.1, the best 0.5 (20 frames a step: noisy)
+    # the head trains with the codec but is not part of it
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000100").weights
+    assert "semantic_head" in weights
+    codec = load_codec(tmp_path / "run")
+    assert not any("semantic" in k for k in codec.state_dict())
+    # `first` is level 0's output: the decoded level-0 codes
+    audio = torch.from_numpy(tone(0.2, freq=330))[None, None]
+    out = codec.quantizer(codec.encoder(audio))
+    torch.testing.assert_close(out.first, codec.quantizer.decode(out.codes[:, :1]))
+
+
+def test_semantic_targets_refuse_what_cannot_work(tone_manifest, tmp_path):
+    base = run_config(tone_manifest, steps=1)
+    with pytest.raises(InputError, match=r"needs semantic\.shards"):
+        CodecTask(apply_overrides(base, ["semantic.weight=1.0"]))
+    with pytest.raises(InputError, match=">= 0"):
+        CodecTask(apply_overrides(base, ["semantic.weight=-1.0"]))
+    partial = write_semantic_shards(tone_manifest, tmp_path / "partial", skip="g1/a.wav")
+    task = CodecTask(apply_overrides(base, [f"semantic.shards={partial}", "semantic.weight=1"]))
+    with pytest.raises(InputError, match="no semantic tokens for 1 of 4 training files"):
+        task.train_dataset()
+    frozen = [f"semantic.shards={partial}", "semantic.weight=1", "frozen=[\"quantizer\"]",
+              f"train.init_from={tmp_path}"]  # fmt: skip
+    with pytest.raises(InputError, match="cannot be frozen"):
+        CodecTask(apply_overrides(base, frozen))
