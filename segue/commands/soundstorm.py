@@ -69,23 +69,20 @@ def _eval(args: argparse.Namespace) -> None:
         config.data.window_seconds = min(config.data.window_seconds, longest)
     window = fill_from_shards(config)  # checks that the shards' token spaces are the model's
     batches = None if args.max_items is None else -(-args.max_items // args.batch_size)
-    reports = {}
-    shifts = {"own": 0, "mismatched": args.mismatched_semantic}
-    for name, shift in shifts.items():
-        if name == "mismatched" and not shift:
-            continue
+
+    def score(shift: int):
+        """The split's crops (another utterance's semantic tokens with shift > 0), scored."""
         try:
             dataset = build_dataset(config, window, args.split, seed=1234, semantic_shift=shift)
         except ValueError as error:
             raise CommandError(f"split {args.split!r}: {error}") from error
-        reports[name] = evaluate_soundstorm(
-            model, dataset, batch_size=args.batch_size, max_batches=batches
-        )
-    report = reports["own"]
+        return evaluate_soundstorm(model, dataset, batch_size=args.batch_size, max_batches=batches)
+
+    report = score(0)
     print(format_report(report))
     extra = {}
-    if "mismatched" in reports:
-        mismatched = reports["mismatched"]
+    if args.mismatched_semantic:
+        mismatched = score(args.mismatched_semantic)
         gains = [m - o for m, o in zip(mismatched.level_loss, report.level_loss)]
         extra = {
             "mismatched_loss": mismatched.loss,
