@@ -237,6 +237,21 @@ def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
     )
 
 
+def add_mismatched_semantic(parser: argparse.ArgumentParser, what: str) -> argparse.Action:
+    """`--mismatched-semantic [SHIFT]` (0: off; default 37): score each `what` a second time
+    given another utterance's semantic tokens (`segue.lm.data.conditioning_tokens`)."""
+    return parser.add_argument(
+        "--mismatched-semantic",
+        type=non_negative_int,
+        nargs="?",
+        const=37,
+        default=0,
+        metavar="SHIFT",
+        help=f"also score each {what} given another utterance's semantic tokens (the one SHIFT "
+        "places on, default 37): how much the model uses them",
+    )
+
+
 def add_training(
     parser: argparse.ArgumentParser, *, fine_tune: bool = False
 ) -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from segue.commands import (
     CommandError,
     add_device,
     add_input,
+    add_mismatched_semantic,
     add_model,
     add_out,
     add_threads,
@@ -216,16 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="valid")
     p.add_argument("--max-items", type=int, default=None, help="windows to evaluate (default all)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument(
-        "--mismatched-semantic",
-        type=int,
-        nargs="?",
-        const=37,
-        default=0,
-        metavar="SHIFT",
-        help="coarse LM: also score each window given another utterance's semantic tokens (the "
-        "one SHIFT places on, default 37): how much the model uses them",
-    )
+    add_mismatched_semantic(p, "window (coarse LM)")
     p.add_argument("--json", help="also write the report here")
     add_device(p)
     add_threads(p)

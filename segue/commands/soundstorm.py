@@ -17,6 +17,7 @@ from segue.commands import (
     CommandError,
     add_device,
     add_input,
+    add_mismatched_semantic,
     add_model,
     add_out,
     add_threads,
@@ -152,16 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="crop length (default: a run's own; 4 s, or what the model takes, otherwise)",
     )
-    p.add_argument(
-        "--mismatched-semantic",
-        type=int,
-        nargs="?",
-        const=37,
-        default=0,
-        metavar="SHIFT",
-        help="also score each crop given another utterance's semantic tokens (the one SHIFT "
-        "places on, default 37), with the same masks: how much the model uses them",
-    )
+    add_mismatched_semantic(p, "crop (the same masks)")
     p.add_argument("--json", help="also write the report here")
     add_device(p)
     add_threads(p)
