@@ -61,7 +61,8 @@ class SemanticTargetConfig:
     tokens (SpeechTokenizer distils a teacher's features into its first level the same way;
     `segue eval tokens` measures the result). shards: semantic token shards of the training
     manifest (`segue semantic tokenize MANIFEST --model TOKENIZER -o DIR`), joined on the
-    manifest path; weight: the term's weight (0: off)."""
+    manifest path; weight: the term's weight (0: off; on the `tiny` codec 10 moved the codes,
+    1 only taught the head to read them, docs/results.md)."""
 
     shards: str = ""
     weight: float = 0.0
@@ -280,8 +281,11 @@ class CodecTask(TrainTask):
             self._train_paths = paths
         return crops
 
-    def _semantic_loss(self, models: Mapping[str, nn.Module], first, batch: dict):
-        """Cross-entropy of the head on level 0's output against the frames' semantic tokens."""
+    def _semantic_loss(
+        self, models: Mapping[str, nn.Module], first: torch.Tensor, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross-entropy, accuracy) of the head on level 0's output first [B, D, T] against the
+        semantic tokens under the frames."""
         assert self.semantic is not None
         paths = [self._train_paths[int(i)] for i in batch["index"]]
         tokens = [self.semantic.tokens(self._shard_of[path])[0] for path in paths]
