@@ -160,9 +160,7 @@ def _tokens(args: argparse.Namespace) -> None:
 
     if args.json:
         check_output(args.json, (".json",), what="--json")
-    kinds = _shard_kinds(args.shards)
-    if len(kinds) != 2:
-        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
+    kinds = _shard_kinds(args.shards, pair=True)  # SHARDS is required: never empty here
     try:
         semantic = TokenShards(kinds["semantic"], args.split or None)
         acoustic = TokenShards(kinds["acoustic"], args.split or None)

@@ -23,8 +23,9 @@ from segue.commands import (
 )
 
 
-def _shard_kinds(paths: list[str]) -> dict[str, str]:
-    """{"semantic": dir, "acoustic": dir} from shard folders, told apart by their meta.json."""
+def _shard_kinds(paths: list[str], *, pair: bool = False) -> dict[str, str]:
+    """{"semantic": dir, "acoustic": dir} from shard folders, told apart by their meta.json.
+    pair: folders given must be one of each (none at all is left to the caller)."""
     from segue.data.shards import ShardError, TokenShards
 
     kinds: dict[str, str] = {}
@@ -38,6 +39,8 @@ def _shard_kinds(paths: list[str]) -> dict[str, str]:
         if kind in kinds:
             raise CommandError(f"two {kind} shard folders: {kinds[kind]} and {path}")
         kinds[kind] = str(path)
+    if pair and paths and len(kinds) != 2:
+        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
     return kinds
 
 
@@ -55,14 +58,13 @@ def _train(args: argparse.Namespace) -> None:
     run_training(LMTask(config), config, args)
 
 
-def _run_data(location: str):
-    """The data section of a run folder's config.json (None for an exported LM)."""
+def _saved_run_config(location: str, config_class: type):
+    """The run config (a `config_class`) of a training run folder; None for an exported model."""
     from segue.config import load_config
-    from segue.lm.train import LMRunConfig
 
     saved = Path(location) / "config.json"
     if (Path(location) / "checkpoints").is_dir() and saved.is_file():
-        return load_config(LMRunConfig, saved).data
+        return load_config(config_class, saved)
     return None
 
 
@@ -72,7 +74,8 @@ def _eval(args: argparse.Namespace) -> None:
     from segue.lm.train import LMDataConfig, LMRunConfig, build_dataset, fill_from_shards
 
     lm = load_lm(args.model, device=pick_device(args.device))
-    data = _run_data(args.model) or LMDataConfig()
+    saved = _saved_run_config(args.model, LMRunConfig)
+    data = saved.data if saved is not None else LMDataConfig()
     for kind, path in _shard_kinds(args.shards or []).items():
         setattr(data, f"{kind}_shards", path)
     config = LMRunConfig(stage=lm.stage, data=data)

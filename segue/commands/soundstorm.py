@@ -34,30 +34,24 @@ def _train(args: argparse.Namespace) -> None:
 
     default = SoundStormRunConfig(model=soundstorm_preset(args.preset))
     config = config_from_args(SoundStormRunConfig, args, default=default)
-    kinds = _shard_kinds(args.shards or [])
-    if args.shards and len(kinds) != 2:
-        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
-    for kind, path in kinds.items():
+    for kind, path in _shard_kinds(args.shards or [], pair=True).items():
         setattr(config.data, f"{kind}_shards", path)
     run_training(SoundStormTask(config), config, args)
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from segue.commands.lm import _shard_kinds
-    from segue.config import load_config
+    from segue.commands.lm import _saved_run_config, _shard_kinds
     from segue.data.shards import TokenShards
     from segue.soundstorm.evaluate import evaluate_soundstorm, format_report
     from segue.soundstorm.load import load_soundstorm
     from segue.soundstorm.train import SoundStormRunConfig, build_dataset, fill_from_shards
 
     model = load_soundstorm(args.model, device=pick_device(args.device))
-    saved = Path(args.model) / "config.json"
-    is_run = (Path(args.model) / "checkpoints").is_dir() and saved.is_file()
-    config = load_config(SoundStormRunConfig, saved) if is_run else SoundStormRunConfig()
+    saved = _saved_run_config(args.model, SoundStormRunConfig)
+    is_run = saved is not None
+    config = saved if is_run else SoundStormRunConfig()
     config.model = model.config
-    kinds = _shard_kinds(args.shards or [])
-    if args.shards and len(kinds) != 2:
-        raise CommandError("SHARDS: give a semantic and an acoustic shard folder")
+    kinds = _shard_kinds(args.shards or [], pair=True)
     if not kinds and not is_run:
         raise CommandError(f"{args.model} is an exported SoundStorm: give its SHARDS")
     for kind, path in kinds.items():

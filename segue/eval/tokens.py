@@ -23,6 +23,7 @@ import numpy as np
 
 from segue.data.shards import TokenShards
 from segue.errors import InputError
+from segue.lm.config import frames_per_token
 from segue.lm.data import join_utterances
 
 
@@ -97,10 +98,7 @@ def token_information(
         raise InputError(f"level {level} is not one of the {acoustic.levels} acoustic levels")
     if max_lag < 0:
         raise InputError(f"max_lag must be >= 0, got {max_lag}")
-    ratio = float(acoustic.meta["frame_rate"]) / float(semantic.meta["frame_rate"])
-    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
-        raise InputError(f"acoustic / semantic frame rates {ratio:g} is not a whole number")
-    r = round(ratio)
+    r = frames_per_token(float(acoustic.meta["frame_rate"]), float(semantic.meta["frame_rate"]))
     pairs = join_utterances(semantic, acoustic)[:max_files]
     lags = range(-max_lag, max_lag + 1)
     xs: dict[int, list[np.ndarray]] = {k: [] for k in lags}

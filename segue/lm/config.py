@@ -71,6 +71,18 @@ class LMConfig:
         return self.d_model // self.n_head
 
 
+def frames_per_token(acoustic_rate: float, semantic_rate: float) -> int:
+    """Acoustic frames per semantic token (2 for 50 Hz codes and 25 Hz semantic tokens); the
+    acoustic rate must be a whole multiple of the semantic one."""
+    ratio = acoustic_rate / semantic_rate
+    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+        raise InputError(
+            f"acoustic rate {acoustic_rate} Hz is not a whole multiple of the "
+            f"semantic rate {semantic_rate} Hz"
+        )
+    return round(ratio)
+
+
 @dataclass
 class StageConfig:
     """One stage of AudioLM: what a sequence holds, how long it is, how it is sampled.
@@ -117,13 +129,7 @@ class StageConfig:
     @property
     def ratio(self) -> int:
         """Acoustic frames per semantic token (2 for 50 Hz codes and 25 Hz semantic tokens)."""
-        ratio = self.acoustic_rate / self.semantic_rate
-        if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
-            raise InputError(
-                f"acoustic rate {self.acoustic_rate} Hz is not a whole multiple of the "
-                f"semantic rate {self.semantic_rate} Hz"
-            )
-        return round(ratio)
+        return frames_per_token(self.acoustic_rate, self.semantic_rate)
 
 
 MODEL_PRESETS: dict[str, LMConfig] = {

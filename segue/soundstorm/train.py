@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from segue.data.shards import TokenShards
 from segue.errors import InputError
+from segue.lm.config import frames_per_token
 from segue.lm.data import (
     FirstItems,
     check_shift,
@@ -98,10 +99,7 @@ def fill_from_shards(config: SoundStormRunConfig) -> int:
         if current and current != value:
             raise InputError(f"model.{name}={current} but the shards say {value}")
         setattr(model, name, value)
-    ratio = float(acoustic["frame_rate"]) / float(semantic["frame_rate"])
-    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
-        raise InputError(f"acoustic/semantic frame rates {ratio} is not a whole number")
-    model.ratio = round(ratio)
+    model.ratio = frames_per_token(float(acoustic["frame_rate"]), float(semantic["frame_rate"]))
     window = max(1, round(data.window_seconds * float(semantic["frame_rate"])))
     if window * model.ratio > model.max_frames:
         raise InputError(
