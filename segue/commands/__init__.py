@@ -240,15 +240,17 @@ def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
 def add_mismatched_semantic(parser: argparse.ArgumentParser, what: str) -> argparse.Action:
     """`--mismatched-semantic [SHIFT]` (0: off; default 37): score each `what` a second time
     given another utterance's semantic tokens (`segue.lm.data.conditioning_tokens`)."""
+    from segue.lm.data import MISMATCH_SHIFT
+
     return parser.add_argument(
         "--mismatched-semantic",
         type=non_negative_int,
         nargs="?",
-        const=37,
+        const=MISMATCH_SHIFT,
         default=0,
         metavar="SHIFT",
         help=f"also score each {what} given another utterance's semantic tokens (the one SHIFT "
-        "places on, default 37): how much the model uses them",
+        f"places on, default {MISMATCH_SHIFT}): how much the model uses them",
     )
 
 

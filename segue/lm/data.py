@@ -33,6 +33,10 @@ from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout, dedup
 
 IGNORE = -100
 
+#: how many utterances on `conditioning_tokens` takes the mismatched ones from by default (a
+#: prime, so that neighbouring utterances, often the same voice or sentence, are skipped)
+MISMATCH_SHIFT = 37
+
 
 def window_start(n: int, length: int, rng: np.random.Generator, edge_probability: float) -> int:
     """Start of a window of `length` frames in an utterance of `n` frames (0 if it fits)."""
@@ -226,6 +230,27 @@ class FineDataset(_Windows):
         end = min(start + self.layout.window, n)
         window = acoustic[:, start:end]
         return self._item(self.layout.sequence(window[:q], window[q:], eos=end == n))
+
+
+class WithMismatched(Dataset):
+    """Item i of `own`, with item i of `mismatched` (the same windows built with a
+    `semantic_shift`: another utterance's semantic tokens) under the key "mismatched".
+    Validation scores both: the loss the right semantic tokens save is the semantic gain."""
+
+    def __init__(self, own: Dataset, mismatched: Dataset):
+        if len(own) != len(mismatched):
+            raise InputError(f"{len(own)} own items but {len(mismatched)} mismatched ones")
+        self.own, self.mismatched = own, mismatched
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in (self.own, self.mismatched):
+            dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.own)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.own[index], "mismatched": self.mismatched[index]}
 
 
 class FirstItems(Dataset):

@@ -24,9 +24,16 @@ from torch.utils.data import Dataset
 from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.lm.config import LMConfig, StageConfig, model_preset, stage_preset
-from segue.lm.data import CoarseDataset, FineDataset, FirstItems, SemanticDataset
+from segue.lm.data import (
+    MISMATCH_SHIFT,
+    CoarseDataset,
+    FineDataset,
+    FirstItems,
+    SemanticDataset,
+    WithMismatched,
+)
 from segue.lm.layout import Layout, layout_for, shared_ids
-from segue.lm.loss import Softmax, level_ranges, sliced_loss, token_loss
+from segue.lm.loss import Softmax, TokenLoss, level_ranges, sliced_loss, token_loss
 from segue.lm.model import Transformer
 from segue.lm.stages import StageLM, load_lm, read_lm_config
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
@@ -41,6 +48,11 @@ class LMDataConfig:
     valid_split: str = "valid"
     valid_items: int | None = 256  # validation windows (the first utterances of the split)
     edge_probability: float = 0.2  # windows pinned to a file's start or end (BOS/EOS)
+    #: coarse stage: validation also scores each window given another utterance's semantic
+    #: tokens and logs `semantic_gain`, the level loss the right ones save (twice the
+    #: validation time): a coarse LM that ignores its condition shows it from the first
+    #: validation on, not after an end-to-end evaluation
+    valid_semantic_gain: bool = True
 
 
 @dataclass
@@ -250,6 +262,11 @@ class LMTask(TrainTask):
             dataset = build_dataset(self.config, self.layout, split, seed=1234)
         except ValueError:
             return None  # no utterance in that split
+        if self.config.data.valid_semantic_gain and self.config.stage.stage == "coarse":
+            shifted = build_dataset(
+                self.config, self.layout, split, seed=1234, semantic_shift=MISMATCH_SHIFT
+            )
+            dataset = WithMismatched(dataset, shifted)
         return FirstItems(dataset, self.config.data.valid_items)
 
     def hide_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -266,18 +283,28 @@ class LMTask(TrainTask):
         out = models["model"](inputs, batch["target"], self.ranges)
         return Phase(MAIN, out.loss, {"accuracy": out.correct / out.count.clamp(min=1)})
 
+    def _losses(self, model: nn.Module, batch: dict) -> tuple[TokenLoss, TokenLoss]:
+        """(the training objective's loss, the level loss) of one batch."""
+        target = batch["target"]
+        if self.ranges is None:  # one forward: both losses from the full logits
+            logits = model(batch["input"])
+            return token_loss(logits, target), sliced_loss(logits, target, self.level_ranges)
+        out = model(batch["input"], target, self.ranges)
+        return out, out
+
     @torch.no_grad()
     def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
         """loss / accuracy: the training objective's; level_loss: the cross-entropy of what
-        sampling draws from (each target over its own range), comparable across softmaxes."""
-        target = batch["target"]
-        if self.ranges is None:  # one forward: both losses from the full logits
-            logits = models["model"](batch["input"])
-            out, level = token_loss(logits, target), sliced_loss(logits, target, self.level_ranges)
-        else:
-            out = level = models["model"](batch["input"], target, self.ranges)
-        return {
+        sampling draws from (each target over its own range), comparable across softmaxes;
+        semantic_gain (`data.valid_semantic_gain`): the level loss of the same windows given
+        another utterance's semantic tokens, minus level_loss."""
+        out, level = self._losses(models["model"], batch)
+        metrics = {
             "loss": float(out.loss),
             "accuracy": float(out.correct) / max(1, int(out.count)),
             "level_loss": float(level.loss),
         }
+        if "mismatched" in batch:
+            _, mismatched = self._losses(models["model"], batch["mismatched"])
+            metrics["semantic_gain"] = float(mismatched.loss) - float(level.loss)
+        return metrics

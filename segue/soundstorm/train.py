@@ -27,7 +27,9 @@ from segue.data.shards import TokenShards
 from segue.errors import InputError
 from segue.lm.config import frames_per_token
 from segue.lm.data import (
+    MISMATCH_SHIFT,
     FirstItems,
+    WithMismatched,
     check_shift,
     conditioning_tokens,
     join_utterances,
@@ -49,6 +51,9 @@ class SoundStormDataConfig:
     valid_split: str = "valid"
     valid_items: int | None = 256  # validation crops (the first utterances of the split)
     window_seconds: float = 4.0  # crop length (the paper: 30 s)
+    #: validation also scores each crop (same masks) given another utterance's semantic tokens
+    #: and logs `semantic_gain`, the loss the right ones save (twice the validation time)
+    valid_semantic_gain: bool = True
 
 
 @dataclass
@@ -222,8 +227,8 @@ class SoundStormTask(TrainTask):
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
-    def _dataset(self, split: str | None, seed: int) -> SoundStormDataset:
-        return build_dataset(self.config, self.window, split, seed)
+    def _dataset(self, split: str | None, seed: int, shift: int = 0) -> SoundStormDataset:
+        return build_dataset(self.config, self.window, split, seed, semantic_shift=shift)
 
     def train_dataset(self) -> Dataset:
         return self._dataset(self.config.data.train_split or None, self.config.train.seed)
@@ -236,16 +241,28 @@ class SoundStormTask(TrainTask):
             dataset = self._dataset(split, seed=1234)
         except ValueError:
             return None  # no utterance in that split
+        if self.config.data.valid_semantic_gain:
+            shifted = self._dataset(split, seed=1234, shift=MISMATCH_SHIFT)
+            dataset = WithMismatched(dataset, shifted)
         return FirstItems(dataset, self.config.data.valid_items)
 
     def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
         loss, correct, count = masked_loss(models["model"], batch, self.config.model.mask_id)
         return Phase(MAIN, loss, {"accuracy": correct / count.clamp(min=1)})
 
+    def _valid_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, ...]:
+        """`masked_loss` with the masks of seed 0 (the same for every validation)."""
+        generator = torch.Generator(device=batch["codes"].device).manual_seed(0)
+        return masked_loss(model, batch, self.config.model.mask_id, generator)
+
     @torch.no_grad()
     def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:
-        generator = torch.Generator(device=batch["codes"].device).manual_seed(0)
-        loss, correct, count = masked_loss(
-            models["model"], batch, self.config.model.mask_id, generator
-        )
-        return {"loss": float(loss), "accuracy": float(correct) / max(1, int(count))}
+        """loss / accuracy on the masked frames; semantic_gain (`data.valid_semantic_gain`):
+        the loss of the same crops and masks given another utterance's semantic tokens, minus
+        the loss."""
+        loss, correct, count = self._valid_loss(models["model"], batch)
+        metrics = {"loss": float(loss), "accuracy": float(correct) / max(1, int(count))}
+        if "mismatched" in batch:
+            mismatched, _, _ = self._valid_loss(models["model"], batch["mismatched"])
+            metrics["semantic_gain"] = float(mismatched) - float(loss)
+        return metrics

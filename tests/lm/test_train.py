@@ -53,6 +53,13 @@ def test_stage_learns_its_synthetic_structure(stage, shards, tmp_path):
     assert report.loss < report.level_unigram_entropy <= report.unigram_entropy + 1e-9
     assert report.level_loss < report.level_unigram_entropy  # what sampling draws from, too
     assert json.loads(report.to_json(stage="coarse")) == {"stage": "coarse", **report.to_dict()}
+    # validation's semantic gain (the coarse stage's only): what `lm eval --mismatched-semantic`
+    # measures on the same windows; the synthetic coarse codes follow the semantic tokens
+    assert ("semantic_gain" in last) == (stage == "coarse")
+    if stage == "coarse":
+        shifted = build_dataset(config, lm.layout, "valid", seed=1234, semantic_shift=37)
+        gain = evaluate_lm(lm, shifted).level_loss - report.level_loss
+        assert last["semantic_gain"] == pytest.approx(gain, rel=0.05) and gain > 0.1, last
 
 
 @pytest.mark.parametrize("stage", ["coarse", "fine"])

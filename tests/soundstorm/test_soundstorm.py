@@ -235,11 +235,15 @@ def test_training_learns_the_synthetic_structure_and_decodes_it(shards, tmp_path
     config = tiny_run(shards, steps=200)
     task = SoundStormTask(config)
     trainer = Trainer(task, config, tmp_path / "run")
-    before = trainer.validate()["loss"]
+    first = trainer.validate()
+    before = first["loss"]
     trainer.fit()
-    after = trainer.validate()["loss"]
+    last = trainer.validate()
+    after = last["loss"]
     trainer.close()
     assert after < 0.5 * before, (before, after)
+    # validation's semantic gain: near 0 untrained, large once the codes follow the semantic tokens
+    assert abs(first["semantic_gain"]) < 0.2 < 1.0 < last["semantic_gain"], (first, last)
     # decoding a validation utterance from its semantic tokens and a 4-frame prompt
     model = trainer.raw_modules["model"].eval()
     item = task.valid_dataset()[0]
@@ -286,6 +290,17 @@ def test_mismatched_crops_keep_the_codes_and_change_the_semantic_tokens(shards):
         assert any(torch.equal(b["semantic"][:valid], tiled[k : k + valid]) for k in starts)
     with pytest.raises(InputError, match="semantic_shift"):
         build_dataset(config, task.window, "train", semantic_shift=-1)
+
+
+def test_validation_scores_mismatched_crops_only_when_asked(shards):
+    """data.valid_semantic_gain: each validation item carries its crop with another utterance's
+    semantic tokens (same codes, so the same masks); off, the items are the plain crops."""
+    config = tiny_run(shards, 1)
+    item = SoundStormTask(config).valid_dataset()[0]
+    assert torch.equal(item["codes"], item["mismatched"]["codes"])
+    assert not torch.equal(item["semantic"], item["mismatched"]["semantic"])
+    config.data.valid_semantic_gain = False
+    assert "mismatched" not in SoundStormTask(config).valid_dataset()[0]
 
 
 def test_masked_loss_is_finite_on_padded_batches():
