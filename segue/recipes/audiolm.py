@@ -1,14 +1,19 @@
 """The AudioLM recipe: from nothing to a model bundle, in eleven resumable steps.
 
     corpus       speech (TTS and/or real voices) or piano       OUT/corpus/manifest.jsonl
+    semantic     HuBERT iteration 1 (+ 2), then k-means        OUT/semantic/{it1,it2,tokenizer}
     codec        the SoundStream-style codec                   OUT/codec/ (its run folder)
     codec_decoder  its decoder trained on, codes frozen (optional) OUT/codec_decoder/ (run folder)
-    semantic     HuBERT iteration 1 (+ 2), then k-means        OUT/semantic/{it1,it2,tokenizer}
     tokenize     semantic + acoustic shards of the whole corpus OUT/tokenize/{semantic,acoustic}
     lm_semantic  lm_coarse  lm_fine: the three stage LMs       OUT/lm_*/ (run folders)
     soundstorm   the parallel acoustic model (optional path)   OUT/soundstorm/ (its run folder)
     evaluate     codec and LM numbers (+ end-to-end if any)    OUT/evaluate/report.json
     bundle       the AudioLM bundle                            OUT/bundle/
+
+The semantic step comes before the codec so that a codec with semantic targets
+(`--set codec.semantic.weight=10`: its first RVQ level learns to predict the semantic tokens,
+`segue.codec.train.SemanticTargetConfig`) can read the corpus' tokens (OUT/codec/semantic_targets);
+the codec needs the semantic step only then.
 
 The config (`config.py`) has one field per step: training steps hold the model's whole run
 config (so `--set codec.optim.max_steps=500` or `--set lm_fine.model.n_layer=2` work), with the
@@ -116,7 +121,17 @@ def codec(ctx: Context) -> dict[str, Any]:
             return {"steps": 0, "from": source}
 
         return ctx.main_only(export) or {}
+    if config.semantic.weight > 0:  # its targets: the semantic tokens of the whole corpus
+        targets = ctx.dir("codec") / "semantic_targets"
+        _semantic_shards(ctx, targets)
+        config.semantic.shards = str(targets)
     return _train(CodecTask(config), config, ctx.dir("codec"))
+
+
+def _codec_needs(config: Any) -> tuple[str, ...]:
+    """The codec step reads the semantic step's tokenizer when it learns semantic targets."""
+    learns = config.codec.semantic.weight > 0 and not codec_kept(config.codec)
+    return ("semantic",) if learns else ()
 
 
 def codec_decoder(ctx: Context) -> dict[str, Any]:
@@ -216,39 +231,17 @@ def tokenize(ctx: Context) -> dict[str, Any]:
     each rank tokenizes every world-th file into its own shards, then rank 0 merges the index."""
     from segue.codec.load import load_codec
     from segue.data.shards import TokenShards, merge_index, tokenize_manifest
-    from segue.semantic.tokenizer import load_tokenizer
 
     device, out = _device(ctx), ctx.dir("tokenize")
     manifest = read_manifest(_manifest(ctx))
-    tokenizer_dir = ctx.dir("semantic") / "tokenizer"
-    tokenizer = load_tokenizer(tokenizer_dir).to(device)
     codec = load_codec(ctx.dir("codec")).to(device)
-
-    def semantic_tokens(audio):
-        return tokenizer.tokenize(torch.from_numpy(audio).to(device)).cpu().numpy()  # [1, F]
 
     def acoustic_tokens(audio):
         return codec.encode(torch.from_numpy(audio)[None].to(device))[0].cpu().numpy()  # [Q, F]
 
     ranks = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size}
+    failed = _semantic_shards(ctx, out / "semantic", merge=False)
     with torch.inference_mode():
-        counts = tokenize_manifest(
-            manifest,
-            out / "semantic",
-            semantic_tokens,
-            kind="semantic",
-            levels=1,
-            vocab_size=tokenizer.vocab_size,
-            frame_rate=tokenizer.frame_rate,
-            sample_rate=tokenizer.sample_rate,
-            **ranks,
-            extra_meta={
-                "tokenizer": str(tokenizer_dir.resolve()),
-                "tokenizer_kind": tokenizer.kind,
-            },
-            desc="semantic tokens",
-        )
-        failed = counts["failed"]
         counts = tokenize_manifest(
             manifest,
             out / "acoustic",
@@ -275,6 +268,42 @@ def tokenize(ctx: Context) -> dict[str, Any]:
         return numbers
 
     return ctx.main_only(merged) or {}
+
+
+def _semantic_shards(ctx: Context, out: Path, *, merge: bool = True) -> int:
+    """Semantic token shards of the whole corpus in `out` with OUT/semantic/tokenizer (resumable;
+    under torchrun each rank takes every world-th file and, with `merge`, rank 0 merges the
+    index while the others wait); the number of files this rank could not read."""
+    from segue.data.shards import merge_index, tokenize_manifest
+    from segue.semantic.tokenizer import load_tokenizer
+
+    device, tokenizer_dir = _device(ctx), ctx.dir("semantic") / "tokenizer"
+    tokenizer = load_tokenizer(tokenizer_dir).to(device)
+
+    def semantic_tokens(audio):
+        return tokenizer.tokenize(torch.from_numpy(audio).to(device)).cpu().numpy()  # [1, F]
+
+    with torch.inference_mode():
+        counts = tokenize_manifest(
+            read_manifest(_manifest(ctx)),
+            out,
+            semantic_tokens,
+            kind="semantic",
+            levels=1,
+            vocab_size=tokenizer.vocab_size,
+            frame_rate=tokenizer.frame_rate,
+            sample_rate=tokenizer.sample_rate,
+            rank=ctx.dist.rank,
+            world_size=ctx.dist.world_size,
+            extra_meta={
+                "tokenizer": str(tokenizer_dir.resolve()),
+                "tokenizer_kind": tokenizer.kind,
+            },
+            desc="semantic tokens",
+        )
+    if merge and ctx.dist.is_distributed:
+        ctx.main_only(lambda: merge_index(out))
+    return counts["failed"]
 
 
 def _lm_step(stage: str) -> Step:
@@ -480,7 +509,8 @@ def bundle(ctx: Context) -> dict[str, Any]:
 _MODELS = ("lm_semantic", "lm_coarse", "lm_fine", "soundstorm")
 STEPS: tuple[Step, ...] = (
     Step("corpus", corpus, (), "synthesise the corpus"),
-    Step("codec", codec, ("corpus",), "train the codec", every_rank=True),
+    Step("semantic", semantic, ("corpus",), "semantic model + k-means tokenizer", every_rank=True),
+    Step("codec", codec, ("corpus",), "train the codec", every_rank=True, needs_when=_codec_needs),
     Step(
         "codec_decoder",
         codec_decoder,
@@ -488,7 +518,6 @@ STEPS: tuple[Step, ...] = (
         "the codec's decoder on frozen codes",
         every_rank=True,
     ),
-    Step("semantic", semantic, ("corpus",), "semantic model + k-means tokenizer", every_rank=True),
     Step("tokenize", tokenize, ("corpus", "codec", "semantic"), "token shards", every_rank=True),
     _lm_step("semantic"),
     _lm_step("coarse"),

@@ -152,7 +152,7 @@ def _check_plan(
         tag = f"[{i}/{total}]"
         what += _starting_point(config, state.step)
         section.lines.append(f"{tag:>{2 * len(str(total)) + 3}} {state.step:<{width}}  {what}")
-    message = refusal(recipe, out, states)
+    message = refusal(recipe, config, out, states)
     if message:
         report.problem(message)
     done = next((s for s in states if s.step == "corpus" and s.state == "done"), None)

@@ -112,6 +112,13 @@ class Step:
     needs: tuple[str, ...] = ()
     help: str = ""
     every_rank: bool = False
+    #: needs that depend on the config (e.g. the codec needs the semantic step only when it
+    #: learns semantic targets): a change there redoes this step only when it reads them
+    needs_when: Callable[[Any], tuple[str, ...]] | None = None
+
+    def needs_of(self, config: Any) -> tuple[str, ...]:
+        """`needs`, and `needs_when(config)`'s."""
+        return self.needs + (self.needs_when(config) if self.needs_when else ())
 
 
 @dataclass(frozen=True)
@@ -150,16 +157,16 @@ def records(recipe: Recipe, config: Any) -> dict[str, dict[str, Any]]:
     for step in recipe.steps:
         out[step.name] = {
             "config": to_dict(getattr(config, step.name)),
-            "inputs": {need: _digest(out[need]) for need in step.needs},
+            "inputs": {need: _digest(out[need]) for need in step.needs_of(config)},
         }
     return out
 
 
-def dependents(recipe: Recipe, names: Iterable[str]) -> list[str]:
+def dependents(recipe: Recipe, config: Any, names: Iterable[str]) -> list[str]:
     """`names` and every step that needs one of them, directly or not, in recipe order."""
     chosen = set(names)
     for step in recipe.steps:  # steps come after the steps they need
-        if chosen & set(step.needs):
+        if chosen & set(step.needs_of(config)):
             chosen.add(step.name)
     return [name for name in recipe.step_names if name in chosen]
 
@@ -280,7 +287,7 @@ def plan(
     Raises RecipeError for unknown step names and for changed steps that are not forced.
     """
     states, wiped = step_states(recipe, config, out, until=until, force=force)
-    message = refusal(recipe, out, states)
+    message = refusal(recipe, config, out, states)
     if message:
         raise RecipeError(message)
     return states, wiped
@@ -299,7 +306,7 @@ def step_states(
     out, force = Path(out), list(force)
     names = recipe.step_names
     _check_names(recipe, [*force, *([until] if until else [])])
-    wiped = dependents(recipe, force)
+    wiped = dependents(recipe, config, force)
     last = names.index(until) if until else len(names) - 1
     states = []
     done_unchanged: set[str] = set()  # steps whose DONE marker matches the current config
@@ -326,7 +333,7 @@ def step_states(
     return states, wiped
 
 
-def refusal(recipe: Recipe, out: str | Path, states: list[StepState]) -> str | None:
+def refusal(recipe: Recipe, config: Any, out: str | Path, states: list[StepState]) -> str | None:
     """The error a run gives for `states` with changed steps (None: it would not refuse)."""
     changed = [s for s in states if s.state == "changed"]
     if not changed:
@@ -334,7 +341,7 @@ def refusal(recipe: Recipe, out: str | Path, states: list[StepState]) -> str | N
     out = Path(out)
     lines = "\n".join(f"  {out / s.step}: {s.why}" for s in changed)
     first = changed[0].step
-    redo = dependents(recipe, [first])
+    redo = dependents(recipe, config, [first])
     also = f" and the steps that depend on it ({', '.join(redo[1:])})" if redo[1:] else ""
     return (
         f"{len(changed)} step(s) of {out} were made with another config:\n{lines}\n"
@@ -372,7 +379,7 @@ def run_recipe(
     if main:
         try:
             planned = plan(recipe, config, out, until=until or _last(recipe, only), force=force)
-            _check_only(recipe, planned[0], only)
+            _check_only(recipe, config, planned[0], only)
             _check_not_running(out, planned[1])
         except RecipeError as error:
             planned = str(error)
@@ -450,12 +457,13 @@ def _last(recipe: Recipe, only: list[str]) -> str | None:
     return max(only, key=recipe.step_names.index) if only else None
 
 
-def _check_only(recipe: Recipe, states: list[StepState], only: list[str]) -> None:
+def _check_only(recipe: Recipe, config: Any, states: list[StepState], only: list[str]) -> None:
     """With `only`, every step an `only` step needs (directly) must be done already."""
     done = {s.step for s in states if s.state == "done"}
     for step in recipe.steps:
         if step.name in only:
-            missing = [need for need in step.needs if need not in done and need not in only]
+            needs = step.needs_of(config)
+            missing = [need for need in needs if need not in done and need not in only]
             if missing:
                 raise RecipeError(
                     f"--only {step.name}: it needs {', '.join(missing)}, which is not done; "

@@ -124,7 +124,8 @@ def test_missing_data_path_is_a_problem(tmp_path):
 def test_changed_done_step_is_the_refusal_the_run_gives(tmp_path):
     out = tmp_path / "run"
     config = SMOKE.make_config()
-    for step, record in list(records(SMOKE, config).items())[:2]:  # corpus and codec done
+    for step in ("corpus", "codec"):  # done (the codec needs only the corpus)
+        record = records(SMOKE, config)[step]
         (out / step).mkdir(parents=True)
         (out / step / DONE_NAME).write_text(json.dumps({"step": step, **record}))
     changed = apply_overrides(config, ["codec.optim.max_steps=5"])
@@ -136,8 +137,8 @@ def test_changed_done_step_is_the_refusal_the_run_gives(tmp_path):
     assert one_line(message) in report.problems
     assert "Pass --force codec to redo it" in message
     lines = next(s for s in report.sections if s.title == "plan").lines
-    assert "done (skipped)" in lines[0]
-    assert "REFUSED" in lines[1] and "codec.optim.max_steps: 4 -> 5" in lines[1]
+    assert "done (skipped)" in lines[0] and "would run" in lines[1]  # corpus; semantic
+    assert "REFUSED" in lines[2] and "codec.optim.max_steps: 4 -> 5" in lines[2]
     assert tree(out) == before
 
     forced = preflight(SMOKE, changed, out, force=["codec"], progress=False)

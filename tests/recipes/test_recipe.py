@@ -36,7 +36,7 @@ def test_named_recipes_are_well_formed(name):
     assert set(data) == set(recipe.step_names)
     seen: set[str] = set()
     for step in recipe.steps:
-        assert set(step.needs) <= seen, f"{step.name} needs a later step"
+        assert set(step.needs_of(config)) <= seen, f"{step.name} needs a later step"
         seen.add(step.name)
     for stage in ("semantic", "coarse", "fine"):
         assert getattr(config, f"lm_{stage}").stage.stage == stage
@@ -97,7 +97,7 @@ def test_help_lists_recipes_and_steps(capsys):
         cli.main(["recipe", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in RECIPES)
-    assert "corpus -> codec -> codec_decoder -> semantic -> tokenize -> lm_semantic" in out
+    assert "corpus -> semantic -> codec -> codec_decoder -> tokenize -> lm_semantic" in out
 
 
 def test_command_errors(tmp_path, capsys):
@@ -143,7 +143,7 @@ def test_smoke_builds_a_bundle_that_continues_a_prompt(smoke):
     from segue.pipeline import AudioLM
 
     out, partial = smoke
-    assert partial == ["codec", "corpus"]  # --until codec
+    assert partial == ["codec", "corpus", "semantic"]  # --until codec
     steps = RECIPES["smoke"].step_names
     assert sorted(p.parent.name for p in out.glob(f"*/{DONE_NAME}")) == sorted(steps)
     report = json.loads((out / "evaluate" / "report.json").read_text())
@@ -204,6 +204,31 @@ def test_codec_decoder_trains_the_decoder_on_frozen_codes(smoke, tmp_path, capsy
     for name, value in bundled.items():
         torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
         assert torch.equal(value, first[name]) == (not name.startswith("decoder.")), name
+
+
+def test_a_codec_with_semantic_targets_reads_the_semantic_steps_tokens(smoke, tmp_path, capsys):
+    """codec.semantic.weight > 0 on a copy of the smoke run: the codec step tokenizes the corpus
+    with the semantic step's tokenizer (OUT/codec/semantic_targets), trains on them, and from
+    then on needs the semantic step (its marker lists it; at weight 0 it did not)."""
+    from segue.data.shards import TokenShards
+
+    out = tmp_path / "smoke"
+    shutil.copytree(smoke[0], out)
+    assert set(json.loads((out / "codec" / DONE_NAME).read_text())["inputs"]) == {"corpus"}
+    weight = "codec.semantic.weight=1"
+    argv = ["smoke", "--out", str(out), *NO_E2E, "--set", weight, "--force", "codec"]
+    status, printed, err = segue_recipe(capsys, *argv, "--until", "codec")
+    assert status == 0, err
+    assert printed.count("skipped (done)") == 2  # corpus and semantic, as they were
+    done = json.loads((out / "codec" / DONE_NAME).read_text())
+    assert set(done["inputs"]) == {"corpus", "semantic"}
+    assert "semantic" in done["numbers"]["train"]  # the head's cross-entropy was trained
+    targets = TokenShards(out / "codec" / "semantic_targets")
+    assert targets.meta["kind"] == "semantic" and len(targets) == len(
+        TokenShards(smoke[0] / "tokenize" / "semantic")
+    )
+    config = json.loads((out / "codec" / "config.json").read_text())
+    assert config["semantic"]["shards"] == str(out / "codec" / "semantic_targets")
 
 
 def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
@@ -303,21 +328,28 @@ def test_speech_plus_real_corpus_is_a_weighted_mix(tmp_path, monkeypatch):
             for i in range(files):
                 write(out / f"{prefix}{i}" / "a.flac", np.full(8000, 0.1, np.float32))
                 split = "test" if i == 0 else "train"
-                entries.append(ManifestEntry(f"{prefix}{i}/a.flac", 0.5, 16000, f"{prefix}{i}",
-                                             split))
+                entries.append(
+                    ManifestEntry(f"{prefix}{i}/a.flac", 0.5, 16000, f"{prefix}{i}", split)
+                )
             write_manifest(out / "manifest.jsonl", entries)
-            write_splits(out / "manifest.splits.json",
-                         {"test": [f"{prefix}0"], "train": [e.group for e in entries[1:]]})
+            write_splits(
+                out / "manifest.splits.json",
+                {"test": [f"{prefix}0"], "train": [e.group for e in entries[1:]]},
+            )
             return BuildSummary(out, files, 0.5 * files, {"train": files - 1, "test": 1}, 0, 0)
 
         return make
 
     monkeypatch.setattr(speech, "make_speech_corpus", fake_corpus("tts", 30))
     fake_real = fake_corpus("real", 4)
-    monkeypatch.setattr(real_speech, "make_real_speech_corpus",
-                        lambda out, **kw: real_speech.RealSpeechSummary(fake_real(out), {}))
-    config = apply_overrides(AudioLMRecipeConfig(), ["corpus.kind=speech+real",
-                                                     "corpus.real_weight=0.75"])
+    monkeypatch.setattr(
+        real_speech,
+        "make_real_speech_corpus",
+        lambda out, **kw: real_speech.RealSpeechSummary(fake_real(out), {}),
+    )
+    config = apply_overrides(
+        AudioLMRecipeConfig(), ["corpus.kind=speech+real", "corpus.real_weight=0.75"]
+    )
     numbers = audiolm.corpus(Context(tmp_path, "test", config))
     assert numbers["speech"]["files"] == 30 and numbers["real"]["files"] == 4
     crops = CropDataset(tmp_path / "corpus" / "manifest.jsonl", 0.25, split="train")
@@ -345,10 +377,15 @@ def test_semantic_step_with_the_whisper_backbone_fits_kmeans_only(tmp_path):
         write(corpus / f"v{i}" / "a.flac", (0.1 * rng.standard_normal(24000)).astype(np.float32))
         entries.append(ManifestEntry(f"v{i}/a.flac", 1.5, 16000, f"v{i}", "train"))
     write_manifest(corpus / "manifest.jsonl", entries)
-    config = apply_overrides(AudioLMRecipeConfig(), [
-        "semantic.backbone=whisper", "semantic.tokenizer.k=4", "semantic.tokenizer.niter=3",
-        "semantic.tokenizer.max_files=4",
-    ])
+    config = apply_overrides(
+        AudioLMRecipeConfig(),
+        [
+            "semantic.backbone=whisper",
+            "semantic.tokenizer.k=4",
+            "semantic.tokenizer.niter=3",
+            "semantic.tokenizer.max_files=4",
+        ],
+    )
     numbers = audiolm.semantic(Context(tmp_path, "test", config))
     assert numbers["backbone"] == "whisper" and set(numbers) == {"backbone", "tokenizer"}
     assert not (tmp_path / "semantic" / "it1").exists()  # nothing trained

@@ -217,6 +217,42 @@ def test_force_redoes_the_step_and_its_dependents_only(fake, tmp_path):
     assert calls.names == []
 
 
+def test_a_need_the_config_switches_on_counts_only_while_on(tmp_path):
+    """Step.needs_when: `third` needs `second` only while third.n > 1 (as the codec needs the
+    semantic step only when it learns semantic targets)."""
+    calls = Calls()
+    steps = (
+        Step("first", calls.step("first")),
+        Step("second", calls.step("second"), ("first",)),
+        Step(
+            "third",
+            calls.step("third"),
+            ("first",),
+            needs_when=lambda config: ("second",) if config.third.n > 1 else (),
+        ),
+        Step("last", calls.step("last"), ("third",)),
+    )
+    recipe = Recipe("fake", "a test recipe", FakeConfig, steps)
+    quiet_run(recipe, FakeConfig(), tmp_path)
+    assert set(json.loads((tmp_path / "third" / DONE_NAME).read_text())["inputs"]) == {"first"}
+    calls.names.clear()
+    quiet_run(recipe, apply_overrides(FakeConfig(), ["second.n=2"]), tmp_path, force=["second"])
+    assert calls.names == ["second"]  # off: third does not read second
+    calls.names.clear()
+    on = apply_overrides(FakeConfig(), ["second.n=2", "third.n=2"])
+    quiet_run(recipe, on, tmp_path, force=["third"])
+    assert calls.names == ["third", "last"]
+    assert set(json.loads((tmp_path / "third" / DONE_NAME).read_text())["inputs"]) == {
+        "first",
+        "second",
+    }
+    calls.names.clear()
+    with pytest.raises(RecipeError, match="second"):  # on: a change to second reaches third
+        plan(recipe, apply_overrides(on, ["second.n=3"]), tmp_path)
+    quiet_run(recipe, apply_overrides(on, ["second.n=3"]), tmp_path, force=["second"])
+    assert calls.names == ["second", "third", "last"]
+
+
 def test_until_stops_after_the_step_and_a_later_run_goes_on(fake, tmp_path):
     recipe, calls = fake
     quiet_run(recipe, FakeConfig(), tmp_path, until="second")
