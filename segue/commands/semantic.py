@@ -188,35 +188,19 @@ def _tokenize(args: argparse.Namespace) -> None:
 
 
 def _tokenize_manifest(args: argparse.Namespace) -> None:
-    import torch
-
     from segue.data.manifest import read_manifest
-    from segue.data.shards import tokenize_manifest
     from segue.semantic.tokenizer import find_tokenizer
 
     with torchrun_ranks() as info:
         tokenizer = _load_tokenizer(args.model, pick_device(args.device))  # auto: this rank's GPU
         manifest = read_manifest(args.input, split=args.split)
 
-        def tokenize(audio: np.ndarray) -> np.ndarray:
-            return tokenizer.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
-
-        counts = tokenize_manifest(
+        counts = tokenizer.tokenize_manifest(
             manifest,
             args.out,
-            tokenize,
-            kind="semantic",
-            levels=1,
-            vocab_size=tokenizer.vocab_size,
-            frame_rate=tokenizer.frame_rate,
-            sample_rate=tokenizer.sample_rate,
+            source=find_tokenizer(args.model),
             rank=info.rank,
             world_size=info.world_size,
-            extra_meta={
-                "tokenizer": str(find_tokenizer(args.model).resolve()),
-                "tokenizer_kind": tokenizer.kind,
-            },
-            desc="semantic tokens",
         )
         finish_shards(args.out, counts, info)
 

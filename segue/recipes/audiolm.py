@@ -274,33 +274,18 @@ def _semantic_shards(ctx: Context, out: Path, *, merge: bool = True) -> int:
     """Semantic token shards of the whole corpus in `out` with OUT/semantic/tokenizer (resumable;
     under torchrun each rank takes every world-th file and, with `merge`, rank 0 merges the
     index while the others wait); the number of files this rank could not read."""
-    from segue.data.shards import merge_index, tokenize_manifest
+    from segue.data.shards import merge_index
     from segue.semantic.tokenizer import load_tokenizer
 
-    device, tokenizer_dir = _device(ctx), ctx.dir("semantic") / "tokenizer"
-    tokenizer = load_tokenizer(tokenizer_dir).to(device)
-
-    def semantic_tokens(audio):
-        return tokenizer.tokenize(torch.from_numpy(audio).to(device)).cpu().numpy()  # [1, F]
-
-    with torch.inference_mode():
-        counts = tokenize_manifest(
-            read_manifest(_manifest(ctx)),
-            out,
-            semantic_tokens,
-            kind="semantic",
-            levels=1,
-            vocab_size=tokenizer.vocab_size,
-            frame_rate=tokenizer.frame_rate,
-            sample_rate=tokenizer.sample_rate,
-            rank=ctx.dist.rank,
-            world_size=ctx.dist.world_size,
-            extra_meta={
-                "tokenizer": str(tokenizer_dir.resolve()),
-                "tokenizer_kind": tokenizer.kind,
-            },
-            desc="semantic tokens",
-        )
+    source = ctx.dir("semantic") / "tokenizer"
+    tokenizer = load_tokenizer(source).to(_device(ctx))
+    counts = tokenizer.tokenize_manifest(
+        read_manifest(_manifest(ctx)),
+        out,
+        source=source,
+        rank=ctx.dist.rank,
+        world_size=ctx.dist.world_size,
+    )
     if merge and ctx.dist.is_distributed:
         ctx.main_only(lambda: merge_index(out))
     return counts["failed"]

@@ -34,6 +34,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from segue.config import write_atomic
+from segue.data.manifest import Manifest
+from segue.data.shards import tokenize_manifest
 from segue.errors import InputError
 from segue.pretrained import read_safetensors
 from segue.semantic.extractors import FeatureExtractor, load_extractor
@@ -241,6 +243,38 @@ class SemanticTokenizer(nn.Module):
         silence = description.get("silence")
         gate = None if silence is None else SilenceGate(float(silence["db"]), int(silence["token"]))
         return cls(extractor, codebook, description.get("fit"), gate)
+
+    def tokenize_manifest(
+        self,
+        manifest: Manifest,
+        out: str | os.PathLike,
+        *,
+        source: str | os.PathLike,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> dict[str, int]:
+        """Token shards of every file of `manifest` in `out` (this rank's share; resumable,
+        `segue.data.shards.tokenize_manifest`), their meta naming the tokenizer folder
+        `source`. Returns {"done", "skipped", "failed"}."""
+
+        def tokens(audio: np.ndarray) -> np.ndarray:
+            return self.tokenize(torch.from_numpy(audio)).cpu().numpy()  # [1, frames]
+
+        with torch.inference_mode():
+            return tokenize_manifest(
+                manifest,
+                out,
+                tokens,
+                kind="semantic",
+                levels=1,
+                vocab_size=self.vocab_size,
+                frame_rate=self.frame_rate,
+                sample_rate=self.sample_rate,
+                rank=rank,
+                world_size=world_size,
+                extra_meta={"tokenizer": str(Path(source).resolve()), "tokenizer_kind": self.kind},
+                desc="semantic tokens",
+            )
 
 
 def find_tokenizer(location: str | os.PathLike) -> Path:
