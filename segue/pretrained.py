@@ -89,6 +89,8 @@ def saved_model_folder(
     training run folder with checkpoints/ or one of its checkpoints, `RUN/checkpoints/step_N`);
     a folder that is none of these is refused, naming them."""
     path = Path(location)
+    if is_run_checkpoint(path) and path.is_dir():  # it may hold files of the same names
+        return path, False
     if all((path / name).is_file() for name in files):
         return path, True
     if is_run_location(path):

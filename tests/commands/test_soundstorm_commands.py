@@ -10,6 +10,7 @@ import torch
 
 from segue import cli
 from segue.soundstorm import generate, load_soundstorm
+from segue.soundstorm.load import read_soundstorm_config
 from tests.lm.synthetic import K_A, K_S, LEVELS, write_shards
 
 TRAIN = [
@@ -57,6 +58,11 @@ def test_export_and_load_give_the_same_model(run, tmp_path, capsys):
     a = generate(from_run, semantic, generator=torch.Generator().manual_seed(0))
     b = generate(exported, semantic, generator=torch.Generator().manual_seed(0))
     assert a.shape == (1, LEVELS, 12) and torch.equal(a, b)
+    # one checkpoint of the run (RUN/checkpoints/step_N holds a config.json and a
+    # model.safetensors too: the run's, not an exported model's)
+    newest = run / "checkpoints" / (run / "checkpoints/latest").read_text().strip()
+    assert read_soundstorm_config(newest) == from_run.config
+    assert load_soundstorm(newest).config == from_run.config
 
 
 def test_clear_errors(run, tmp_path, capsys):
