@@ -33,8 +33,8 @@ from segue.lm.layout import CoarseLayout, FineLayout, SemanticLayout, dedup
 
 IGNORE = -100
 
-#: how many utterances on `conditioning_tokens` takes the mismatched ones from by default (a
-#: prime, so that neighbouring utterances, often the same voice or sentence, are skipped)
+#: the default `shift` of `conditioning_tokens`: the mismatched tokens are those of the
+#: utterance 37 places on (a prime, past neighbours that often share a voice or a sentence)
 MISMATCH_SHIFT = 37
 
 
