@@ -59,11 +59,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _saved_run_config(location: str, config_class: type):
-    """The run config (a `config_class`) of a training run folder; None for an exported model."""
+    """The run config (a `config_class`) of a training run folder or one of its checkpoints
+    (`segue.pretrained.is_run_location`, what the loaders go by); None for an exported model."""
     from segue.config import load_config
+    from segue.pretrained import is_run_location
 
     saved = Path(location) / "config.json"
-    if (Path(location) / "checkpoints").is_dir() and saved.is_file():
+    if is_run_location(location) and saved.is_file():
         return load_config(config_class, saved)
     return None
 

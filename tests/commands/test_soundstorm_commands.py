@@ -84,6 +84,11 @@ def test_eval_scores_a_run_and_an_exported_model_with_their_shards(run, tmp_path
     assert report["tokens"] > 0 and len(report["level_loss"]) == LEVELS
     gain = report["mismatched_loss"] - report["loss"]
     assert np.isclose(report["semantic_gain"], gain) and np.isfinite(gain)
+    # its newest checkpoint is the run's too: its own shards and crops, the same figures
+    newest = run / "checkpoints" / (run / "checkpoints/latest").read_text().strip()
+    argv = ["soundstorm", "eval", "--model", str(newest), "--mismatched-semantic"]
+    assert cli.main([*argv, "--json", str(out)]) == 0
+    assert json.loads(out.read_text()) == report
     # an exported model has no shards of its own: they must be given
     exported = tmp_path / "exported"
     assert cli.main(["soundstorm", "export", "--model", str(run), "--out", str(exported)]) == 0
