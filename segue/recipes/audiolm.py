@@ -240,7 +240,11 @@ def tokenize(ctx: Context) -> dict[str, Any]:
         return codec.encode(torch.from_numpy(audio)[None].to(device))[0].cpu().numpy()  # [Q, F]
 
     ranks = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size}
-    failed = _semantic_shards(ctx, out / "semantic", merge=False)
+    if _codec_targets(ctx) is None:
+        failed = _semantic_shards(ctx, out / "semantic", merge=False)
+    else:  # the codec step tokenized the corpus with this tokenizer already
+        ctx.main_only(lambda: _copy_shards(_codec_targets(ctx), out / "semantic"))
+        failed = 0  # its unreadable files are the acoustic pass's too, counted there
     with torch.inference_mode():
         counts = tokenize_manifest(
             manifest,
@@ -268,6 +272,36 @@ def tokenize(ctx: Context) -> dict[str, Any]:
         return numbers
 
     return ctx.main_only(merged) or {}
+
+
+def _codec_targets(ctx: Context) -> Path | None:
+    """OUT/codec/semantic_targets when the codec step wrote them complete: the corpus' semantic
+    shards by OUT/semantic/tokenizer (the codec step depends on the semantic step then, so a new
+    tokenizer means a new codec run and new targets). None otherwise."""
+    from segue.data.shards import INDEX_NAME
+
+    config = ctx.config.codec
+    targets = ctx.dir("codec") / "semantic_targets"
+    if config.semantic.weight > 0 and not codec_kept(config) and (targets / INDEX_NAME).is_file():
+        return targets
+    return None
+
+
+def _copy_shards(source: Path, out: Path) -> None:
+    """A complete shard folder copied to `out` (through a temporary folder: `out` is complete
+    or absent)."""
+    import shutil
+
+    from segue.data.shards import INDEX_NAME
+
+    if (out / INDEX_NAME).is_file():
+        return
+    partial = out.with_name(out.name + ".partial")
+    for stale in (partial, out):
+        if stale.exists():
+            shutil.rmtree(stale)
+    shutil.copytree(source, partial)
+    partial.rename(out)
 
 
 def _semantic_shards(ctx: Context, out: Path, *, merge: bool = True) -> int:

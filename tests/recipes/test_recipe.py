@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import segue.eval
+import segue.recipes.audiolm as audiolm
 from segue import audio as audio_io
 from segue import cli
 from segue.config import apply_overrides, from_dict, to_dict
@@ -206,10 +207,13 @@ def test_codec_decoder_trains_the_decoder_on_frozen_codes(smoke, tmp_path, capsy
         assert torch.equal(value, first[name]) == (not name.startswith("decoder.")), name
 
 
-def test_a_codec_with_semantic_targets_reads_the_semantic_steps_tokens(smoke, tmp_path, capsys):
+def test_a_codec_with_semantic_targets_reads_the_semantic_steps_tokens(
+    smoke, tmp_path, capsys, monkeypatch
+):
     """codec.semantic.weight > 0 on a copy of the smoke run: the codec step tokenizes the corpus
     with the semantic step's tokenizer (OUT/codec/semantic_targets), trains on them, and from
-    then on needs the semantic step (its marker lists it; at weight 0 it did not)."""
+    then on needs the semantic step (its marker lists it; at weight 0 it did not); the tokenize
+    step reuses those shards."""
     from segue.data.shards import TokenShards
 
     out = tmp_path / "smoke"
@@ -229,6 +233,19 @@ def test_a_codec_with_semantic_targets_reads_the_semantic_steps_tokens(smoke, tm
     )
     config = json.loads((out / "codec" / "config.json").read_text())
     assert config["semantic"]["shards"] == str(out / "codec" / "semantic_targets")
+
+    # the tokenize step copies those shards instead of tokenizing the corpus a second time
+    def tokenizes_again(*args, **kwargs):
+        raise AssertionError("the corpus' semantic tokens were computed twice")
+
+    monkeypatch.setattr(audiolm, "_semantic_shards", tokenizes_again)
+    status, printed, err = segue_recipe(capsys, *argv[:-2], "--until", "tokenize")
+    assert status == 0, err
+    copied = TokenShards(out / "tokenize" / "semantic")
+    assert copied.meta == targets.meta and len(copied) == len(targets)
+    assert [e.key for e in copied.entries] == [e.key for e in targets.entries]
+    for i in range(len(targets)):
+        assert torch.equal(torch.from_numpy(copied.tokens(i)), torch.from_numpy(targets.tokens(i)))
 
 
 def test_smoke_force_evaluate_runs_the_e2e_hook(smoke, capsys, monkeypatch):
