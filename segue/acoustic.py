@@ -2,6 +2,7 @@
 
     path = acoustic_path("soundstorm")                 # or AR, SOUNDSTORM
     codes = path.generate(model, semantic, prompt_codes, sampling, generator, stage)
+    codes = path.generate(..., given=true_codes[:, :G])  # only the levels >= G generated
 
 `Autoregressive` is AudioLM's: the coarse LM, then the fine LM, each sliding its own windows
 (`segue.lm.stages`). `Parallel` is SoundStorm's: every level at once, in windows of its own
@@ -36,6 +37,11 @@ class AcousticPath(ABC):
     def check(self, model: AudioLM) -> None:
         """Raise ValueError when `model` lacks a part this path needs."""
 
+    def check_given(self, model: AudioLM, levels: int) -> None:
+        """Raise InputError unless this path can keep the first `levels` levels as given."""
+        if not 0 < levels < model.n_levels:
+            raise InputError(f"given levels must be in [1, {model.n_levels - 1}], got {levels}")
+
     @abstractmethod
     def generate(
         self,
@@ -45,9 +51,11 @@ class AcousticPath(ABC):
         sampling: PipelineSampling,
         generator: torch.Generator | None,
         stage: Callable[[str], None],
+        given: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
-        codes [B, Q, r * Ts]; `stage(name)` as each of `stages` starts."""
+        codes [B, Q, r * Ts]; `stage(name)` as each of `stages` starts. given [B, G, r * Ts]:
+        the first G levels of every frame, kept (`check_given` says which G this path takes)."""
 
     def __repr__(self) -> str:
         return f"<acoustic path {self.name!r}>"
@@ -63,16 +71,31 @@ class Autoregressive(AcousticPath):
     def check(self, model: AudioLM) -> None:
         """Nothing to check: every bundle has a coarse and a fine LM."""
 
-    def generate(self, model, semantic, codes, sampling, generator, stage) -> torch.Tensor:
+    def check_given(self, model: AudioLM, levels: int) -> None:
+        """The coarse LM samples its levels together: only all of them can be given (the fine
+        LM alone then)."""
+        if levels != model.n_coarse:
+            raise InputError(
+                f"the coarse + fine LMs keep exactly the {model.n_coarse} coarse levels as "
+                f"given, not {levels} (SoundStorm keeps any number)"
+            )
+
+    def generate(
+        self, model, semantic, codes, sampling, generator, stage, given=None
+    ) -> torch.Tensor:
         q = model.n_coarse
         prompt_coarse = prompt_fine = None
         if codes is not None:
             prompt_coarse, prompt_fine = codes[:, :q], codes[:, q:]
         stage("coarse")
-        coarse = coarse_generate(
-            model.coarse_lm, semantic, prompt_coarse, generator=generator,
-            **sampling.coarse.kwargs(),
-        )  # fmt: skip
+        if given is not None:  # the coarse levels as given
+            self.check_given(model, given.shape[1])
+            coarse = given
+        else:
+            coarse = coarse_generate(
+                model.coarse_lm, semantic, prompt_coarse, generator=generator,
+                **sampling.coarse.kwargs(),
+            )  # fmt: skip
         stage("fine")
         return fine_generate(
             model.fine_lm, coarse, prompt_fine, generator=generator, **sampling.fine.kwargs()
@@ -94,9 +117,15 @@ class Parallel(AcousticPath):
                 'one with `segue bundle ... --soundstorm RUN`, or use acoustic="ar")'
             )
 
-    def generate(self, model, semantic, codes, sampling, generator, stage) -> torch.Tensor:
+    def generate(
+        self, model, semantic, codes, sampling, generator, stage, given=None
+    ) -> torch.Tensor:
         stage("soundstorm")
-        return generate_windowed(model.soundstorm, semantic, codes, generator=generator)
+        if given is not None:
+            self.check_given(model, given.shape[1])
+        return generate_windowed(
+            model.soundstorm, semantic, codes, generator=generator, given=given
+        )
 
 
 AR, SOUNDSTORM = Autoregressive(), Parallel()

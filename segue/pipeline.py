@@ -414,6 +414,7 @@ class AudioLM:
         sampling: PipelineSampling | None = None,
         progress: Progress = True,
         acoustic: str | AcousticPath = AR,
+        keep_levels: int = 0,
     ) -> torch.Tensor:
         """New acoustics for the semantic content of audio [B, T] or [T]: [B, T].
 
@@ -425,8 +426,13 @@ class AudioLM:
         keep the voice only through the audio generated so far. With acoustic="soundstorm",
         SoundStorm decodes every level at once with the voice's codes as its acoustic prompt
         (at most half its `max_frames` of them when the output needs several windows).
+        keep_levels G > 0 keeps the audio's own codes of levels < G and generates only the
+        finer ones (SoundStorm: any G; the LMs: G = n_coarse, the fine LM alone), which tells
+        how many words each level's generation loses (`segue eval e2e --resynth-keep-levels`).
         """
         path = self._path(acoustic)
+        if keep_levels:
+            path.check_given(self, keep_levels)
         x = self._audio(audio, "audio")
         hop, (batch, length) = self.semantic_hop, x.shape
         if length < hop:
@@ -453,12 +459,20 @@ class AudioLM:
         names = stage_names("resynth", path)
         with _Stages(names, progress) as stage:
             stage("tokenize")
-            semantic = self._semantic(torch.nn.functional.pad(x, (0, -length % hop)))
+            padded = torch.nn.functional.pad(x, (0, -length % hop))
+            given = None
+            if keep_levels:
+                semantic, own = self._tokens(padded)
+                given = own[:, :keep_levels]
+            else:
+                semantic = self._semantic(padded)
             codes, start = None, 0
             if p is not None:  # the voice's tokens first: its codes are the acoustic prompt
                 prompt_semantic, codes = self._tokens(p)
                 semantic, start = torch.cat([prompt_semantic, semantic], dim=1), p.shape[1]
-            out = self._acoustic(path, semantic, codes, sampling, generator, stage, start)
+                if given is not None:
+                    given = torch.cat([codes[:, :keep_levels], given], dim=2)
+            out = self._acoustic(path, semantic, codes, sampling, generator, stage, start, given)
         return out[:, start : start + length]
 
     # ---- helpers
@@ -469,13 +483,23 @@ class AudioLM:
         return path
 
     def _acoustic(
-        self, path: AcousticPath, semantic, codes, sampling, generator, stage, skip: int = 0
+        self,
+        path: AcousticPath,
+        semantic,
+        codes,
+        sampling,
+        generator,
+        stage,
+        skip: int = 0,
+        given: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens) ->
-        audio [B, Ts * semantic_hop] through the acoustic path and the codec. The codec decodes
-        from sample `skip` on (rounded down to a frame; a continuation's prompt is not decoded
-        again): the samples before are left at zero."""
-        codes = path.generate(self, semantic, codes, sampling, generator, stage)
+        """Semantic tokens [B, Ts] (+ known codes [B, Q, r * Tp] of the first Tp tokens; + the
+        first G levels of every frame, `given` [B, G, r * Ts]) -> audio [B, Ts * semantic_hop]
+        through the acoustic path and the codec. The codec decodes from sample `skip` on
+        (rounded down to a frame; a continuation's prompt is not decoded again): the samples
+        before are left at zero."""
+        kept = {} if given is None else {"given": given}  # paths written before `given` work
+        codes = path.generate(self, semantic, codes, sampling, generator, stage, **kept)
         stage("decode")
         first = skip // self.codec.hop_length
         audio = self.codec.decode(codes.to(self.device), start=first)

@@ -451,3 +451,46 @@ def test_a_corrupt_kmeans_file_is_a_clear_error(bundle, tmp_path):
     kmeans.write_bytes(kmeans.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"kmeans\.safetensors: cannot read weights"):
         AudioLM.from_pretrained(copy)
+
+
+@pytest.mark.parametrize(("acoustic", "keep"), [("soundstorm", 1), ("soundstorm", 3), ("ar", 2)])
+def test_resynthesis_keeping_levels_keeps_the_audios_own_codes(storm_model, acoustic, keep):
+    """keep_levels=G: the decoded codes' levels < G are the audio's own (with and without a
+    voice, and past SoundStorm's window); the path generates only the finer ones."""
+    decoded = []
+    codec = storm_model.codec
+    real_decode = codec.decode
+    codec.decode = lambda codes, **k: decoded.append(codes.clone()) or real_decode(codes, **k)
+    try:
+        for seconds, voice in ((0.5, None), (1.3, speech_like(0.3)[0] * 0.5)):
+            audio = speech_like(seconds, batch=2)
+            out = storm_model.resynthesize(
+                audio, voice, seed=0, progress=False, acoustic=acoustic, keep_levels=keep
+            )
+            assert out.shape == audio.shape and torch.isfinite(out).all()
+            hop = storm_model.semantic_hop
+            padded = torch.nn.functional.pad(audio, (0, -audio.shape[1] % hop))
+            own = codec.encode(padded)[:, :keep]
+            codes = decoded[-1][:, :, -own.shape[2] :]  # the voice's codes come first
+            assert torch.equal(codes[:, :keep], own)
+    finally:
+        del codec.decode
+
+
+def test_keeping_levels_a_path_cannot_keep_is_refused_before_any_compute(storm_model, monkeypatch):
+    monkeypatch.setattr(storm_model, "_tokens", lambda *a: pytest.fail("tokenized anyway"))
+    with pytest.raises(ValueError, match="keep exactly the 2 coarse levels"):
+        storm_model.resynthesize(speech_like(0.4), progress=False, acoustic="ar", keep_levels=1)
+    with pytest.raises(ValueError, match=r"given levels must be in \[1, 3\]"):
+        storm_model.resynthesize(
+            speech_like(0.4), progress=False, acoustic="soundstorm", keep_levels=4
+        )
+
+
+def test_the_fine_lm_alone_fills_kept_coarse_levels(storm_model, monkeypatch):
+    import segue.acoustic as acoustic
+
+    monkeypatch.setattr(acoustic, "coarse_generate", lambda *a, **k: pytest.fail("coarse LM"))
+    names = []
+    storm_model.resynthesize(speech_like(0.4), progress=names.append, acoustic="ar", keep_levels=2)
+    assert names == ["tokenize", "coarse", "fine", "decode"]  # the stages as always

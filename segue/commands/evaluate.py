@@ -4,7 +4,7 @@
                    [--seconds 4] [--resynth 8] [--seed 0] [-o/--out DIR] [--json PATH]
                    [--acoustic ar|soundstorm] [--similarity speaker|chroma]
                    [--train-voices MANIFEST] [--train-voice-files 4] [--no-lexicality]
-                   [--no-voice-stages]
+                   [--no-voice-stages] [--resynth-keep-levels G [G ...]]
     segue eval compare [LABEL=]DIR [[LABEL=]DIR ...] -o/--out DIR
     segue eval tokens SEMANTIC_SHARDS ACOUSTIC_SHARDS [--split valid] [--level 0] [--lags 8]
     segue eval probes ROOT [--lexical] [--syntax] [--build [--build-only]] [--model DIR]
@@ -52,6 +52,7 @@ def _e2e(args: argparse.Namespace) -> None:
         train_voice_files=args.train_voice_files,
         lexicality=not args.no_lexicality,
         voice_stages=not args.no_voice_stages,
+        keep_levels=tuple(args.resynth_keep_levels),
     )
     manifest = read_manifest(args.manifest)  # whole: its train split holds the training voices
     if args.train_voices:
@@ -200,6 +201,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="length of each continuation")
     p.add_argument("--resynth", type=int, default=8, help="files to resynthesize and transcribe")
     p.add_argument("--max-resynth-seconds", type=float, default=20.0, help="skip longer files")
+    p.add_argument(
+        "--resynth-keep-levels",
+        type=positive_int,
+        nargs="+",
+        default=[],
+        metavar="G",
+        help="also resynthesize each file keeping its own codes of levels < G (soundstorm: any "
+        "G; ar: the coarse levels' number), to tell which level's generation loses the words",
+    )
     p.add_argument("--reference-pairs", type=int, default=32, help="real pairs per reference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

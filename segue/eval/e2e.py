@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from segue import audio as audio_io
+from segue.acoustic import acoustic_path
 from segue.config import to_dict
 from segue.data.manifest import Manifest, ManifestEntry, ManifestError, read_manifest
 from segue.errors import InputError
@@ -68,6 +69,8 @@ from segue.eval.e2e_report import (
     ResynthesisRow,
     Skipped,
     Stats,
+    kept_key,
+    system_name,
 )
 from segue.eval.lexicon import LexicalCount, Lexicon, babble
 from segue.eval.pitch import pitch_range
@@ -133,6 +136,9 @@ def evaluate_e2e(
             f"prompt of {settings.prompt_seconds:g} s: this model takes prompts under "
             f"{model.max_prompt_seconds:.2f} s (its semantic context)"
         )
+    if settings.n_resynth:
+        for levels in settings.keep_levels:  # before any compute
+            acoustic_path(settings.acoustic).check_given(model, levels)
     out = None if out_dir is None else Path(out_dir)
     speaker = speaker or SpeakerEncoder()
     transcriber = transcriber or Transcriber(threads=torch.get_num_threads())
@@ -483,6 +489,11 @@ def _resyntheses(
             "codec": _codec_round_trip(model, x),
             "semantic": _fit(resynthesis[0], len(audio)),
         }
+        for levels in settings.keep_levels:  # which level's generation loses the words
+            kept = model.resynthesize(
+                x, seed=seed + i, progress=False, acoustic=settings.acoustic, keep_levels=levels
+            )
+            sounds[kept_key(levels)] = _fit(kept[0], len(audio))
         text = str(entry.extra["text"])
         heard = {key: transcriber.transcribe(wav, rate) for key, wav in sounds.items()}
         reference = normalize_text(text)
@@ -503,7 +514,7 @@ def _resyntheses(
         return None, skipped
     refs = [normalize_text(r.text) for r in rows]
     part = ResynthesisReport(wer={}, cer={}, rows=rows)
-    for key in SYSTEMS:
+    for key in rows[0].transcripts:  # SYSTEMS, then the kept levels
         hyps = [normalize_text(r.transcripts[key]) for r in rows]
         part.wer[key] = wer(refs, hyps)
         part.cer[key] = cer(refs, hyps)
@@ -518,7 +529,7 @@ def _write_resynthesis(out, i, entry, sounds, rate) -> dict[str, str]:
     for key, wav in sounds.items():
         name = f"resynthesis/{i:02d}_{key}"
         audio_io.save(out / f"{name}.wav", wav, rate)
-        plot_spectrogram(wav, rate, out / f"{name}.png", title=f"{entry.group}: {SYSTEMS[key]}")
+        plot_spectrogram(wav, rate, out / f"{name}.png", title=f"{entry.group}: {system_name(key)}")
         files[key], files[f"{key}_png"] = f"{name}.wav", f"{name}.png"
     return files
 

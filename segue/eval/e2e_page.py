@@ -21,7 +21,6 @@ from segue.errors import InputError
 from segue.eval.e2e_report import (
     LEXICAL_KEYS,
     PITCH_KEYS,
-    SYSTEMS,
     VOICE_STAGES,
     E2EReport,
     _as_report,
@@ -136,7 +135,7 @@ def format_e2e_report(report: E2EReport | dict[str, Any]) -> str:
             "| audio                            |    WER |    CER | word recall |",
             "|----------------------------------|--------|--------|-------------|",
         ]
-        for key, name in SYSTEMS.items():
+        for key, name in res.systems.items():
             lines.append(
                 f"| {name:<32} | {_pct(res.wer[key]):>6} | {_pct(res.cer[key]):>6} "
                 f"| {_pct(res.recall.get(key)):>11} |"
@@ -220,13 +219,13 @@ def listening_page(report: E2EReport | dict[str, Any]) -> str:
         parts += [
             "<h2>Resynthesis (what Whisper heard under each player)</h2>",
             "<table><tr><th>text</th>"
-            + "".join(f"<th>{html.escape(name)}</th>" for name in SYSTEMS.values())
+            + "".join(f"<th>{html.escape(name)}</th>" for name in res.systems.values())
             + "</tr>",
         ]
         for row in res.rows:
             cells = "".join(
                 _cell(row.files, key, f"heard: {row.transcripts[key]} (WER {_pct(row.wer[key])})")
-                for key in SYSTEMS
+                for key in res.systems
             )
             parts.append(
                 f'<tr><td class="text">{html.escape(row.text)}<br>'
@@ -269,7 +268,7 @@ def _summary_rows(report: E2EReport) -> dict[str, str]:
             if stats is not None:
                 rows[f"pitch range, {key} (semitones)"] = _num(stats.mean)
     if res is not None:
-        for key, name in SYSTEMS.items():
+        for key, name in res.systems.items():
             rows[f"word recall: {name}"] = _pct(res.recall.get(key))
             rows[f"WER: {name}"] = _pct(res.wer.get(key))
     return rows

@@ -23,6 +23,22 @@ SYSTEMS = {
     "codec": "codec resynthesis",
     "semantic": "resynthesis from semantic tokens",
 }
+
+
+def kept_key(levels: int) -> str:
+    """The resynthesis key of the one that keeps the file's own codes of levels < `levels`."""
+    return f"keep{levels}"
+
+
+def system_name(key: str) -> str:
+    """What a resynthesis key stands for: SYSTEMS' names, and `kept_key(G)`'s."""
+    if key in SYSTEMS:
+        return SYSTEMS[key]
+    levels = int(key.removeprefix("keep"))
+    kept = "level 0" if levels == 1 else f"levels 0-{levels - 1}"
+    return f"from semantic tokens + the file's {kept}"
+
+
 #: What the lexicality measure transcribes for each continuation (`segue.eval.lexicon`).
 LEXICAL_KEYS = {
     "continuation": "model continuation",
@@ -62,7 +78,10 @@ class E2ESettings:
     training-voice comparison); lexicality: transcribe continuations of English files and count
     their dictionary words (`segue.eval.lexicon`); voice_stages: also score each prompt's
     real continuation through the codec and through the acoustic path (`VOICE_STAGES`), to
-    tell where a continuation loses the voice (one more acoustic generation per prompt).
+    tell where a continuation loses the voice (one more acoustic generation per prompt);
+    keep_levels: for each G, also resynthesize keeping the file's own codes of levels < G (the
+    acoustic path generates the finer ones; `kept_key(G)` in the report), to tell which level's
+    generation loses the words (one more acoustic generation per file and G).
     """
 
     n_prompts: int = 8
@@ -78,6 +97,7 @@ class E2ESettings:
     train_voice_files: int = 4
     lexicality: bool = True
     voice_stages: bool = True
+    keep_levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("n_prompts", "n_resynth", "n_reference_pairs", "train_voice_files"):
@@ -102,6 +122,13 @@ class E2ESettings:
         for name in ("lexicality", "voice_stages"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        levels = self.keep_levels
+        if not (
+            isinstance(levels, (tuple, list))
+            and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in levels)
+        ):
+            raise InputError(f"keep_levels must be integers >= 1, got {levels!r}")
+        object.__setattr__(self, "keep_levels", tuple(sorted(set(levels))))  # JSON gives a list
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -304,10 +331,10 @@ class ContinuationReport:
 
 @dataclass
 class ResynthesisRow(_Row):
-    """One file, transcribed as each of SYSTEMS ("original", "codec", "semantic"): what Whisper
-    heard, its WER and its word recall (None in reports older than recall) against the file's
-    normalised text; files: the WAVs and PNGs (keys as SYSTEMS, each with a "<key>_png"), None
-    without out_dir."""
+    """One file, transcribed as each of SYSTEMS ("original", "codec", "semantic"; and `kept_key(G)`
+    for each G of E2ESettings.keep_levels): what Whisper heard, its WER and its word recall (None
+    in reports older than recall) against the file's normalised text; files: the WAVs and PNGs
+    (keys as the transcripts', each with a "<key>_png"), None without out_dir."""
 
     path: str
     group: str
@@ -334,6 +361,11 @@ class ResynthesisReport:
     def n(self) -> int:
         """Files transcribed."""
         return len(self.rows)
+
+    @property
+    def systems(self) -> dict[str, str]:
+        """What was transcribed, by key (SYSTEMS', then the kept-levels resyntheses')."""
+        return {key: system_name(key) for key in self.wer}
 
     def to_dict(self) -> dict[str, Any]:
         return {

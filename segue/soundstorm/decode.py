@@ -9,6 +9,9 @@ n = T - Tp frames, the model predicts every frame still masked, a token is sampl
 so that floor(n * cos(pi/2 * s / S)) frames stay masked (none after the last iteration).
 Confidence is the sampled token's log-probability plus `noise * (1 - s / S)` Gumbel noise.
 Kept tokens are never changed again. Every item of the batch has the same Tp and T.
+
+`given` [B, G, T] fixes the first G levels on every frame (a file's own coarse codes, say):
+decoding starts at level G. Resynthesis keeping G levels tells what the levels >= G lose.
 """
 
 from __future__ import annotations
@@ -51,12 +54,14 @@ def generate(
     noise: float | None = None,
     generator: torch.Generator | None = None,
     on_step: StepHook | None = None,
+    given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Acoustic codes [B, Q, T] for semantic [B, Ts] continuing prompt_codes [B, Q, Tp].
 
     n_frames (T, prompt included) defaults to Ts * ratio. steps_per_level / temperature: one
     value for every level or one per level (default: the model config's). `on_step` is called
     after every iteration with (level, iteration, a copy of the codes, MASK = K where undecided).
+    given [B, G, T] (0 < G < Q): the first G levels of every frame, kept as they are.
     """
     config = model.config
     q_levels, mask_id, device = config.n_levels, config.mask_id, semantic.device
@@ -76,13 +81,22 @@ def generate(
                 f"Tp <= {length}]"
             )
         codes[:, :, :n_prompt] = prompt_codes
+    first = 0
+    if given is not None:
+        first = given.shape[1] if given.ndim == 3 else 0
+        if given.shape != (batch, first, length) or not 0 < first < q_levels:
+            raise InputError(
+                f"given {tuple(given.shape)} does not fit [B={batch}, 0 < G < {q_levels}, "
+                f"T={length}]"
+            )
+        codes[:, :first] = given
     n_new = length - n_prompt
     if n_new == 0:
         return codes
 
     was_training = model.training
     model.eval()
-    for level in range(q_levels):
+    for level in range(first, q_levels):
         n_steps = steps[level]
         for s in range(1, n_steps + 1):
             masked = codes[:, level] == mask_id  # [B, T]
@@ -113,12 +127,14 @@ def generate_windowed(
     codes: torch.Tensor | None = None,
     *,
     generator: torch.Generator | None = None,
+    given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Semantic [B, Ts] (+ known codes [B, Q, r * Tp]) -> codes [B, Q, r * Ts], at any length.
 
     Up to `max_frames` frames: one `generate`. Longer: windows of W = max_frames // r tokens,
     each prompted with the last W // 2 tokens' codes known so far (the given prompt's for the
     first) and seeing only its own semantic tokens; each window adds >= W / 2 tokens.
+    given [B, G, r * Ts]: the first G levels of every frame, kept (`generate`).
     """
     r, total = model.config.ratio, semantic.shape[1]
     width = model.config.max_frames // r
@@ -133,7 +149,12 @@ def generate_windowed(
         end = min(total, start + width)
         prompt = None if decoded is None or done == start else decoded[:, :, r * start :]
         out = generate(
-            model, semantic[:, start:end], prompt, n_frames=r * (end - start), generator=generator
+            model,
+            semantic[:, start:end],
+            prompt,
+            n_frames=r * (end - start),
+            generator=generator,
+            given=None if given is None else given[:, :, r * start : r * end],
         )
         new = out[:, :, r * (done - start) :]
         decoded = new if decoded is None else torch.cat([decoded, new], dim=2)

@@ -249,6 +249,7 @@ def test_e2e_report_json_keeps_the_layout_and_round_trips(e2e):
         "n_prompts", "prompt_seconds", "continuation_seconds", "n_resynth", "seed",
         "n_reference_pairs", "max_resynth_seconds", "acoustic", "similarity",
         "train_manifest", "train_voice_files", "lexicality", "voice_stages",
+        "keep_levels",
     ]  # fmt: skip
     cont, res = data["continuation"], data["resynthesis"]
     assert list(cont) == [
@@ -337,6 +338,8 @@ def test_a_report_json_of_the_earlier_version_still_reads():
         ({"max_resynth_seconds": -2.0}, "max_resynth_seconds must be > 0"),
         ({"acoustic": "diffusion"}, "acoustic must be one of"),
         ({"similarity": 3}, "similarity must be a label"),
+        ({"keep_levels": (0,)}, "keep_levels must be integers >= 1"),
+        ({"keep_levels": 2}, "keep_levels must be integers >= 1"),
     ],
 )
 def test_e2e_settings_refuse_bad_values(change, message):
@@ -345,9 +348,9 @@ def test_e2e_settings_refuse_bad_values(change, message):
 
 
 def test_e2e_settings_are_frozen_and_keep_a_path_by_name():
-    settings = E2ESettings(acoustic=SOUNDSTORM)
-    assert settings.acoustic == "soundstorm"
-    assert E2ESettings.from_dict(settings.to_dict()) == settings
+    settings = E2ESettings(acoustic=SOUNDSTORM, keep_levels=[3, 1, 3])
+    assert settings.acoustic == "soundstorm" and settings.keep_levels == (1, 3)
+    assert E2ESettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.n_prompts = 3  # type: ignore[misc]
 
@@ -491,9 +494,11 @@ def test_cli_soundstorm_path(corpus, tmp_path, capsys):
     argv = ["eval", "e2e", "--model", str(bundle), "--manifest", str(corpus), "--quiet"]
     argv += ["--prompts", "2", "--prompt-seconds", "0.5", "--seconds", "0.3", "--resynth", "1"]
     argv += ["--reference-pairs", "2", "--threads", "1", "--json", str(report_path)]
-    assert cli.main([*argv, "--acoustic", "soundstorm"]) == 0
+    assert cli.main([*argv, "--acoustic", "soundstorm", "--resynth-keep-levels", "3", "1"]) == 0
     report = json.loads(report_path.read_text())
     assert report["settings"]["acoustic"] == "soundstorm" and report["continuation"]["n"] == 2
+    assert report["settings"]["keep_levels"] == [1, 3]
+    assert list(report["resynthesis"]["recall"]) == [*SYSTEMS, "keep1", "keep3"]
     assert "acoustic tokens by SoundStorm" in capsys.readouterr().out
     plain = tiny_audiolm().save_pretrained(tmp_path / "plain")  # no SoundStorm part: a clear error
     argv[argv.index(str(bundle))] = str(plain)
@@ -542,3 +547,26 @@ def test_comparison_page_errors(tmp_path, e2e, capsys):
     _, out = e2e
     assert cli.main(["eval", "compare", f"a={out}", f"a={out}", "-o", str(tmp_path)]) == 2
     assert "two runs named 'a'" in capsys.readouterr().err
+
+
+def test_e2e_resynthesis_keeping_levels_tells_which_levels_lose_the_words(
+    corpus, speaker, transcriber, tmp_path
+):
+    """keep_levels=(2,) on the coarse + fine LMs: one more resynthesis per file (the fine LM on the
+    file's own coarse codes), transcribed and scored like the others, in the text, the page and
+    report.json; a G the path cannot keep is refused before any compute."""
+    model = tiny_audiolm()
+    settings = E2ESettings(n_prompts=0, n_resynth=2, keep_levels=(2,))
+    common = {"progress": False, "speaker": speaker, "transcriber": transcriber}
+    report = evaluate_e2e(model, corpus, settings, out_dir=tmp_path, **common)
+    res = report.resynthesis
+    keys = [*SYSTEMS, "keep2"]
+    assert list(res.systems) == keys and res.systems["keep2"].endswith("the file's levels 0-1")
+    assert list(res.recall) == keys and all(0 <= v <= 1 for v in res.recall.values())
+    for row in res.rows:
+        assert list(row.transcripts) == keys and (tmp_path / row.files["keep2"]).is_file()
+    assert "from semantic tokens + the file's levels 0-1" in format_e2e_report(report)
+    assert "the file&#x27;s levels 0-1" in (tmp_path / "index.html").read_text()
+    assert E2EReport.from_json(report.to_json()).resynthesis.systems == res.systems
+    with pytest.raises(InputError, match="keep exactly the 2 coarse levels"):
+        evaluate_e2e(model, corpus, dataclasses.replace(settings, keep_levels=(1,)), **common)

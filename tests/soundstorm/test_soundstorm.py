@@ -12,7 +12,14 @@ from torch.utils.data import ConcatDataset
 from segue.config import apply_overrides
 from segue.errors import InputError
 from segue.lm.data import conditioning_tokens
-from segue.soundstorm import SoundStorm, SoundStormConfig, generate, mask_codes, mask_ratio
+from segue.soundstorm import (
+    SoundStorm,
+    SoundStormConfig,
+    generate,
+    generate_windowed,
+    mask_codes,
+    mask_ratio,
+)
 from segue.soundstorm.evaluate import evaluate_soundstorm
 from segue.soundstorm.load import load_soundstorm
 from segue.soundstorm.train import (
@@ -31,10 +38,11 @@ Q, K, S = 3, 8, 10
 
 def tiny_model(seed: int = 0, **overrides) -> SoundStorm:
     torch.manual_seed(seed)
-    config = SoundStormConfig(
+    settings = dict(
         n_levels=Q, codebook_size=K, semantic_vocab=S, d_model=32, n_layer=2, n_head=2,
-        max_frames=64, steps_first=4, steps_rest=2, **overrides,
+        max_frames=64, steps_first=4, steps_rest=2,
     )  # fmt: skip
+    config = SoundStormConfig(**{**settings, **overrides})
     return SoundStorm(config).eval()
 
 
@@ -195,6 +203,34 @@ def test_decode_without_prompt_and_greedy_defaults():
     assert torch.equal(out, generate(model, semantic, None, n_frames=9, temperature=0.0, noise=0.0))
     assert model.training is False
 
+
+
+def test_decode_with_given_levels_starts_at_the_first_level_not_given():
+    """given [B, G, T]: those levels stay as given on every frame (prompt frames included), the
+    decoding starts at level G, and what it decodes there depends on what was given."""
+    model = tiny_model()
+    semantic, codes = random_batch(batch=2, ts=10)
+    history = []
+    run = dict(n_frames=20, temperature=0.0, noise=0.0)
+    out = generate(model, semantic, codes[:, :, :4], given=codes[:, :1], **run,
+                   on_step=lambda level, step, c: history.append(level))  # fmt: skip
+    assert torch.equal(out[:, :1], codes[:, :1]) and torch.equal(out[:, :, :4], codes[:, :, :4])
+    assert sorted(set(history)) == [1, 2] and ((out >= 0) & (out < K)).all()
+    other = generate(model, semantic, codes[:, :, :4], given=(codes[:, :1] + 1) % K, **run)
+    assert not torch.equal(out[:, 1:], other[:, 1:])
+    both = generate(model, semantic, None, given=codes[:, :2], **run)
+    assert torch.equal(both[:, :2], codes[:, :2])
+    for bad in (codes[:, :0], codes, codes[:, :1, :10], codes[:1, :1]):
+        with pytest.raises(ValueError, match="given"):
+            generate(model, semantic, None, given=bad, **run)
+
+
+def test_windowed_decode_keeps_given_levels_in_every_window():
+    model = tiny_model(max_frames=16)  # windows of 8 tokens
+    semantic, codes = random_batch(batch=1, ts=20)
+    out = generate_windowed(model, semantic, codes[:, :, :6], given=codes[:, :2])
+    assert out.shape == (1, Q, 40) and torch.equal(out[:, :2], codes[:, :2])
+    assert torch.equal(out[:, :, :6], codes[:, :, :6])
 
 # --- training -----------------------------------------------------------------------------------
 
