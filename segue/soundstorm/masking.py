@@ -3,7 +3,8 @@
 For each item of a batch of codes [B, Q, T] with `lengths` valid frames:
 
     prompt  p ~ U{0 .. n - 1}      frames [0, p) keep every level (the acoustic prompt)
-    level   q ~ U{0 .. Q - 1}      levels < q keep every frame (already decoded)
+    level   q ~ U{0 .. Q - 1}      levels < q keep every frame (already decoded); or drawn
+                                   with `level_weights` (training more often on some levels)
     ratio   cos(pi/2 * u), u ~ U[0, 1)
                                    ceil(ratio * (n - p)) of level q's frames [p, n) are masked
     finer   levels > q             masked on every frame [p, n) (not decoded yet)
@@ -50,8 +51,10 @@ def mask_codes(
     mask_id: int,
     lengths: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    level_weights: torch.Tensor | None = None,
 ) -> Masked:
-    """Sample SoundStorm's training mask for codes [B, Q, T] (see the module docstring)."""
+    """Sample SoundStorm's training mask for codes [B, Q, T] (see the module docstring).
+    level_weights [Q] (>= 0, not all 0): q's relative probabilities (None: uniform)."""
     batch, n_levels, length = codes.shape
     device = codes.device
     if lengths is None:
@@ -62,7 +65,13 @@ def mask_codes(
         return torch.rand(*shape, generator=generator, device=device)
 
     prompt = (rand(batch) * lengths).long().clamp(max=lengths - 1).clamp(min=0)
-    level = (rand(batch) * n_levels).long().clamp(max=n_levels - 1)
+    if level_weights is None:
+        level = (rand(batch) * n_levels).long().clamp(max=n_levels - 1)
+    else:
+        weights = level_weights.to(device=device, dtype=torch.float)
+        if weights.shape != (n_levels,) or (weights < 0).any() or not weights.sum() > 0:
+            raise ValueError(f"level_weights must be {n_levels} weights >= 0, not all 0")
+        level = torch.multinomial(weights.expand(batch, -1), 1, generator=generator)[:, 0]
     frames = torch.arange(length, device=device)[None]  # [1, T]
     target = (frames >= prompt[:, None]) & (frames < lengths[:, None])  # [B, T] non-prompt
     count = (mask_ratio(rand(batch)) * (lengths - prompt)).ceil().long().clamp(min=1)

@@ -78,6 +78,10 @@ class SoundStormRunConfig(RunConfig):
     #: fine-tuning (`train.init_from`) on another semantic tokenizer's tokens than the saved
     #: model's: their embeddings start fresh, every other weight comes from the saved model
     new_semantic_tokens: bool = False
+    #: training: how often each level is the one predicted, relative weights, one per level
+    #: (None: uniform, the paper's); e.g. more on level 0, where resynthesis loses most words.
+    #: Validation keeps the uniform draw, so runs with other weights compare.
+    level_weights: list[float] | None = None
 
 
 def _meta(path: str, kind: str) -> dict:
@@ -175,10 +179,14 @@ class SoundStormDataset(Dataset):
 
 
 def masked_loss(
-    model: nn.Module, batch: dict, mask_id: int, generator: torch.Generator | None = None
+    model: nn.Module,
+    batch: dict,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+    level_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mask the batch, predict each item's level q; (loss, correct count, target count)."""
-    masked = mask_codes(batch["codes"], mask_id, batch["length"], generator)
+    masked = mask_codes(batch["codes"], mask_id, batch["length"], generator, level_weights)
     logits = model(masked.inputs, batch["semantic"], batch["length"], levels=masked.level)
     target = batch["codes"].gather(1, masked.level[:, None, None].expand(-1, 1, logits.shape[1]))
     target = target[:, 0].masked_fill(~masked.loss_mask, -100)  # [B, T]
@@ -210,6 +218,16 @@ class SoundStormTask(TrainTask):
         self.config = config
         adopt_initial(config)
         self.window = fill_from_shards(config)
+        self.level_weights = None
+        if config.level_weights is not None:
+            weights = [float(w) for w in config.level_weights]
+            n_levels = config.model.n_levels
+            if len(weights) != n_levels or min(weights) < 0 or not sum(weights) > 0:
+                raise InputError(
+                    f"level_weights must be {n_levels} weights >= 0 (one per level, not all 0), "
+                    f"got {config.level_weights}"
+                )
+            self.level_weights = torch.tensor(weights)
 
     def setup(self, device: torch.device) -> None:
         self.model = SoundStorm(self.config.model)
@@ -247,7 +265,10 @@ class SoundStormTask(TrainTask):
         return FirstItems(dataset, self.config.data.valid_items)
 
     def train_step(self, models: Mapping[str, nn.Module], batch: dict, step: int) -> Phase:
-        loss, correct, count = masked_loss(models["model"], batch, self.config.model.mask_id)
+        mask_id = self.config.model.mask_id
+        loss, correct, count = masked_loss(
+            models["model"], batch, mask_id, level_weights=self.level_weights
+        )
         return Phase(MAIN, loss, {"accuracy": correct / count.clamp(min=1)})
 
     def _valid_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, ...]:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, DataLoader
 
 from segue.config import apply_overrides
 from segue.errors import InputError
@@ -97,6 +97,20 @@ def test_training_mask_is_deterministic_with_a_generator():
     a = mask_codes(codes, K, generator=torch.Generator().manual_seed(3))
     b = mask_codes(codes, K, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.level, b.level)
+
+
+def test_level_weights_draw_levels_by_their_weights():
+    codes = torch.randint(0, K, (3000, Q, 12))
+    g = torch.Generator().manual_seed(0)
+    level = mask_codes(codes, K, generator=g, level_weights=torch.tensor([2.0, 0.0, 1.0])).level
+    counts = torch.bincount(level, minlength=Q).float() / len(level)
+    assert counts[1] == 0 and abs(counts[0] - 2 / 3) < 0.04 and abs(counts[2] - 1 / 3) < 0.04
+    uniform = mask_codes(codes, K, generator=torch.Generator().manual_seed(0))
+    same = mask_codes(codes, K, generator=torch.Generator().manual_seed(0), level_weights=None)
+    assert torch.equal(uniform.inputs, same.inputs)  # None: the uniform draw as before
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="level_weights"):
+            mask_codes(codes[:2], K, level_weights=torch.tensor(bad))
 
 
 # --- model --------------------------------------------------------------------------------------
@@ -251,6 +265,34 @@ def tiny_run(shards, steps: int) -> SoundStormRunConfig:
         steps, batch_size=8, every=steps, warmup=3, log_every=10, lr=3e-3
     )
     return apply_overrides(config, settings)
+
+
+def test_level_weights_train_only_the_levels_weighted_and_are_checked(shards, monkeypatch):
+    """level_weights: the training steps' masks predict only the weighted levels, validation's
+    keep the uniform draw (runs compare); a wrong count is refused when the task is made."""
+    from segue.soundstorm import train as train_module
+
+    config = tiny_run(shards, 1)
+    config.level_weights = [1.0] + [0.0] * (LEVELS - 1)
+    task = SoundStormTask(config)
+    task.setup(torch.device("cpu"))
+    drawn, real = [], train_module.mask_codes
+
+    def spy(*args):
+        masked = real(*args)
+        drawn.append(masked.level)
+        return masked
+
+    monkeypatch.setattr(train_module, "mask_codes", spy)
+    batch = next(iter(DataLoader(task.train_dataset(), batch_size=16)))
+    task.train_step({"model": task.model}, batch, 0)
+    assert (drawn[-1] == 0).all()
+    task.valid_step({"model": task.model}, batch)
+    assert (drawn[-1] != 0).any()  # uniform over the levels
+    config = tiny_run(shards, 1)
+    config.level_weights = [1.0, 2.0]
+    with pytest.raises(InputError, match=f"level_weights must be {LEVELS} weights"):
+        SoundStormTask(config)
 
 
 def test_dataset_items_align_semantic_and_acoustic(shards):
