@@ -34,8 +34,10 @@ def system_name(key: str) -> str:
     """What a resynthesis key stands for: SYSTEMS' names, and `kept_key(G)`'s."""
     if key in SYSTEMS:
         return SYSTEMS[key]
-    levels = int(key.removeprefix("keep"))
-    kept = "level 0" if levels == 1 else f"levels 0-{levels - 1}"
+    levels = key.removeprefix("keep")
+    if not (key.startswith("keep") and levels.isdigit()):
+        return key  # a key of a later version: shown as it is
+    kept = "level 0" if levels == "1" else f"levels 0-{int(levels) - 1}"
     return f"from semantic tokens + the file's {kept}"
 
 
