@@ -13,7 +13,7 @@ to fine. It sees only token ids (no codec, no semantic model).
 from segue.soundstorm.config import PRESETS, SoundStormConfig, soundstorm_preset
 from segue.soundstorm.decode import generate, generate_windowed
 from segue.soundstorm.load import load_soundstorm
-from segue.soundstorm.masking import Masked, mask_codes, mask_ratio
+from segue.soundstorm.masking import Masked, mask_codes, mask_codes_seeded, mask_ratio
 from segue.soundstorm.model import SoundStorm
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "generate_windowed",
     "load_soundstorm",
     "mask_codes",
+    "mask_codes_seeded",
     "mask_ratio",
     "soundstorm_preset",
 ]

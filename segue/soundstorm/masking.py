@@ -52,9 +52,11 @@ def mask_codes(
     lengths: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     level_weights: torch.Tensor | None = None,
+    level: torch.Tensor | None = None,
 ) -> Masked:
     """Sample SoundStorm's training mask for codes [B, Q, T] (see the module docstring).
-    level_weights [Q] (>= 0, not all 0): q's relative probabilities (None: uniform)."""
+    level_weights [Q] (>= 0, not all 0): q's relative probabilities (None: uniform); level [B]:
+    each item's q, not drawn."""
     batch, n_levels, length = codes.shape
     device = codes.device
     if lengths is None:
@@ -65,7 +67,11 @@ def mask_codes(
         return torch.rand(*shape, generator=generator, device=device)
 
     prompt = (rand(batch) * lengths).long().clamp(max=lengths - 1).clamp(min=0)
-    if level_weights is None:
+    if level is not None:
+        level = level.to(device=device, dtype=torch.long)
+        if level.shape != (batch,) or bool(((level < 0) | (level >= n_levels)).any()):
+            raise ValueError(f"level must be {batch} levels in [0, {n_levels})")
+    elif level_weights is None:
         level = (rand(batch) * n_levels).long().clamp(max=n_levels - 1)
     else:
         weights = level_weights.to(device=device, dtype=torch.float)
@@ -81,3 +87,35 @@ def mask_codes(
     hidden = ((levels == q) & chosen[:, None]) | ((levels > q) & target[:, None])
     inputs = codes.masked_fill(hidden, mask_id)
     return Masked(inputs=inputs, loss_mask=chosen, level=level, prompt=prompt)
+
+
+def mask_codes_seeded(
+    codes: torch.Tensor,
+    mask_id: int,
+    lengths: torch.Tensor | None,
+    seeds: torch.Tensor,
+) -> Masked:
+    """A validation mask for codes [B, Q, T]: item i's level is seeds[i] mod Q (every level
+    equally often over consecutive seeds, where random draws would leave some levels out of a
+    small set) and the rest of its mask is drawn from a generator seeded by seeds[i] [B]. An
+    item's mask does not depend on its batch (size, order, rank), so a validation over the same
+    items is the same under any batching."""
+    batch, n_levels, length = codes.shape
+    if lengths is None:
+        lengths = torch.full((batch,), length, device=codes.device)
+    parts = [
+        mask_codes(
+            codes[i : i + 1],
+            mask_id,
+            lengths[i : i + 1],
+            torch.Generator(device=codes.device).manual_seed(int(seeds[i])),
+            level=(seeds[i : i + 1] % n_levels),
+        )
+        for i in range(batch)
+    ]
+    return Masked(
+        inputs=torch.cat([m.inputs for m in parts]),
+        loss_mask=torch.cat([m.loss_mask for m in parts]),
+        level=torch.cat([m.level for m in parts]),
+        prompt=torch.cat([m.prompt for m in parts]),
+    )

@@ -37,7 +37,7 @@ from segue.lm.data import (
 )
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
 from segue.soundstorm.load import load_soundstorm, read_soundstorm_config
-from segue.soundstorm.masking import mask_codes
+from segue.soundstorm.masking import mask_codes, mask_codes_seeded
 from segue.soundstorm.model import SoundStorm
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import MAIN, fine_tune_config
@@ -132,8 +132,9 @@ class SoundStormDataset(Dataset):
     """Random crops of `window` semantic tokens and their r * window acoustic frames.
 
     Item: semantic [window] (PAD = S past the end), codes [Q, r * window] (0 past the end),
-    length (valid frames). Crops depend only on (seed, epoch, index). `semantic_shift` > 0:
-    another utterance's semantic tokens over the same crops (`segue.lm.data.conditioning_tokens`;
+    length (valid frames), index (the item's, for its validation mask). Crops depend only on
+    (seed, epoch, index). `semantic_shift` > 0: another utterance's semantic tokens over the
+    same crops (`segue.lm.data.conditioning_tokens`;
     `segue soundstorm eval --mismatched-semantic`).
     """
 
@@ -175,7 +176,12 @@ class SoundStormDataset(Dataset):
         out_semantic[: end - start] = semantic[start:end]
         codes = torch.zeros(self.config.n_levels, r * w, dtype=torch.long)
         codes[:, : frames.shape[1]] = frames
-        return {"semantic": out_semantic, "codes": codes, "length": torch.tensor(frames.shape[1])}
+        return {
+            "semantic": out_semantic,
+            "codes": codes,
+            "length": torch.tensor(frames.shape[1]),
+            "index": torch.tensor(index),
+        }
 
 
 def masked_loss(
@@ -184,9 +190,14 @@ def masked_loss(
     mask_id: int,
     generator: torch.Generator | None = None,
     level_weights: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mask the batch, predict each item's level q; (loss, correct count, target count)."""
-    masked = mask_codes(batch["codes"], mask_id, batch["length"], generator, level_weights)
+    """Mask the batch, predict each item's level q; (loss, correct count, target count).
+    seeds [B]: each item's mask from its own seed (`mask_codes_seeded`; validation)."""
+    if seeds is not None:
+        masked = mask_codes_seeded(batch["codes"], mask_id, batch["length"], seeds)
+    else:
+        masked = mask_codes(batch["codes"], mask_id, batch["length"], generator, level_weights)
     logits = model(masked.inputs, batch["semantic"], batch["length"], levels=masked.level)
     target = batch["codes"].gather(1, masked.level[:, None, None].expand(-1, 1, logits.shape[1]))
     target = target[:, 0].masked_fill(~masked.loss_mask, -100)  # [B, T]
@@ -272,9 +283,11 @@ class SoundStormTask(TrainTask):
         return Phase(MAIN, loss, {"accuracy": correct / count.clamp(min=1)})
 
     def _valid_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, ...]:
-        """`masked_loss` with the masks of seed 0 (the same for every validation)."""
-        generator = torch.Generator(device=batch["codes"].device).manual_seed(0)
-        return masked_loss(model, batch, self.config.model.mask_id, generator)
+        """`masked_loss` with each crop's mask by its index (`mask_codes_seeded`: level index
+        mod Q, the rest seeded by the index): the same at every validation and under any batch
+        size or number of processes (until 2026-12-08 one seed per batch gave every batch the
+        same draws: the loss rested on `batch_size` draws of the level)."""
+        return masked_loss(model, batch, self.config.model.mask_id, seeds=batch["index"])
 
     @torch.no_grad()
     def valid_step(self, models: Mapping[str, nn.Module], batch: dict) -> dict[str, float]:

@@ -18,6 +18,7 @@ from segue.soundstorm import (
     generate,
     generate_windowed,
     mask_codes,
+    mask_codes_seeded,
     mask_ratio,
 )
 from segue.soundstorm.evaluate import evaluate_soundstorm
@@ -276,14 +277,18 @@ def test_level_weights_train_only_the_levels_weighted_and_are_checked(shards, mo
     config.level_weights = [1.0] + [0.0] * (LEVELS - 1)
     task = SoundStormTask(config)
     task.setup(torch.device("cpu"))
-    drawn, real = [], train_module.mask_codes
+    drawn = []
 
-    def spy(*args):
-        masked = real(*args)
-        drawn.append(masked.level)
-        return masked
+    def spy(real):
+        def draw(*args):
+            masked = real(*args)
+            drawn.append(masked.level)
+            return masked
 
-    monkeypatch.setattr(train_module, "mask_codes", spy)
+        return draw
+
+    for name in ("mask_codes", "mask_codes_seeded"):
+        monkeypatch.setattr(train_module, name, spy(getattr(train_module, name)))
     batch = next(iter(DataLoader(task.train_dataset(), batch_size=16)))
     task.train_step({"model": task.model}, batch, 0)
     assert (drawn[-1] == 0).all()
@@ -293,6 +298,24 @@ def test_level_weights_train_only_the_levels_weighted_and_are_checked(shards, mo
     config.level_weights = [1.0, 2.0]
     with pytest.raises(InputError, match=f"level_weights must be {LEVELS} weights"):
         SoundStormTask(config)
+
+
+def test_validation_masks_follow_the_item_not_its_batch(shards):
+    """Each validation crop's mask is seeded by its index: the loss of the same crops is the same
+    in any order and batching (one seed per batch gave every batch the same draws)."""
+    task = SoundStormTask(tiny_run(shards, 1))
+    task.setup(torch.device("cpu"))
+    items = [task.train_dataset()[i] for i in range(8)]  # the valid split has 3 crops
+    batch = DataLoader(items, batch_size=8).__iter__().__next__()
+    loss = task.valid_step({"model": task.model}, batch)["loss"]
+    backwards = DataLoader(items[::-1], batch_size=8).__iter__().__next__()
+    assert task.valid_step({"model": task.model}, backwards)["loss"] == pytest.approx(loss)
+    masked = mask_codes_seeded(batch["codes"], K_A, batch["length"], batch["index"])
+    again = mask_codes_seeded(backwards["codes"], K_A, backwards["length"], backwards["index"])
+    assert torch.equal(masked.level, again.level.flip(0))
+    assert torch.equal(masked.level, batch["index"] % LEVELS)  # every level equally often
+    with pytest.raises(ValueError, match="level must be"):
+        mask_codes(batch["codes"], K_A, level=torch.full((8,), LEVELS))
 
 
 def test_dataset_items_align_semantic_and_acoustic(shards):
