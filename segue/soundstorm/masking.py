@@ -4,7 +4,8 @@ For each item of a batch of codes [B, Q, T] with `lengths` valid frames:
 
     prompt  p ~ U{0 .. n - 1}      frames [0, p) keep every level (the acoustic prompt)
     level   q ~ U{0 .. Q - 1}      levels < q keep every frame (already decoded); or drawn
-                                   with `level_weights` (training more often on some levels)
+                                   with `level_weights` (training more often on some levels),
+                                   or given (validation: `mask_codes_seeded`)
     ratio   cos(pi/2 * u), u ~ U[0, 1)
                                    ceil(ratio * (n - p)) of level q's frames [p, n) are masked
     finer   levels > q             masked on every frame [p, n) (not decoded yet)
