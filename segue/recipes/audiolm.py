@@ -240,10 +240,11 @@ def tokenize(ctx: Context) -> dict[str, Any]:
         return codec.encode(torch.from_numpy(audio)[None].to(device))[0].cpu().numpy()  # [Q, F]
 
     ranks = {"rank": ctx.dist.rank, "world_size": ctx.dist.world_size}
-    if _codec_targets(ctx) is None:
+    targets = _codec_targets(ctx)
+    if targets is None:
         failed = _semantic_shards(ctx, out / "semantic", merge=False)
     else:  # the codec step tokenized the corpus with this tokenizer already
-        ctx.main_only(lambda: _copy_shards(_codec_targets(ctx), out / "semantic"))
+        ctx.main_only(lambda: _copy_shards(targets, out / "semantic"))
         failed = 0  # its unreadable files are the acoustic pass's too, counted there
     with torch.inference_mode():
         counts = tokenize_manifest(

@@ -16,9 +16,12 @@ The loss is on level q's masked frames only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from segue.errors import InputError
 
 
 def mask_ratio(progress: torch.Tensor | float) -> torch.Tensor:
@@ -34,6 +37,17 @@ def pick_lowest(
     scores = scores.masked_fill(~candidates, math.inf)
     rank = scores.argsort(dim=1, stable=True).argsort(dim=1)
     return (rank < count[:, None]) & candidates
+
+
+def checked_level_weights(weights: Sequence[float] | torch.Tensor, n_levels: int) -> torch.Tensor:
+    """`level_weights` as a float tensor [Q], refused unless Q weights >= 0, not all 0."""
+    values = torch.as_tensor(weights, dtype=torch.float)
+    if values.shape != (n_levels,) or bool((values < 0).any()) or not float(values.sum()) > 0:
+        raise InputError(
+            f"level_weights must be {n_levels} weights >= 0 (one per level, not all 0), "
+            f"got {values.tolist()}"
+        )
+    return values
 
 
 @dataclass
@@ -75,9 +89,7 @@ def mask_codes(
     elif level_weights is None:
         level = (rand(batch) * n_levels).long().clamp(max=n_levels - 1)
     else:
-        weights = level_weights.to(device=device, dtype=torch.float)
-        if weights.shape != (n_levels,) or (weights < 0).any() or not weights.sum() > 0:
-            raise ValueError(f"level_weights must be {n_levels} weights >= 0, not all 0")
+        weights = checked_level_weights(level_weights, n_levels).to(device)
         level = torch.multinomial(weights.expand(batch, -1), 1, generator=generator)[:, 0]
     frames = torch.arange(length, device=device)[None]  # [1, T]
     target = (frames >= prompt[:, None]) & (frames < lengths[:, None])  # [B, T] non-prompt

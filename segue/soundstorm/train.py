@@ -37,7 +37,7 @@ from segue.lm.data import (
 )
 from segue.soundstorm.config import SoundStormConfig, soundstorm_preset
 from segue.soundstorm.load import load_soundstorm, read_soundstorm_config
-from segue.soundstorm.masking import mask_codes, mask_codes_seeded
+from segue.soundstorm.masking import checked_level_weights, mask_codes, mask_codes_seeded
 from segue.soundstorm.model import SoundStorm
 from segue.train import OptimConfig, Phase, RunConfig, TrainConfig, TrainTask
 from segue.train.task import MAIN, fine_tune_config
@@ -229,16 +229,9 @@ class SoundStormTask(TrainTask):
         self.config = config
         adopt_initial(config)
         self.window = fill_from_shards(config)
-        self.level_weights = None
+        self.level_weights = None  # checked now, not at the first step
         if config.level_weights is not None:
-            weights = [float(w) for w in config.level_weights]
-            n_levels = config.model.n_levels
-            if len(weights) != n_levels or min(weights) < 0 or not sum(weights) > 0:
-                raise InputError(
-                    f"level_weights must be {n_levels} weights >= 0 (one per level, not all 0), "
-                    f"got {config.level_weights}"
-                )
-            self.level_weights = torch.tensor(weights)
+            self.level_weights = checked_level_weights(config.level_weights, config.model.n_levels)
 
     def setup(self, device: torch.device) -> None:
         self.model = SoundStorm(self.config.model)
