@@ -23,7 +23,8 @@ from segue.lm.stages import coarse_generate, fine_generate
 from segue.soundstorm import generate_windowed
 
 if TYPE_CHECKING:
-    from segue.pipeline import AudioLM, PipelineSampling
+    from segue.pipeline import AudioLM
+    from segue.sampling import PipelineSampling
 
 
 class AcousticPath(ABC):

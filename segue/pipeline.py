@@ -28,7 +28,6 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +48,12 @@ from segue.bundle import (
     store_half,
 )
 from segue.codec.load import load_codec
-from segue.config import from_dict, to_dict, unset_old_placeholders, write_atomic
+from segue.config import from_dict, to_dict, write_atomic
 from segue.errors import InputError
 from segue.lm.layout import prompt_frames as _prompt_frames
 from segue.lm.stages import StageLM, load_lm, semantic_continue
+from segue.sampling import PipelineSampling as PipelineSampling  # importable from here too
+from segue.sampling import SamplingConfig as SamplingConfig
 from segue.semantic.tokenizer import SemanticTokenizer, load_tokenizer
 from segue.soundstorm import SoundStorm, load_soundstorm
 
@@ -71,56 +72,6 @@ CROSSFADE_SECONDS = 0.005
 #: `progress` of the generation methods: a bar over the stages (True) or none (False), or a
 #: function called with each stage's name as it starts (it may raise to stop the call).
 Progress = bool | Callable[[str], None]
-
-
-@dataclass
-class SamplingConfig:
-    """How one stage samples: temperature (0: greedy), top_k (None: off), top_p (None: off).
-
-    Placeholders: None is "not set" (docs/training.md); top_k 0 and top_p 1.0 (how older
-    bundles and `--top-k 0` say "off") read as None.
-    """
-
-    temperature: float = 0.6
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def __post_init__(self) -> None:
-        unset_old_placeholders(self, 0, "top_k")
-        unset_old_placeholders(self, 1.0, "top_p")
-        if not self.temperature >= 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise InputError(f"top_k must be >= 1 (None: off), got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p < 1:
-            raise InputError(f"top_p must be in (0, 1] (None: off), got {self.top_p}")
-
-    def kwargs(self) -> dict[str, Any]:
-        """Explicit settings for the stage functions, which read None as "the stage's own
-        setting" and take top_k=0 / top_p=1.0 as "off" (the same draws as before)."""
-        return {
-            "temperature": self.temperature,
-            "top_k": self.top_k or 0,
-            "top_p": 1.0 if self.top_p is None else self.top_p,
-        }
-
-
-@dataclass
-class PipelineSampling:
-    """Sampling of the three stages; AudioLM's temperatures by default (0.6 / 0.8 / 0.6)."""
-
-    semantic: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6))
-    coarse: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.8))
-    fine: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6))
-
-    @classmethod
-    def from_stages(cls, semantic: StageLM, coarse: StageLM, fine: StageLM) -> PipelineSampling:
-        """The settings each LM was configured with (its StageConfig)."""
-
-        def of(lm: StageLM) -> SamplingConfig:
-            return SamplingConfig(lm.stage.temperature, lm.stage.top_k, lm.stage.top_p)
-
-        return cls(of(semantic), of(coarse), of(fine))
 
 
 class AudioLM:

@@ -28,6 +28,7 @@ LEVELS = {
     "segue.soundstorm": 2,
     "segue.bundle": 3,
     "segue.pipeline": 3,
+    "segue.sampling": 3,
     "segue.acoustic": 3,
     "segue.eval": 4,
     "segue.recipes": 4,
